@@ -1,0 +1,46 @@
+"""kdcli: compress trained Keras models by knowledge distillation.
+
+The command-line tool is a thin layer over this package; everything it does
+can be called from Python too:
+
+    import kdcli
+    data = kdcli.load_data("digits")
+    teacher = kdcli.build_model("cnn", data)
+    kdcli.train(teacher, data, epochs=20)
+
+Importing `kdcli` is cheap: TensorFlow is imported only when a function that
+needs it is first used.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it, imported on first use.
+_EXPORTS = {
+    "KdcliError": "kdcli.errors",
+    "Dataset": "kdcli.data",
+    "load_data": "kdcli.data",
+    "distillation_loss": "kdcli.losses",
+    "distillation_loss_per_sample": "kdcli.losses",
+    "build_model": "kdcli.models",
+    "build_from_spec": "kdcli.models",
+    "logits_model": "kdcli.models",
+    "load_model": "kdcli.artifacts",
+    "save_model": "kdcli.artifacts",
+    "read_provenance": "kdcli.artifacts",
+    "train": "kdcli.training",
+    "distill": "kdcli.training",
+    "predict_logits": "kdcli.training",
+    "write_soft_labels": "kdcli.soft_labels",
+    "read_soft_labels": "kdcli.soft_labels",
+    "evaluate_models": "kdcli.evaluation",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'kdcli' has no attribute {name!r}")

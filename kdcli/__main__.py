@@ -1,0 +1,5 @@
+"""`python -m kdcli` runs the command-line tool."""
+
+from kdcli.cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""Artifacts on disk: atomic writes, checksums, provenance, model save and load.
+
+Every artifact kdcli writes appears at its final path only when complete: it
+is written to a temporary file in the same folder, flushed, then renamed over
+the target. Every artifact also carries a provenance record ("run card"):
+the kdcli version, the command line, the data fingerprint, the teacher's
+sha256 where there is one, the hyperparameters and the final metrics.
+"""
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from kdcli.errors import KdcliError
+
+# Name of the provenance record inside a `.keras` file (a zip archive that
+# Keras reads by member name, so an extra member does not disturb it).
+PROVENANCE_MEMBER = "kdcli.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it to `path` on success.
+
+    On an exception the temporary file is removed and `path` keeps what it
+    held before (or stays absent).
+
+    Example:
+        >>> with atomic_path("out/model.keras") as tmp:
+        ...     model.save(tmp)
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise KdcliError(f"{path}: is a directory; give a file path for --out")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise KdcliError(f"{path}: cannot write here ({e.strerror or e})") from e
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_file(path):
+    """The hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(kind, **fields):
+    """A provenance record for a new artifact of the given kind.
+
+    Args:
+        kind: what the artifact is (`teacher`, `soft-labels`, `student`).
+        **fields: what it came from: `data`, `teacher_sha256`,
+            `hyperparameters`, `metrics`...
+    """
+    from kdcli import __version__
+
+    return {
+        "kind": kind,
+        "kdcli_version": __version__,
+        "command": " ".join(["kdcli", *sys.argv[1:]]) if _running_cli() else None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    }
+
+
+def _running_cli():
+    return Path(sys.argv[0]).name in ("kdcli", "__main__.py")
+
+
+def save_model(model, path, record=None):
+    """Save a Keras model to a `.keras` file atomically, with its provenance.
+
+    Args:
+        model: the Keras model.
+        path: where to write it; its folder is created if needed.
+        record: the provenance dict stored inside the file (see `provenance`).
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise KdcliError(f"{path}: models are saved as .keras files; give a path ending in .keras")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        if record is not None:
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(PROVENANCE_MEMBER, json.dumps(record, indent=2))
+    return path
+
+
+def load_model(path, unsafe=False):
+    """Load a `.keras` model, refusing files that need arbitrary code unless `unsafe`.
+
+    Args:
+        path: the `.keras` file.
+        unsafe: allow `Lambda` layers and other deserialised code.
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        KdcliError: the file is missing, not a Keras model, corrupt, or unsafe.
+    """
+    from kdcli._tf import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise KdcliError(f"{path}: no such model file")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise KdcliError(f"{path}: not a Keras .keras model file")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            raise KdcliError(
+                f"{path}: the model holds code (a Lambda layer) that is not loaded by default; "
+                "pass --unsafe if you trust this file"
+            ) from e
+        raise KdcliError(f"{path}: cannot load model ({_first_line(e)})") from e
+    except Exception as e:  # Keras raises many types for a damaged archive
+        raise KdcliError(f"{path}: cannot load model ({_first_line(e)})") from e
+
+
+def read_provenance(path):
+    """The provenance record of an artifact, or None when it has none.
+
+    Works for `.keras` models and `.h5` soft-label files.
+    """
+    path = Path(path)
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                if PROVENANCE_MEMBER not in z.namelist():
+                    return None
+                return json.loads(z.read(PROVENANCE_MEMBER))
+        except (OSError, zipfile.BadZipFile, ValueError) as e:
+            raise KdcliError(f"{path}: cannot read provenance ({_first_line(e)})") from e
+    if path.suffix in (".h5", ".hdf5"):
+        from kdcli.soft_labels import read_attrs
+
+        return json.loads(read_attrs(path).get("provenance", "null"))
+    return None
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

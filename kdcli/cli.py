@@ -1,0 +1,216 @@
+"""The `kdcli` command line: parses options and calls `kdcli.pipeline`.
+
+Conventions: the result (an artifact's path, a report) goes to stdout, talk
+to stderr; an expected error is one `error: ...` line and exit code 4 (bad
+input) or 3 (a failed gate); `--debug` shows tracebacks. TensorFlow is
+imported only inside commands, so `--help` answers at once.
+"""
+
+import functools
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kdcli.console import Reporter, stderr
+from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, KdcliError
+
+app = typer.Typer(
+    name="kdcli",
+    help="Compress trained Keras models by knowledge distillation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Data = Annotated[
+    Optional[str],
+    typer.Option(help="digits (the bundled sample) or a path to an .npz/.h5 file; "
+                 "defaults to the data recorded in the input artifact."),
+]
+ValSplit = Annotated[
+    Optional[float],
+    typer.Option(help="Share held out for testing when the data file has only x, y (default 0.2)."),
+]
+Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
+Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
+LearningRate = Annotated[float, typer.Option(help="Adam step size.")]
+Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
+Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
+Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+
+
+def command(name):
+    """Register a subcommand whose errors become one line and an exit code."""
+
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except KdcliError as e:
+                _fail(str(e), e.exit_code, kwargs.get("debug"))
+            except KeyboardInterrupt:
+                _fail("interrupted", EXIT_INTERRUPTED, kwargs.get("debug"))
+            except (typer.Exit, typer.Abort):
+                raise
+            except Exception as e:  # an internal error: say so, briefly
+                _fail(f"internal error: {type(e).__name__}: {e}".splitlines()[0] +
+                      " (run again with --debug for the traceback)", EXIT_INTERNAL, kwargs.get("debug"))
+
+        return app.command(name)(wrapper)
+
+    return register
+
+
+def _fail(message, code, debug):
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _result(path):
+    """Print an artifact's path, alone, on stdout."""
+    typer.echo(str(path))
+
+
+@command("train-teacher")
+def train_teacher(
+    data: Annotated[str, typer.Option(help="digits (the bundled sample) or a path to an .npz/.h5 file.")] = "digits",
+    arch: Annotated[str, typer.Option(help="Built-in architecture: cnn or mlp.")] = "cnn",
+    model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
+    width: Width = None,
+    depth: Depth = None,
+    epochs: Epochs = 20,
+    batch_size: BatchSize = 64,
+    learning_rate: LearningRate = 1e-3,
+    seed: Seed = 0,
+    val_split: ValSplit = None,
+    out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
+    unsafe: Unsafe = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Train a teacher on hard labels and write it as a .keras file."""
+    from kdcli import pipeline
+
+    path, _ = pipeline.train_teacher(
+        data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
+        seed, val_split, unsafe, Reporter(quiet),
+    )
+    _result(path)
+
+
+@command("soft-labels")
+def soft_labels(
+    teacher: Annotated[Path, typer.Option(help="The teacher .keras file.")],
+    data: Data = None,
+    out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
+    dtype: Annotated[str, typer.Option(help="Storage type of the logits: float32 or float16.")] = "float32",
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
+    split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
+    val_split: ValSplit = None,
+    unsafe: Unsafe = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Write the teacher's logits for the training split to an HDF5 file."""
+    from kdcli import pipeline
+
+    if split != "train":
+        raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
+    _result(pipeline.make_soft_labels(teacher, data, out, batch_size, dtype, val_split, unsafe, Reporter(quiet)))
+
+
+@command("distill")
+def distill(
+    soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (offline: the teacher never runs).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="A teacher .keras file run on every batch (online).")] = None,
+    data: Data = None,
+    student: Annotated[str, typer.Option(help="mlp, cnn, or a .keras file holding your own architecture.")] = "mlp",
+    width: Width = None,
+    depth: Depth = None,
+    temperature: Annotated[float, typer.Option(help="Softens teacher and student distributions in the KD term.")] = 4.0,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term; 1 - alpha weighs the hard labels.")] = 0.9,
+    epochs: Epochs = 30,
+    batch_size: BatchSize = 64,
+    learning_rate: LearningRate = 1e-3,
+    seed: Seed = 0,
+    val_split: ValSplit = None,
+    out: Annotated[Path, typer.Option(help="The student .keras file to write.")] = Path("student.keras"),
+    unsafe: Unsafe = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Train a small student from a teacher's soft labels (or a live teacher)."""
+    from kdcli import pipeline
+
+    path, _ = pipeline.distill_student(
+        data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
+        batch_size, learning_rate, seed, val_split, unsafe, Reporter(quiet),
+    )
+    _result(path)
+
+
+@command("evaluate")
+def evaluate(
+    models: Annotated[list[Path], typer.Argument(help="Models to compare; the first is the reference.")],
+    data: Data = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the report as JSON to PATH, or to stdout with '-'.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when computing accuracy.")] = 256,
+    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model.")] = 200,
+    val_split: ValSplit = None,
+    unsafe: Unsafe = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Compare models on the test split: accuracy, size and latency."""
+    from rich.console import Console
+
+    from kdcli import pipeline, report
+    from kdcli.artifacts import atomic_path
+
+    result = pipeline.evaluate(models, data, batch_size, latency_runs, val_split, unsafe)
+    if json_out == "-":
+        typer.echo(report.to_json(result))
+        return
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(report.to_json(result) + "\n")
+    # A report piped to a file or a CI log is read later: don't squeeze it into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 150).print(report.table(result))
+
+
+@command("info")
+def info(
+    artifact: Annotated[Path, typer.Argument(help="A .keras model or a soft-label .h5 file.")],
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Show where an artifact came from (its provenance), as JSON."""
+    import json
+
+    from kdcli.artifacts import read_provenance
+
+    if not artifact.is_file():
+        raise KdcliError(f"{artifact}: no such file")
+    record = read_provenance(artifact)
+    if record is None:
+        raise KdcliError(f"{artifact}: carries no kdcli provenance")
+    typer.echo(json.dumps(record, indent=2))
+
+
+def main():
+    """Entry point of the `kdcli` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

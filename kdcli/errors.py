@@ -1,0 +1,22 @@
+"""Errors that the command line turns into one readable line and an exit code."""
+
+# Exit codes of the command-line contract.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_GATE_FAILED = 3
+EXIT_BAD_INPUT = 4
+EXIT_INTERRUPTED = 130
+
+
+class KdcliError(Exception):
+    """An expected failure, reported as `error: <message>` without a traceback.
+
+    Args:
+        message: one line saying what is wrong and, where possible, what to do.
+        exit_code: the process exit code; bad input (4) unless said otherwise.
+    """
+
+    def __init__(self, message, exit_code=EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,175 @@
+"""Models: built-in architectures, student specs, and a teacher's logits.
+
+Built-in models start with their preprocessing (a `Normalization` layer
+adapted to the training split), so a saved model takes raw inputs and gives
+the same answers in `evaluate`, in an export and in a user's own
+`model.predict`. They end in logits, with no softmax.
+"""
+
+from pathlib import Path
+
+from kdcli._tf import keras
+from kdcli.errors import KdcliError
+
+ARCHS = ("mlp", "cnn")
+
+# (width, depth) by role. mlp: `depth` hidden Dense layers of `width` units.
+# cnn: `depth` blocks of two 3x3 convolutions, `width * 2**i` filters in block i.
+DEFAULTS = {
+    "teacher": {"mlp": (512, 2), "cnn": (32, 2)},
+    "student": {"mlp": (64, 1), "cnn": (8, 2)},
+}
+
+
+def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
+    """Build an untrained built-in model sized for a data set.
+
+    Args:
+        arch: `mlp` or `cnn`.
+        data: the `Dataset`; its input shape, classes and training split (to
+            adapt the normalisation) size the model.
+        width: units of each hidden layer (mlp) or filters of the first block (cnn).
+        depth: hidden layers (mlp) or convolution blocks (cnn).
+        role: `teacher` or `student`, which picks the default width and depth.
+        seed: seed of the weight initialisation.
+
+    Returns:
+        An uncompiled `keras.Model` mapping raw inputs to logits.
+
+    Example:
+        >>> teacher = build_model("cnn", load_data("digits"))
+    """
+    if arch not in ARCHS:
+        raise KdcliError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+    default_width, default_depth = DEFAULTS[role][arch]
+    width = default_width if width is None else width
+    depth = default_depth if depth is None else depth
+    if width < 1 or depth < 0 or (arch == "cnn" and depth < 1):
+        raise KdcliError(f"--width must be at least 1 and --depth at least {1 if arch == 'cnn' else 0}")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    shape = data.input_shape
+    inputs = keras.Input(shape=shape, name="inputs")
+    x = _normalization(data)(inputs)
+    if arch == "mlp":
+        x = keras.layers.Flatten()(x) if len(shape) > 1 else x
+        for _ in range(depth):
+            x = keras.layers.Dense(width, activation="relu")(x)
+    else:
+        if len(shape) not in (2, 3):
+            raise KdcliError(
+                f"the cnn architecture needs image inputs (H, W) or (H, W, C), the data has samples "
+                f"of shape {shape}; use mlp"
+            )
+        if len(shape) == 2:
+            x = keras.layers.Reshape((*shape, 1))(x)
+        size = min(shape[:2])
+        for block in range(depth):
+            filters = width * 2**block
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            if size >= 4:
+                x = keras.layers.MaxPooling2D(2)(x)
+                size //= 2
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(4 * width, activation="relu")(x)
+        x = keras.layers.Dropout(0.3)(x)
+    outputs = keras.layers.Dense(data.num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"{role}_{arch}")
+
+
+def _normalization(data):
+    """A Normalization layer adapted to the training inputs.
+
+    Per channel for images (H, W, C) and per feature for flat vectors; one
+    mean and variance for every other shape.
+    """
+    axis = -1 if len(data.input_shape) in (1, 3) else None
+    norm = keras.layers.Normalization(axis=axis, name="normalization")
+    norm.adapt(data.x_train.astype("float32"))
+    return norm
+
+
+def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False):
+    """Build an untrained model from a `--student` (or `--arch`/`--model`) spec.
+
+    Args:
+        spec: a built-in family (`mlp`, `cnn`), or a path to a `.keras` file
+            holding the user's own architecture (its weights are re-initialised).
+        data: the `Dataset` the model will learn.
+        role: `teacher` or `student`, which picks the built-in default sizes.
+        width, depth: knobs of the built-in families.
+        seed: seed of the weight initialisation.
+        unsafe: allow a user architecture that holds code (a `Lambda` layer).
+
+    Returns:
+        An uncompiled `keras.Model` with `data.num_classes` outputs.
+    """
+    if spec in ARCHS:
+        return build_model(spec, data, width, depth, role=role, seed=seed)
+    if spec.endswith(".keras"):
+        from kdcli.artifacts import load_model
+
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        model = keras.models.clone_model(load_model(spec, unsafe=unsafe))
+        check_compatible(model, data, Path(spec).name)
+        return logits_model(model)
+    raise KdcliError(
+        f"unknown {role} {spec!r}: give one of {', '.join(ARCHS)} or a path to a .keras architecture"
+    )
+
+
+def check_compatible(model, data, name):
+    """Refuse a model whose input shape or number of outputs does not fit the data.
+
+    The model must take samples of the data's shape and have an output for
+    each class the data's labels name (`data.num_classes`).
+    """
+    in_shape = tuple(model.input_shape[1:])
+    if len(in_shape) != len(data.input_shape) or any(
+        m is not None and m != d for m, d in zip(in_shape, data.input_shape)
+    ):
+        raise KdcliError(
+            f"{name}: the model takes inputs of shape {in_shape}, the data has samples of shape {data.input_shape}"
+        )
+    outputs = model.output_shape[-1]
+    if outputs != data.num_classes:
+        raise KdcliError(f"{name}: the model has {outputs} outputs, the data has {data.num_classes} classes")
+
+
+def logits_model(model):
+    """The model's pre-softmax logits: a final softmax is stripped.
+
+    A model ending in `Dense(..., activation="softmax")`, a `Softmax` layer or
+    an `Activation("softmax")` is rebuilt to output what went into that
+    softmax, sharing the original weights. Any other model is returned as is.
+    Distillation needs logits: softening probabilities with a temperature
+    would give a different (wrong) target distribution.
+    """
+    last = model.layers[-1]
+    if _is_softmax_layer(last):
+        return keras.Model(model.input, last.input, name=model.name)
+    if getattr(getattr(last, "activation", None), "__name__", None) == "softmax":
+        config = last.get_config()
+        config.update(activation="linear", name=f"{last.name}_logits")
+        twin = last.__class__.from_config(config)
+        outputs = twin(last.input)
+        twin.set_weights(last.get_weights())
+        return keras.Model(model.input, outputs, name=model.name)
+    return model
+
+
+def _is_softmax_layer(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return isinstance(layer, keras.layers.Activation) and (
+        getattr(layer.activation, "__name__", None) == "softmax"
+    )
+
+
+def count_params(model):
+    """(total, trainable) parameter counts."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    total = sum(int(w.numpy().size) for w in model.weights)
+    return total, trainable

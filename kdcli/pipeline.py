@@ -1,0 +1,198 @@
+"""The four steps of the pipeline as functions: what each subcommand does.
+
+Each step reads files, writes one artifact atomically with its provenance,
+and returns what it wrote. A notebook can call them exactly as the command
+line does:
+
+    from kdcli import pipeline
+    pipeline.train_teacher("digits", "runs/teacher.keras")
+    pipeline.make_soft_labels("runs/teacher.keras", "digits", "runs/soft.h5")
+    pipeline.distill_student("digits", "runs/student.keras", soft_labels="runs/soft.h5")
+    report = pipeline.evaluate(["runs/teacher.keras", "runs/student.keras"], "digits")
+"""
+
+from pathlib import Path
+
+from kdcli.artifacts import load_model, provenance, read_provenance, save_model, sha256_file
+from kdcli.console import Reporter
+from kdcli.data import Dataset, load_data
+from kdcli.errors import KdcliError
+
+
+def resolve_data(data, val_split=None, *recorded_in):
+    """A `Dataset` from a `--data` value, or from the provenance of an artifact.
+
+    Args:
+        data: a `Dataset`, a `--data` value, or None to take the data named in
+            the provenance of the first of `recorded_in` that has one.
+        val_split: share held out when the source has no split; None takes the
+            recorded one, or 0.2.
+        *recorded_in: artifact paths to look in when `data` is None.
+    """
+    if isinstance(data, Dataset):
+        return data
+    recorded = None
+    for path in recorded_in:
+        record = read_provenance(path) if path and Path(path).is_file() else None
+        if record and record.get("data"):
+            recorded = record["data"]
+            break
+    if data is None:
+        if recorded is None:
+            raise KdcliError("no --data given and none is recorded in the input files; pass --data")
+        data = recorded["spec"]
+        if val_split is None:
+            val_split = recorded.get("val_split")
+    return load_data(data, 0.2 if val_split is None else val_split)
+
+
+def train_teacher(
+    data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
+    learning_rate=1e-3, seed=0, val_split=None, unsafe=False, reporter=None,
+):
+    """Train a teacher on hard labels and save it to `out` (a `.keras` file).
+
+    Args:
+        data: a `Dataset` or a `--data` value.
+        out: the `.keras` file to write.
+        arch: a built-in architecture (`cnn`, `mlp`) or a `.keras` file holding
+            an untrained architecture of the user's.
+        width, depth: knobs of the built-in architectures.
+        epochs, batch_size, learning_rate, seed: the training budget.
+
+    Returns:
+        `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
+    """
+    from kdcli.models import build_from_spec
+    from kdcli.training import accuracy, train
+
+    reporter = reporter or Reporter(quiet=True)
+    data = resolve_data(data, val_split)
+    model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe)
+    history = train(
+        model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher")
+    )
+    metrics = {
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "train_accuracy": history["accuracy"][-1],
+        "train_seconds": history["seconds"],
+    }
+    hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
+             "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+    save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
+    reporter.say(
+        f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
+        f"({history['seconds']:.1f} s)"
+    )
+    return Path(out), metrics
+
+
+def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_split=None, unsafe=False, reporter=None):
+    """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
+
+    A teacher that ends in a softmax gives its pre-softmax logits. The data
+    defaults to the one recorded in the teacher's provenance.
+
+    Returns:
+        The path written.
+    """
+    from kdcli.models import check_compatible, logits_model
+    from kdcli.soft_labels import write_soft_labels
+    from kdcli.training import iter_logits
+
+    reporter = reporter or Reporter(quiet=True)
+    data = resolve_data(data, val_split, teacher)
+    model = logits_model(load_model(teacher, unsafe=unsafe))
+    data.expect_classes(model.output_shape[-1], Path(teacher).name)
+    check_compatible(model, data, Path(teacher).name)
+    teacher_sha = sha256_file(teacher)
+    record = provenance(
+        "soft-labels", data=data.describe(), teacher=str(teacher), teacher_sha256=teacher_sha,
+        hyperparameters={"dtype": dtype, "batch_size": batch_size},
+    )
+    batches = iter_logits(model, data.x_train, batch_size, reporter.progress("soft labels"))
+    write_soft_labels(
+        out, batches, len(data.y_train), data.num_classes, data.fingerprint, teacher_sha, record, dtype
+    )
+    reporter.say(f"soft labels: {len(data.y_train)} x {data.num_classes} logits ({dtype})")
+    return Path(out)
+
+
+def distill_student(
+    data, out, soft_labels=None, teacher=None, student="mlp", width=None, depth=None,
+    temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
+    val_split=None, unsafe=False, reporter=None,
+):
+    """Distill a student from soft labels (offline) or a live teacher (online).
+
+    Args:
+        data: a `Dataset`, a `--data` value, or None for the data recorded in
+            the soft labels' or the teacher's provenance.
+        out: the `.keras` file to write.
+        soft_labels: a soft-label `.h5` file (the teacher never runs).
+        teacher: a teacher `.keras` file run on every batch.
+        student: `mlp`, `cnn` or a `.keras` architecture.
+        temperature, alpha: the distillation loss's `T` and KD weight.
+        epochs, batch_size, learning_rate, seed: the training budget.
+
+    Returns:
+        `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
+    """
+    from kdcli.models import build_from_spec, check_compatible, logits_model
+    from kdcli.soft_labels import read_soft_labels
+    from kdcli.training import accuracy, distill
+
+    if (soft_labels is None) == (teacher is None):
+        raise KdcliError("give either --soft-labels or --teacher")
+    reporter = reporter or Reporter(quiet=True)
+    data = resolve_data(data, val_split, soft_labels or teacher)
+    if soft_labels is not None:
+        soft = read_soft_labels(soft_labels)
+        data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
+        soft.check_matches(data, soft_labels)
+        teacher_sha, teacher_model, teacher_logits = soft.attrs["teacher_sha256"], None, soft.logits
+    else:
+        teacher_model = logits_model(load_model(teacher, unsafe=unsafe))
+        data.expect_classes(teacher_model.output_shape[-1], Path(teacher).name)
+        check_compatible(teacher_model, data, Path(teacher).name)
+        teacher_sha, teacher_logits = sha256_file(teacher), None
+    model = build_from_spec(student, data, "student", width, depth, seed, unsafe)
+    history = distill(
+        model, data, teacher_logits, teacher_model, temperature, alpha, epochs, batch_size,
+        learning_rate, seed, reporter.progress("distilling"),
+    )
+    check_compatible(model, data, "the student")
+    metrics = {
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "train_accuracy": history["accuracy"][-1],
+        "train_seconds": history["seconds"],
+    }
+    hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
+             "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
+             "learning_rate": learning_rate, "seed": seed,
+             "mode": "offline" if soft_labels is not None else "online"}
+    record = provenance(
+        "student", data=data.describe(), teacher_sha256=teacher_sha,
+        soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,
+        hyperparameters=hyper, metrics=metrics,
+    )
+    save_model(model, out, record)
+    reporter.say(
+        f"student: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
+        f"({history['seconds']:.1f} s)"
+    )
+    return Path(out), metrics
+
+
+def evaluate(models, data=None, batch_size=256, latency_runs=200, val_split=None, unsafe=False):
+    """Evaluate and compare models on the test split (see `kdcli.evaluate_models`).
+
+    The data defaults to the one recorded in the first model's provenance.
+    """
+    from kdcli.evaluation import evaluate_models
+
+    for path in models:
+        if not Path(path).is_file():
+            raise KdcliError(f"{path}: no such model file")
+    data = resolve_data(data, val_split, *models)
+    return evaluate_models(models, data, batch_size, latency_runs, unsafe)
