@@ -10,13 +10,13 @@ def _import_quietly():
     """Import TensorFlow with the C++ start-up notices (oneDNN, CUDA probing) hidden.
 
     Those lines are written to file descriptor 2 before TensorFlow reads
-    TF_CPP_MIN_LOG_LEVEL, so they are silenced at the descriptor. A user who
-    sets TF_CPP_MIN_LOG_LEVEL gets TensorFlow's own behaviour instead.
+    TF_CPP_MIN_LOG_LEVEL, so they are silenced at the descriptor.
+    TF_CPP_MIN_LOG_LEVEL=0 shows them.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

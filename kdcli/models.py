@@ -148,15 +148,17 @@ def logits_model(model):
     would give a different (wrong) target distribution.
     """
     last = model.layers[-1]
+    # `inputs`, not `input`: a loaded Sequential model only answers the former.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     if _is_softmax_layer(last):
-        return keras.Model(model.input, last.input, name=model.name)
+        return keras.Model(inputs, last.input, name=model.name)
     if getattr(getattr(last, "activation", None), "__name__", None) == "softmax":
         config = last.get_config()
         config.update(activation="linear", name=f"{last.name}_logits")
         twin = last.__class__.from_config(config)
         outputs = twin(last.input)
         twin.set_weights(last.get_weights())
-        return keras.Model(model.input, outputs, name=model.name)
+        return keras.Model(inputs, outputs, name=model.name)
     return model
 
 

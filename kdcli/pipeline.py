@@ -19,6 +19,12 @@ from kdcli.data import Dataset, load_data
 from kdcli.errors import KdcliError
 
 
+def require_file(path, what):
+    """Refuse a missing input file before any work starts."""
+    if not Path(path).is_file():
+        raise KdcliError(f"{path}: no such {what}")
+
+
 def resolve_data(data, val_split=None, *recorded_in):
     """A `Dataset` from a `--data` value, or from the provenance of an artifact.
 
@@ -33,7 +39,7 @@ def resolve_data(data, val_split=None, *recorded_in):
         return data
     recorded = None
     for path in recorded_in:
-        record = read_provenance(path) if path and Path(path).is_file() else None
+        record = read_provenance(path)
         if record and record.get("data"):
             recorded = record["data"]
             break
@@ -101,6 +107,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_sp
     from kdcli.training import iter_logits
 
     reporter = reporter or Reporter(quiet=True)
+    require_file(teacher, "model file")
     data = resolve_data(data, val_split, teacher)
     model = logits_model(load_model(teacher, unsafe=unsafe))
     data.expect_classes(model.output_shape[-1], Path(teacher).name)
@@ -145,6 +152,10 @@ def distill_student(
     if (soft_labels is None) == (teacher is None):
         raise KdcliError("give either --soft-labels or --teacher")
     reporter = reporter or Reporter(quiet=True)
+    if soft_labels is not None:
+        require_file(soft_labels, "soft-label file")
+    else:
+        require_file(teacher, "model file")
     data = resolve_data(data, val_split, soft_labels or teacher)
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
@@ -192,7 +203,6 @@ def evaluate(models, data=None, batch_size=256, latency_runs=200, val_split=None
     from kdcli.evaluation import evaluate_models
 
     for path in models:
-        if not Path(path).is_file():
-            raise KdcliError(f"{path}: no such model file")
+        require_file(path, "model file")
     data = resolve_data(data, val_split, *models)
     return evaluate_models(models, data, batch_size, latency_runs, unsafe)

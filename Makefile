@@ -1,0 +1,38 @@
+# make demo: set up .venv and run the four steps on the bundled digits sample.
+# make test: set up .venv with the test dependencies and run the test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KDCLI  := $(BIN)/kdcli
+RUNS   ?= runs
+DATA   ?= digits
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The pipeline as file targets: each step reruns only when its input changed.
+$(RUNS)/teacher.keras: $(STAMP)
+	$(KDCLI) train-teacher --data $(DATA) --out $@
+
+$(RUNS)/soft.h5: $(RUNS)/teacher.keras
+	$(KDCLI) soft-labels --teacher $< --data $(DATA) --out $@
+
+$(RUNS)/student.keras: $(RUNS)/soft.h5
+	$(KDCLI) distill --soft-labels $< --data $(DATA) --student mlp --out $@
+
+demo: $(RUNS)/student.keras
+	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras --data $(DATA)
+
+clean:
+	rm -rf $(RUNS)
