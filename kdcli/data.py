@@ -1,14 +1,26 @@
-"""Data sets: loading every `--data` form, validation and fingerprints.
+"""Data sets: every `--data` form, validation, fingerprints and streaming batches.
 
-A `Dataset` holds a training split and a held-out test split as NumPy arrays,
-integer labels `0..C-1`, and a fingerprint of the training split that soft
-labels and students record, so a later step can tell whether it is given the
-data an earlier step saw.
+A `Dataset` is a training split and a held-out test split. Labels are
+integer class ids `0..C-1`, held in memory (they are small); inputs are read
+on demand, batch by batch, from wherever they live: a NumPy array, an HDF5
+dataset or a folder of image files. So an image folder or an `.h5` file
+larger than memory streams through `tf.data` and is never loaded whole.
+
+A fingerprint of the training split (a sha256 of its inputs and labels)
+identifies the data in every artifact, so a later step can tell whether it
+is given the data an earlier step saw.
 """
 
+import contextlib
+import functools
+import gzip
 import hashlib
+import os
+import pickle
+import re
+import tarfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -16,10 +28,181 @@ import numpy as np
 
 from kdcli.errors import KdcliError
 
-BUNDLED = ("digits",)
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+KNOWN_NAMES = ("digits", *KERAS_DATASETS)
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHOLE_KEYS = ("x", "y")
 SPLIT_SEED = 0
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Rows per read when hashing or scanning a streamed source.
+SCAN_ROWS = 8192
+# Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
+_ERROR_MARK = "kdcli-error: "
+
+
+class Column:
+    """Inputs read by rows: `read(rows)` returns the samples at sorted row numbers."""
+
+    label: str  # names the inputs in messages: "data.h5: x_train"
+    n: int
+    sample_shape: tuple
+    dtype: np.dtype
+
+    def read(self, rows):
+        raise NotImplementedError
+
+    def hash_into(self, h, rows):
+        """Feed the samples at `rows` into a hash, in order."""
+        for start in range(0, len(rows), SCAN_ROWS):
+            h.update(np.ascontiguousarray(self.read(rows[start:start + SCAN_ROWS])).tobytes())
+
+
+class ArrayColumn(Column):
+    """Inputs held in a NumPy array."""
+
+    def __init__(self, array, label="x"):
+        self.array, self.label = array, label
+        self.n, self.sample_shape, self.dtype = len(array), tuple(array.shape[1:]), array.dtype
+
+    def read(self, rows):
+        return self.array[rows]
+
+
+class H5Column(Column):
+    """Inputs in an HDF5 dataset, read a batch of rows at a time."""
+
+    def __init__(self, path, key):
+        import h5py
+
+        self.path, self.key, self.label = Path(path), key, f"{path}: {key}"
+        with h5py.File(self.path, "r") as f:
+            ds = f[key]
+            self.n, self.sample_shape, self.dtype = ds.shape[0], tuple(ds.shape[1:]), ds.dtype
+        self._file = None
+
+    def read(self, rows):
+        import h5py
+
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        ds = self._file[self.key]
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # contiguous: one slice
+            return ds[rows[0]:rows[-1] + 1]
+        return ds[rows]
+
+
+class ImageColumn(Column):
+    """Image files, decoded and resized on demand to `size` with `channels` channels."""
+
+    def __init__(self, files, size, channels, label="images"):
+        self.files, self.size, self.channels, self.label = files, size, channels, label
+        self.n, self.sample_shape, self.dtype = len(files), (*size, channels), np.dtype(np.uint8)
+
+    def read(self, rows):
+        from PIL import Image
+
+        mode = "L" if self.channels == 1 else "RGB"
+        out = np.empty((len(rows), *self.sample_shape), np.uint8)
+        for i, row in enumerate(rows):
+            try:
+                with Image.open(self.files[row]) as im:
+                    im = im.convert(mode)
+                    if im.size != (self.size[1], self.size[0]):
+                        im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
+                    out[i] = np.asarray(im).reshape(self.sample_shape)
+            except OSError as e:
+                raise KdcliError(f"{self.files[row]}: unreadable image ({_first_line(e)})") from e
+        return out
+
+    def hash_into(self, h, rows):
+        # The files' names and bytes: adding, removing or editing a file changes it.
+        for row in rows:
+            path = self.files[row]
+            h.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}:".encode())
+            h.update(path.read_bytes())
+
+
+class Split:
+    """One split of a data set: labels in memory, inputs read from a `Column`.
+
+    Args:
+        x: the `Column` holding the inputs.
+        rows: the column's rows that belong to this split (sorted), or None for all.
+        y: the labels of the split, integer class ids.
+    """
+
+    def __init__(self, x, rows, y):
+        self.x, self.rows, self.y = x, rows, np.asarray(y, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.y)
+
+    def read(self, idx):
+        """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities."""
+        x = self.x.read(idx if self.rows is None else self.rows[idx])
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise KdcliError(f"{self.x.label} holds NaN or infinite values")
+        return x
+
+    def batches(self, batch_size, shuffle_seed=None, extra=()):
+        """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32.
+
+        Args:
+            batch_size: samples per batch (the last batch may be smaller).
+            shuffle_seed: shuffle the samples with this seed, or keep their order.
+            extra: more `Column`s whose row `i` belongs to sample `i` (soft labels).
+        """
+        from kdcli._tf import tf
+
+        order = np.arange(len(self)) if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(len(self))
+        signature = [(tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
+        signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
+
+        def load(idx):
+            idx = np.sort(idx)  # sorted reads stream; the order inside a batch is immaterial
+            try:
+                return (
+                    self.read(idx).astype(np.float32), self.y[idx],
+                    *[c.read(idx).astype(np.float32) for c in extra],
+                )
+            except KdcliError as e:
+                raise RuntimeError(_ERROR_MARK + str(e)) from None
+            except Exception as e:
+                raise RuntimeError(f"{_ERROR_MARK}cannot read the data ({_first_line(e)})") from None
+
+        def tf_load(idx):
+            tensors = tf.numpy_function(load, [idx], [dtype for dtype, _ in signature], stateful=False)
+            for t, (_, shape) in zip(tensors, signature):
+                t.set_shape(shape)
+            return tuple(tensors)
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def arrays(self):
+        """The whole split in memory, `(x, y)`; for small data and notebooks."""
+        return self.read(np.arange(len(self))), self.y
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turn an error raised while `Split.batches` reads data back into a one-line `KdcliError`."""
+    from kdcli._tf import tf
+
+    try:
+        yield
+    except tf.errors.OpError as e:
+        found = re.search(re.escape(_ERROR_MARK) + r"(.*)", e.message)
+        if found:
+            raise KdcliError(found.group(1).strip()) from None
+        raise
+
+
+def iterate(ds):
+    """Iterate a `Split.batches` dataset; a data error becomes a one-line `KdcliError`."""
+    with data_errors():
+        yield from ds
 
 
 @dataclass
@@ -29,26 +212,57 @@ class Dataset:
     Args:
         spec: how the data was named (`digits`, a path), recorded in provenance.
         val_split: the share held out for testing when the source had no split.
-        x_train, y_train, x_test, y_test: the arrays; labels are integers `0..C-1`.
+        train, test: the `Split`s.
         num_classes: C, at least the largest label plus one.
+        class_names: names of the classes, when the source has them (image folders).
     """
 
     spec: str
     val_split: float
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Split
+    test: Split
     num_classes: int
-    fingerprint: str = field(init=False)
-
-    def __post_init__(self):
-        self.fingerprint = fingerprint(self.x_train, self.y_train)
+    class_names: list = None
 
     @property
     def input_shape(self):
         """Shape of one sample, without the batch dimension."""
-        return tuple(self.x_train.shape[1:])
+        return self.train.x.sample_shape
+
+    @property
+    def y_train(self):
+        return self.train.y
+
+    @property
+    def y_test(self):
+        return self.test.y
+
+    @property
+    def x_train(self):
+        """The training inputs as one array (reads them all: for small data)."""
+        return self.train.arrays()[0]
+
+    @property
+    def x_test(self):
+        """The test inputs as one array (reads them all: for small data)."""
+        return self.test.arrays()[0]
+
+    @functools.cached_property
+    def fingerprint(self):
+        """A sha256 of the training inputs and labels, with their shapes and dtypes.
+
+        It is stable across runs and processes and changes when any training
+        sample or label changes (for an image folder: a file added, removed or
+        edited). Computed once, streaming through the inputs.
+        """
+        split = self.train
+        rows = np.arange(len(split)) if split.rows is None else split.rows
+        h = hashlib.sha256()
+        h.update(f"{split.x.dtype.str}{(len(split), *split.x.sample_shape)}".encode())
+        split.x.hash_into(h, rows)
+        h.update(f"{np.dtype(np.int64).str}{split.y.shape}".encode())
+        h.update(np.ascontiguousarray(split.y).tobytes())
+        return h.hexdigest()
 
     def expect_classes(self, num_classes, source):
         """Adopt the number of classes of a model (a teacher may know classes
@@ -62,96 +276,107 @@ class Dataset:
 
     def describe(self):
         """A dict for provenance: what the data was and how it looked."""
-        return {
+        described = {
             "spec": self.spec,
             "val_split": self.val_split,
             "fingerprint": self.fingerprint,
-            "n_train": int(len(self.y_train)),
-            "n_test": int(len(self.y_test)),
+            "n_train": len(self.train),
+            "n_test": len(self.test),
             "input_shape": list(self.input_shape),
             "num_classes": int(self.num_classes),
         }
+        if self.class_names:
+            described["class_names"] = list(self.class_names)
+        return described
 
 
-def fingerprint(x, y):
-    """A sha256 of the training inputs and labels (with their shapes and dtypes).
-
-    It is stable across runs and processes and changes when any sample or
-    label changes.
-    """
-    h = hashlib.sha256()
-    for a in (np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.int64)):
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def load_data(spec, val_split=0.2):
+def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     """Load a data set named by a `--data` value.
 
     Args:
-        spec: `digits` (the bundled sample), or a path to an `.npz` or `.h5`
-            file holding `x_train, y_train, x_test, y_test`, or `x, y`.
-        val_split: share of samples held out for testing when the file has
-            only `x, y`; the split is stratified by class and uses a fixed
-            seed, so every step of a pipeline sees the same split.
+        spec: `digits` (the bundled sample); `mnist`, `fashion_mnist`,
+            `cifar10` or `cifar100` from Keras' cache; a path to an `.npz` or
+            `.h5` file holding `x_train, y_train, x_test, y_test`, or `x, y`;
+            or a folder of images with one sub-folder per class (and `train/`,
+            `test/` sub-folders when present).
+        val_split: share of samples held out for testing when the source has
+            no split; stratified by class, with a fixed seed, so every step
+            of a pipeline sees the same split.
+        image_size: `(height, width)` that images are resized to; by default
+            the size of the first image.
+        color_mode: `grayscale`, `rgb`, or `auto` (the first image's).
 
     Returns:
         A `Dataset`.
 
     Raises:
         KdcliError: the name is unknown, the file is missing or unreadable,
-            or its arrays are not a valid classification data set.
+            or it is not a valid classification data set.
 
     Example:
         >>> data = load_data("digits")
-        >>> data.x_train.shape
-        (1438, 8, 8)
+        >>> data.input_shape, len(data.train), len(data.test)
+        ((8, 8), 1438, 359)
     """
     spec = str(spec)
+    if not 0 < val_split < 1:
+        raise KdcliError(f"--val-split must be between 0 and 1, got {val_split}")
     if spec == "digits":
-        ref = resources.files("kdcli") / "samples" / "digits.npz"
-        with resources.as_file(ref) as path:
-            arrays = _read_npz(path)
-    else:
-        path = Path(spec)
-        if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
-            if not path.exists():
-                known = ", ".join(BUNDLED)
-                raise KdcliError(
-                    f"unknown data set {spec!r}: give one of {known}, or a path to an .npz or .h5 file"
-                )
-            raise KdcliError(f"{spec}: unsupported data file; expected .npz or .h5")
-        if not path.is_file():
-            raise KdcliError(f"{spec}: no such file")
-        arrays = _read_npz(path) if path.suffix.lower() == ".npz" else _read_h5(path)
-    return _make_dataset(spec, arrays, val_split)
+        with resources.as_file(resources.files("kdcli") / "samples" / "digits.npz") as path:
+            return _from_arrays(spec, val_split, _read_npz(path))
+    if spec in KERAS_DATASETS:
+        return _from_arrays(spec, val_split, _read_keras_cache(spec))
+    path = Path(spec)
+    if path.is_dir():
+        return _from_image_folder(spec, path, val_split, image_size, color_mode)
+    if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
+        if not path.exists():
+            raise KdcliError(
+                f"unknown data set {spec!r}: give one of {', '.join(KNOWN_NAMES)}, "
+                "a path to an .npz or .h5 file, or an image folder"
+            )
+        raise KdcliError(f"{spec}: unsupported data file; expected .npz, .h5 or an image folder")
+    if not path.is_file():
+        raise KdcliError(f"{spec}: no such file")
+    if path.suffix.lower() == ".npz":
+        return _from_arrays(spec, val_split, _read_npz(path))
+    return _from_h5(spec, path, val_split)
 
 
 def _read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as f:
-            keys = list(f.keys())
-            wanted = _pick_keys(path, keys)
+            wanted = _pick_keys(path, list(f.keys()))
             return {k: f[k] for k in wanted}
     except KdcliError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise KdcliError(f"{path}: cannot read .npz file ({_short(e)})") from e
+        raise KdcliError(f"{path}: cannot read .npz file ({_first_line(e)})") from e
 
 
-def _read_h5(path):
+def _from_h5(spec, path, val_split):
+    """Inputs stay on disk (streamed by rows); labels are read into memory."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             keys = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
             wanted = _pick_keys(path, keys)
-            return {k: f[k][()] for k in wanted}
+            labels = {k: f[k][()] for k in wanted if k.startswith("y")}
+        columns = {k: H5Column(path, k) for k in wanted if k.startswith("x")}
     except KdcliError:
         raise
     except (OSError, ValueError, KeyError) as e:
-        raise KdcliError(f"{path}: cannot read .h5 file ({_short(e)})") from e
+        raise KdcliError(f"{path}: cannot read .h5 file ({_first_line(e)})") from e
+    return _make_dataset(spec, val_split, columns, labels)
+
+
+def _from_arrays(spec, val_split, arrays):
+    columns = {k: ArrayColumn(v, f"{spec}: {k}") for k, v in arrays.items() if k.startswith("x")}
+    labels = {k: v for k, v in arrays.items() if k.startswith("y")}
+    for name, column in columns.items():
+        _check_inputs(spec, name, column)
+    return _make_dataset(spec, val_split, columns, labels)
 
 
 def _pick_keys(path, keys):
@@ -159,40 +384,34 @@ def _pick_keys(path, keys):
         if all(k in keys for k in wanted):
             return wanted
     found = ", ".join(sorted(keys)) or "none"
-    raise KdcliError(
-        f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {found}"
-    )
+    raise KdcliError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {found}")
 
 
-def _short(e):
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-def _make_dataset(spec, arrays, val_split):
-    if "x" in arrays:
-        x, y = arrays["x"], _labels(spec, "y", arrays["y"])
-        _check_pair(spec, "x", x, "y", y)
-        if not 0 < val_split < 1:
-            raise KdcliError(f"--val-split must be between 0 and 1, got {val_split}")
-        train, test = stratified_split(y, val_split, SPLIT_SEED)
-        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+def _make_dataset(spec, val_split, columns, labels, class_names=None):
+    """Build the two splits from `x, y` (split here) or `x_train, ... y_test`."""
+    if "x" in columns:
+        x, y = columns["x"], _labels(spec, "y", labels["y"])
+        _check_lengths(spec, "x", x, "y", y)
+        train_rows, test_rows = stratified_split(y, val_split, SPLIT_SEED)
+        train, test = Split(x, train_rows, y[train_rows]), Split(x, test_rows, y[test_rows])
     else:
-        x_train, x_test = arrays["x_train"], arrays["x_test"]
-        y_train = _labels(spec, "y_train", arrays["y_train"])
-        y_test = _labels(spec, "y_test", arrays["y_test"])
-        _check_pair(spec, "x_train", x_train, "y_train", y_train)
-        _check_pair(spec, "x_test", x_test, "y_test", y_test)
-        if x_train.shape[1:] != x_test.shape[1:]:
+        for part in ("train", "test"):
+            _check_lengths(spec, f"x_{part}", columns[f"x_{part}"], f"y_{part}", labels[f"y_{part}"])
+        train = Split(columns["x_train"], None, _labels(spec, "y_train", labels["y_train"]))
+        test = Split(columns["x_test"], None, _labels(spec, "y_test", labels["y_test"]))
+        if train.x.sample_shape != test.x.sample_shape:
             raise KdcliError(
-                f"{spec}: x_train samples have shape {x_train.shape[1:]} but x_test samples {x_test.shape[1:]}"
+                f"{spec}: x_train samples have shape {train.x.sample_shape} but x_test samples {test.x.sample_shape}"
             )
-    for name, a in (("train", y_train), ("test", y_test)):
-        if len(a) == 0:
+    for name, split in (("train", train), ("test", test)):
+        if len(split) == 0:
             raise KdcliError(f"{spec}: the {name} split is empty")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    num_classes = int(max(train.y.max(), test.y.max())) + 1
+    if len(class_names or ()) > num_classes:
+        num_classes = len(class_names)
     if num_classes < 2:
         raise KdcliError(f"{spec}: labels hold a single class; classification needs at least two")
-    return Dataset(spec, val_split, x_train, y_train, x_test, y_test, num_classes)
+    return Dataset(spec, val_split, train, test, num_classes, class_names)
 
 
 def _labels(spec, name, y):
@@ -200,11 +419,10 @@ def _labels(spec, name, y):
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise KdcliError(
-            f"{spec}: {name} must be integer class ids of shape (N,), got shape {y.shape}"
-        )
+        raise KdcliError(f"{spec}: {name} must be integer class ids of shape (N,), got shape {y.shape}")
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        integral = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+        if not integral:
             raise KdcliError(f"{spec}: {name} must hold integer class ids, found {y.dtype} values")
     y = y.astype(np.int64)
     if len(y) and y.min() < 0:
@@ -212,16 +430,22 @@ def _labels(spec, name, y):
     return y
 
 
-def _check_pair(spec, xname, x, yname, y):
-    if x.ndim < 2:
-        raise KdcliError(f"{spec}: {xname} must have a sample axis and features, got shape {x.shape}")
-    if len(x) != len(y):
-        raise KdcliError(f"{spec}: {xname} has {len(x)} samples but {yname} has {len(y)}")
+def _check_lengths(spec, xname, x, yname, y):
+    if len(x.sample_shape) < 1:
+        raise KdcliError(f"{spec}: {xname} must have a sample axis and features, got shape ({x.n},)")
+    if x.n != len(y):
+        raise KdcliError(f"{spec}: {xname} has {x.n} samples but {yname} has {len(y)}")
+
+
+def _check_inputs(spec, name, column):
+    """Refuse non-numeric inputs, and NaN or infinite values up front for in-memory
+    arrays (streamed inputs are checked batch by batch as they are read)."""
+    x = column.array
     if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
-        raise KdcliError(f"{spec}: {xname} must be numeric, got {x.dtype}")
+        raise KdcliError(f"{spec}: {name} must be numeric, got {x.dtype}")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise KdcliError(f"{spec}: {xname} holds {bad} NaN or infinite values")
+        raise KdcliError(f"{spec}: {name} holds {bad} NaN or infinite values")
 
 
 def stratified_split(y, test_fraction, seed):
@@ -238,3 +462,143 @@ def stratified_split(y, test_fraction, seed):
         test.extend(idx[:n_test])
         train.extend(idx[n_test:])
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(test, dtype=np.int64))
+
+
+# --- image folders -----------------------------------------------------------
+
+
+def _from_image_folder(spec, root, val_split, image_size, color_mode):
+    """A folder with one sub-folder per class, or `train/` and `test/` folders of those."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        names = _class_folders(root / "train")
+        parts = {part: _list_images(root / part, names) for part in ("train", "test")}
+    else:
+        names = _class_folders(root)
+        parts = {"": _list_images(root, names)}
+    size, channels = _image_geometry(parts[next(iter(parts))][0][0], image_size, color_mode)
+    columns, labels = {}, {}
+    for part, (files, y) in parts.items():
+        for f in files:
+            _check_image(f)
+        key = f"_{part}" if part else ""
+        columns[f"x{key}"] = ImageColumn(files, size, channels, f"{root / part}")
+        labels[f"y{key}"] = np.array(y)
+    return _make_dataset(spec, val_split, columns, labels, names)
+
+
+def _class_folders(root):
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise KdcliError(
+            f"{root}: an image folder needs one sub-folder per class and at least two classes, found {len(names)}"
+        )
+    return names
+
+
+def _list_images(root, names):
+    files, labels = [], []
+    for label, name in enumerate(names):
+        folder = root / name
+        if not folder.is_dir():
+            raise KdcliError(f"{folder}: missing class folder (the training folder has it)")
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise KdcliError(f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
+    return files, labels
+
+
+def _image_geometry(first, image_size, color_mode):
+    from PIL import Image
+
+    try:
+        with Image.open(first) as im:
+            native_size, native_bands = (im.size[1], im.size[0]), len(im.getbands())
+    except OSError as e:
+        raise KdcliError(f"{first}: unreadable image ({_first_line(e)})") from e
+    modes = {"grayscale": 1, "rgb": 3}
+    if color_mode == "auto":
+        channels = 1 if native_bands in (1, 2) else 3
+    elif color_mode in modes:
+        channels = modes[color_mode]
+    else:
+        raise KdcliError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
+    return tuple(image_size) if image_size else native_size, channels
+
+
+def _check_image(path):
+    """Read an image's header: refuses files that are not images, without decoding them."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header is parsed on open
+    except OSError as e:
+        raise KdcliError(f"{path}: unreadable image ({_first_line(e)})") from e
+
+
+# --- keras.datasets from Keras' cache ------------------------------------------
+
+
+def keras_cache_dir():
+    """Where Keras keeps downloaded data sets: `$KERAS_HOME/datasets` or `~/.keras/datasets`."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets"
+
+
+_KERAS_FILES = {
+    "mnist": ("mnist.npz", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"),
+    "fashion_mnist": ("fashion-mnist", "the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist"),
+    "cifar10": ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extracted)"),
+    "cifar100": ("cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (extracted)"),
+}
+
+
+def _read_keras_cache(name):
+    """Read a `keras.datasets` set from Keras' cache, never downloading it."""
+    entry, source = _KERAS_FILES[name]
+    path = keras_cache_dir() / entry
+    if not path.exists():
+        raise KdcliError(f"{name} is not in Keras' cache and kdcli does not download: put {source} at {path}")
+    try:
+        if name == "mnist":
+            return _read_npz(path)
+        if name == "fashion_mnist":
+            def idx(stem, offset):
+                with gzip.open(path / f"{stem}-ubyte.gz") as f:
+                    return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+            return {
+                "x_train": idx("train-images-idx3", 16).reshape(-1, 28, 28),
+                "y_train": idx("train-labels-idx1", 8),
+                "x_test": idx("t10k-images-idx3", 16).reshape(-1, 28, 28),
+                "y_test": idx("t10k-labels-idx1", 8),
+            }
+        return _read_cifar(name, path)
+    except KdcliError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError, tarfile.TarError) as e:
+        raise KdcliError(f"{path}: cannot read the cached {name} ({_first_line(e)})") from e
+
+
+def _read_cifar(name, path):
+    def batch(file):
+        with open(path / file, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the official CIFAR format is a pickle
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = np.asarray(d[b"labels" if name == "cifar10" else b"fine_labels"])
+        return x, y
+
+    if name == "cifar10":
+        parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+        x_train, y_train = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        x_test, y_test = batch("test_batch")
+    else:
+        (x_train, y_train), (x_test, y_test) = batch("train"), batch("test")
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

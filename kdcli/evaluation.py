@@ -83,11 +83,11 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         model = logits_model(load_model(path, unsafe=unsafe))
         data.expect_classes(model.output_shape[-1], Path(path).name)
         check_compatible(model, data, Path(path).name)
-        predictions = np.argmax(predict_logits(model, data.x_test, batch_size), axis=-1)
+        predictions = np.argmax(predict_logits(model, data.test, batch_size), axis=-1)
         if first_predictions is None:
             first_predictions = predictions
         total, trainable = count_params(model)
-        median, p95 = measure_latency(model, data.x_test[:1], runs=latency_runs)
+        median, p95 = measure_latency(model, data.test.read(np.arange(1)), runs=latency_runs)
         record = read_provenance(path) or {}
         entry = {
             "path": str(path),
@@ -98,7 +98,7 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
             "size_bytes": Path(path).stat().st_size,
             "latency_ms": median,
             "latency_p95_ms": p95,
-            "throughput": measure_throughput(model, data.x_test),
+            "throughput": measure_throughput(model, data.test.read(np.arange(min(len(data.test), THROUGHPUT_BATCH)))),
             "agreement": float(np.mean(predictions == first_predictions)),
         }
         entries.append(entry)

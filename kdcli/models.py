@@ -12,6 +12,7 @@ from kdcli._tf import keras
 from kdcli.errors import KdcliError
 
 ARCHS = ("mlp", "cnn")
+ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
 # (width, depth) by role. mlp: `depth` hidden Dense layers of `width` units.
 # cnn: `depth` blocks of two 3x3 convolutions, `width * 2**i` filters in block i.
@@ -84,9 +85,15 @@ def _normalization(data):
     Per channel for images (H, W, C) and per feature for flat vectors; one
     mean and variance for every other shape.
     """
+    from kdcli.data import data_errors
+
     axis = -1 if len(data.input_shape) in (1, 3) else None
     norm = keras.layers.Normalization(axis=axis, name="normalization")
-    norm.adapt(data.x_train.astype("float32"))
+    # A shuffled sample of at most ADAPT_SAMPLES training inputs: enough for a
+    # mean and a variance, and bounded for data sets larger than memory.
+    batches = data.train.batches(ADAPT_BATCH, shuffle_seed=0).take(-(-ADAPT_SAMPLES // ADAPT_BATCH))
+    with data_errors():
+        norm.adapt(batches.map(lambda x, *_: x))
     return norm
 
 

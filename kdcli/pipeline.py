@@ -79,7 +79,7 @@ def train_teacher(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher")
     )
     metrics = {
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "test_accuracy": accuracy(model, data.test),
         "train_accuracy": history["accuracy"][-1],
         "train_seconds": history["seconds"],
     }
@@ -117,7 +117,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_sp
         "soft-labels", data=data.describe(), teacher=str(teacher), teacher_sha256=teacher_sha,
         hyperparameters={"dtype": dtype, "batch_size": batch_size},
     )
-    batches = iter_logits(model, data.x_train, batch_size, reporter.progress("soft labels"))
+    batches = iter_logits(model, data.train, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
         out, batches, len(data.y_train), data.num_classes, data.fingerprint, teacher_sha, record, dtype
     )
@@ -161,7 +161,7 @@ def distill_student(
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
-        teacher_sha, teacher_model, teacher_logits = soft.attrs["teacher_sha256"], None, soft.logits
+        teacher_sha, teacher_model, teacher_logits = soft.attrs["teacher_sha256"], None, soft.column
     else:
         teacher_model = logits_model(load_model(teacher, unsafe=unsafe))
         data.expect_classes(teacher_model.output_shape[-1], Path(teacher).name)
@@ -174,7 +174,7 @@ def distill_student(
     )
     check_compatible(model, data, "the student")
     metrics = {
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "test_accuracy": accuracy(model, data.test),
         "train_accuracy": history["accuracy"][-1],
         "train_seconds": history["seconds"],
     }

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcli.artifacts import atomic_path
+from kdcli.data import H5Column
 from kdcli.errors import KdcliError
 
 FORMAT = "kdcli-soft-labels"
@@ -29,10 +30,19 @@ DTYPES = ("float32", "float16")
 
 @dataclass
 class SoftLabels:
-    """A soft-label file read back: the logits and the file's attributes."""
+    """An open soft-label file: its attributes, and its logits streamed by rows.
 
-    logits: np.ndarray
+    `column` reads rows on demand (what `kdcli.distill` takes as
+    `teacher_logits`); `logits` reads them all into memory.
+    """
+
+    column: H5Column
     attrs: dict
+
+    @property
+    def logits(self):
+        """All the logits as one float32 `(N, C)` array."""
+        return self.column.read(np.arange(self.column.n)).astype(np.float32)
 
     @property
     def fingerprint(self):
@@ -40,12 +50,12 @@ class SoftLabels:
 
     def check_matches(self, data, path):
         """Refuse soft labels made for other data than `data`'s training split."""
-        n, c = self.logits.shape
+        n, c = self.attrs["n"], self.attrs["num_classes"]
         hint = "regenerate them with kdcli soft-labels"
-        if n != len(data.y_train):
+        if n != len(data.train):
             raise KdcliError(
                 f"{path}: soft labels were made for {n} samples, the training split has "
-                f"{len(data.y_train)} — {hint}"
+                f"{len(data.train)} — {hint}"
             )
         if c != data.num_classes:
             raise KdcliError(
@@ -137,22 +147,20 @@ def read_attrs(path):
 
 
 def read_soft_labels(path):
-    """Read a soft-label file whole.
+    """Open a soft-label file, checking its format; the logits are read on demand.
 
     Returns:
-        A `SoftLabels` with float32 `logits` of shape `(N, C)` and the attributes.
+        A `SoftLabels`: `attrs`, `column` (streams rows) and `logits` (reads all).
     """
-    import h5py
-
     attrs = read_attrs(path)
     try:
-        with h5py.File(path, "r") as f:
-            logits = f["logits"][()].astype(np.float32)
+        column = H5Column(path, "logits")
     except (OSError, KeyError) as e:
         raise KdcliError(f"{path}: damaged soft-label file ({str(e).splitlines()[0]})") from e
-    if logits.shape != (attrs["n"], attrs["num_classes"]):
-        raise KdcliError(f"{path}: damaged soft-label file (logits shape {logits.shape} disagrees with its attributes)")
-    return SoftLabels(logits, attrs)
+    shape = (column.n, *column.sample_shape)
+    if shape != (attrs["n"], attrs["num_classes"]):
+        raise KdcliError(f"{path}: damaged soft-label file (logits shape {shape} disagrees with its attributes)")
+    return SoftLabels(column, attrs)
 
 
 def _plain(value):

@@ -3,8 +3,8 @@
 Training a teacher on hard labels, offline distillation (teacher logits read
 from a soft-label file) and online distillation (a live teacher computes the
 logits of each batch) differ only in the per-sample loss and in where a
-batch's teacher logits come from. The loss, optimizer and progress reporting
-are the same code.
+batch's teacher logits come from. The loss, optimizer, batching and progress
+reporting are the same code.
 
 Why not `model.fit`: a custom `tf.function` step keeps direct control of the
 loss averaging (`tf.nn.compute_average_loss`, ready for `tf.distribute`), of
@@ -16,12 +16,13 @@ import time
 import numpy as np
 
 from kdcli._tf import keras, tf
+from kdcli.data import ArrayColumn, Column, Split, iterate
 from kdcli.errors import KdcliError
 from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sample
 
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None):
-    """Train a model on the hard labels of `data.x_train, data.y_train`.
+    """Train a model on the hard labels of the training split of `data`.
 
     Args:
         model: a Keras model that outputs logits.
@@ -38,10 +39,7 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         >>> teacher = build_model("cnn", data)
         >>> history = train(teacher, data, epochs=20)
     """
-    return _fit(
-        model, data, hard_label_loss_per_sample, None, None,
-        epochs, batch_size, learning_rate, seed, progress,
-    )
+    return _fit(model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress)
 
 
 def distill(
@@ -50,15 +48,16 @@ def distill(
 ):
     """Train a student on `data` with the distillation loss.
 
-    Give exactly one source of teacher logits: `teacher_logits`, an array of
-    shape `(N, C)` whose row `i` belongs to training sample `i` (offline
-    distillation, the teacher never runs), or `teacher`, a Keras model that
-    outputs logits, run on each batch (online distillation).
+    Give exactly one source of teacher logits: `teacher_logits`, whose row
+    `i` belongs to training sample `i` (offline distillation: the teacher
+    never runs), or `teacher`, a Keras model that outputs logits, run on each
+    batch (online distillation).
 
     Args:
         student: the Keras model to train; it outputs logits.
         data: the `Dataset`.
-        teacher_logits: precomputed logits of the training split.
+        teacher_logits: an `(N, C)` array, or a `kdcli.data.Column` streaming
+            them (`kdcli.read_soft_labels(path).column`).
         teacher: a live teacher (see `kdcli.logits_model` for softmax teachers).
         temperature: `T` of the KD term (default 4).
         alpha: weight of the KD term (default 0.9).
@@ -73,14 +72,13 @@ def distill(
         raise KdcliError(f"--temperature must be positive, got {temperature}")
     if not 0 <= alpha <= 1:
         raise KdcliError(f"--alpha must be between 0 and 1, got {alpha}")
+    if teacher_logits is not None and not isinstance(teacher_logits, Column):
+        teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
 
     def loss(labels, student_logits, t):
         return distillation_loss_per_sample(labels, student_logits, t, temperature, alpha)
 
-    return _fit(
-        student, data, loss, teacher_logits, teacher,
-        epochs, batch_size, learning_rate, seed, progress,
-    )
+    return _fit(student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress)
 
 
 def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress):
@@ -88,9 +86,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         raise KdcliError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
     keras.utils.set_random_seed(seed)
     optimizer = keras.optimizers.Adam(learning_rate)
-    columns = (data.x_train, data.y_train) if teacher_logits is None else (
-        data.x_train, data.y_train, np.asarray(teacher_logits, dtype=np.float32)
-    )
+    extra = () if teacher_logits is None else (teacher_logits,)
 
     @tf.function(reduce_retracing=True)
     def train_step(x, y, *given_logits):
@@ -108,7 +104,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
         return loss, correct
 
-    n = len(data.y_train)
+    n = len(data.train)
     steps = -(-n // batch_size)
     history = {"loss": [], "accuracy": []}
     if progress is not None:
@@ -117,7 +113,8 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     try:
         for epoch in range(epochs):
             total_loss, total_correct = 0.0, 0
-            for batch in _batches(columns, batch_size, shuffle_seed=seed + epoch):
+            # A fresh order each epoch, from (seed, epoch) alone: repeatable.
+            for batch in iterate(data.train.batches(batch_size, shuffle_seed=seed + epoch, extra=extra)):
                 loss, correct = train_step(*batch)
                 loss = float(loss)
                 if not np.isfinite(loss):
@@ -138,23 +135,38 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     return history
 
 
-def _batches(columns, batch_size, shuffle_seed=None):
-    """A tf.data pipeline over in-memory columns; inputs are cast to float32."""
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(columns[0]), seed=shuffle_seed)
-    ds = ds.batch(batch_size).map(
-        lambda x, *rest: (tf.cast(x, tf.float32), *rest), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+def _as_split(x):
+    if isinstance(x, Split):
+        return x
+    x = np.asarray(x)
+    return Split(ArrayColumn(x, "inputs"), None, np.zeros(len(x), np.int64))
+
+
+def iter_logits(model, x, batch_size=256, progress=None):
+    """Yield the model's outputs for `x` (an array or a `Split`), one batch at a time.
+
+    Memory stays bounded by one batch, whatever the size of `x`.
+    """
+    split = _as_split(x)
+    infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+    if progress is not None:
+        progress.start(-(-len(split) // batch_size))
+    try:
+        for x_batch, _ in iterate(split.batches(batch_size)):
+            yield infer(x_batch).numpy().astype(np.float32)
+            if progress is not None:
+                progress.advance({})
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def predict_logits(model, x, batch_size=256, progress=None):
-    """Run `model` over `x` in batches and return its outputs as a float32 array.
+    """Run `model` over `x` (an array or a `Split`) in batches; returns a float32 array.
 
     Args:
         model: a Keras model (use `kdcli.logits_model` to get a softmax teacher's logits).
-        x: the inputs, any array-like with a leading sample axis.
+        x: the inputs, an array with a leading sample axis, or a `kdcli.data.Split`.
         batch_size: samples per call.
         progress: optional progress object, told about every batch.
 
@@ -164,22 +176,7 @@ def predict_logits(model, x, batch_size=256, progress=None):
     return np.concatenate(list(iter_logits(model, x, batch_size, progress)), axis=0)
 
 
-def iter_logits(model, x, batch_size=256, progress=None):
-    """Yield the model's outputs for `x`, one batch at a time (bounded memory)."""
-    infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-    if progress is not None:
-        progress.start(-(-len(x) // batch_size))
-    try:
-        for (batch,) in _batches((x,), batch_size):
-            yield infer(batch).numpy().astype(np.float32)
-            if progress is not None:
-                progress.advance({})
-    finally:
-        if progress is not None:
-            progress.stop()
-
-
-def accuracy(model, x, y, batch_size=256):
-    """Top-1 accuracy of `model` on `(x, y)`, as a fraction."""
-    logits = predict_logits(model, x, batch_size)
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
+def accuracy(model, split, batch_size=256):
+    """Top-1 accuracy of `model` on a `Split` (such as `data.test`), as a fraction."""
+    logits = predict_logits(model, split, batch_size)
+    return float(np.mean(np.argmax(logits, axis=-1) == split.y))

@@ -56,7 +56,7 @@ def test_student_is_smaller_and_trained(pipeline):
     data = kdcli.load_data("digits")
     from kdcli.training import accuracy
 
-    assert accuracy(student, data.x_test, data.y_test) > 0.5  # 3 epochs: far above chance (0.1)
+    assert accuracy(student, data.test) > 0.5  # 3 epochs: far above chance (0.1)
 
 
 def test_evaluate_json_on_stdout(pipeline):
@@ -78,7 +78,7 @@ def test_evaluate_json_on_stdout(pipeline):
     data = kdcli.load_data("digits")
     from kdcli.training import accuracy
 
-    assert first["accuracy"] == pytest.approx(accuracy(kdcli.load_model(pipeline["teacher"]), data.x_test, data.y_test))
+    assert first["accuracy"] == pytest.approx(accuracy(kdcli.load_model(pipeline["teacher"]), data.test))
 
 
 def test_evaluate_table_and_json_file(pipeline, tmp_path):

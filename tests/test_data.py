@@ -24,18 +24,26 @@ def test_digits_is_the_fixed_stratified_split():
     assert kdcli.load_data("digits").fingerprint == data.fingerprint
 
 
-def test_fingerprint_is_stable_across_processes_and_changes_with_the_data():
+def test_fingerprint_is_stable_across_processes_and_changes_with_the_data(tmp_path):
     data = kdcli.load_data("digits")
     code = "import kdcli; print(kdcli.load_data('digits').fingerprint)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == data.fingerprint
-    from kdcli.data import fingerprint
-
-    x, y = data.x_train.copy(), data.y_train.copy()
+    arrays = {k: getattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")}
+    np.savez(tmp_path / "same.npz", **arrays)
+    assert kdcli.load_data(tmp_path / "same.npz").fingerprint == data.fingerprint
+    x = arrays["x_train"].copy()
     x[100, 3, 3] += 1
-    assert fingerprint(x, data.y_train) != data.fingerprint
+    np.savez(tmp_path / "x.npz", **(arrays | {"x_train": x}))
+    assert kdcli.load_data(tmp_path / "x.npz").fingerprint != data.fingerprint
+    y = arrays["y_train"].copy()
     y[5] = (y[5] + 1) % 10
-    assert fingerprint(data.x_train, y) != data.fingerprint
+    np.savez(tmp_path / "y.npz", **(arrays | {"y_train": y}))
+    assert kdcli.load_data(tmp_path / "y.npz").fingerprint != data.fingerprint
+    x_test = arrays["x_test"].copy()
+    x_test[0] += 1  # the fingerprint identifies the training split only
+    np.savez(tmp_path / "t.npz", **(arrays | {"x_test": x_test}))
+    assert kdcli.load_data(tmp_path / "t.npz").fingerprint == data.fingerprint
 
 
 def test_npz_with_x_y_is_split_stratified_and_seeded(tmp_path):
