@@ -26,15 +26,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Data = Annotated[
-    Optional[str],
-    typer.Option(help="digits (the bundled sample) or a path to an .npz/.h5 file; "
-                 "defaults to the data recorded in the input artifact."),
-]
+DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
+             "an .npz or .h5 file, or an image folder")
+Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
 ValSplit = Annotated[
     Optional[float],
-    typer.Option(help="Share held out for testing when the data file has only x, y (default 0.2)."),
+    typer.Option(help="Share held out for testing when the data has no test split (default 0.2)."),
 ]
+ImageSize = Annotated[
+    Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
+]
+ColorMode = Annotated[Optional[str], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
@@ -76,6 +78,18 @@ def _fail(message, code, debug):
     raise typer.Exit(code)
 
 
+def _data_options(val_split, image_size, color_mode):
+    """The `load_data` keywords given on the command line (None: not given)."""
+    size = None
+    if image_size is not None:
+        try:
+            size = [int(v) for v in image_size.lower().split("x")]
+            assert len(size) == 2 and min(size) > 0
+        except (ValueError, AssertionError):
+            raise KdcliError(f"--image-size must be HxW, like 32x32, got {image_size!r}") from None
+    return {"val_split": val_split, "image_size": size, "color_mode": color_mode}
+
+
 def _result(path):
     """Print an artifact's path, alone, on stdout."""
     typer.echo(str(path))
@@ -83,7 +97,7 @@ def _result(path):
 
 @command("train-teacher")
 def train_teacher(
-    data: Annotated[str, typer.Option(help="digits (the bundled sample) or a path to an .npz/.h5 file.")] = "digits",
+    data: Annotated[str, typer.Option(help=DATA_HELP + ".")] = "digits",
     arch: Annotated[str, typer.Option(help="Built-in architecture: cnn or mlp.")] = "cnn",
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
@@ -93,6 +107,8 @@ def train_teacher(
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
     val_split: ValSplit = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     unsafe: Unsafe = False,
     quiet: Quiet = False,
@@ -103,7 +119,7 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, val_split, unsafe, Reporter(quiet),
+        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
     )
     _result(path)
 
@@ -117,6 +133,8 @@ def soft_labels(
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
     split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
     val_split: ValSplit = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -126,7 +144,9 @@ def soft_labels(
 
     if split != "train":
         raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
-    _result(pipeline.make_soft_labels(teacher, data, out, batch_size, dtype, val_split, unsafe, Reporter(quiet)))
+    _result(pipeline.make_soft_labels(
+        teacher, data, out, batch_size, dtype, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+    ))
 
 
 @command("distill")
@@ -144,6 +164,8 @@ def distill(
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
     val_split: ValSplit = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     out: Annotated[Path, typer.Option(help="The student .keras file to write.")] = Path("student.keras"),
     unsafe: Unsafe = False,
     quiet: Quiet = False,
@@ -154,7 +176,7 @@ def distill(
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
-        batch_size, learning_rate, seed, val_split, unsafe, Reporter(quiet),
+        batch_size, learning_rate, seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
     )
     _result(path)
 
@@ -167,6 +189,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when computing accuracy.")] = 256,
     latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model.")] = 200,
     val_split: ValSplit = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -177,7 +201,9 @@ def evaluate(
     from kdcli import pipeline, report
     from kdcli.artifacts import atomic_path
 
-    result = pipeline.evaluate(models, data, batch_size, latency_runs, val_split, unsafe)
+    result = pipeline.evaluate(
+        models, data, batch_size, latency_runs, _data_options(val_split, image_size, color_mode), unsafe
+    )
     if json_out == "-":
         typer.echo(report.to_json(result))
         return

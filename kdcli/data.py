@@ -211,14 +211,15 @@ class Dataset:
 
     Args:
         spec: how the data was named (`digits`, a path), recorded in provenance.
-        val_split: the share held out for testing when the source had no split.
+        options: how it was loaded (`val_split`, `image_size`, `color_mode`), so
+            a later step can load it again the same way.
         train, test: the `Split`s.
         num_classes: C, at least the largest label plus one.
         class_names: names of the classes, when the source has them (image folders).
     """
 
     spec: str
-    val_split: float
+    options: dict
     train: Split
     test: Split
     num_classes: int
@@ -278,7 +279,7 @@ class Dataset:
         """A dict for provenance: what the data was and how it looked."""
         described = {
             "spec": self.spec,
-            "val_split": self.val_split,
+            "options": dict(self.options),
             "fingerprint": self.fingerprint,
             "n_train": len(self.train),
             "n_test": len(self.test),
@@ -321,14 +322,15 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     spec = str(spec)
     if not 0 < val_split < 1:
         raise KdcliError(f"--val-split must be between 0 and 1, got {val_split}")
+    options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode}
     if spec == "digits":
         with resources.as_file(resources.files("kdcli") / "samples" / "digits.npz") as path:
-            return _from_arrays(spec, val_split, _read_npz(path))
+            return _from_arrays(spec, options, _read_npz(path))
     if spec in KERAS_DATASETS:
-        return _from_arrays(spec, val_split, _read_keras_cache(spec))
+        return _from_arrays(spec, options, _read_keras_cache(spec))
     path = Path(spec)
     if path.is_dir():
-        return _from_image_folder(spec, path, val_split, image_size, color_mode)
+        return _from_image_folder(spec, path, options)
     if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
         if not path.exists():
             raise KdcliError(
@@ -339,8 +341,8 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     if not path.is_file():
         raise KdcliError(f"{spec}: no such file")
     if path.suffix.lower() == ".npz":
-        return _from_arrays(spec, val_split, _read_npz(path))
-    return _from_h5(spec, path, val_split)
+        return _from_arrays(spec, options, _read_npz(path))
+    return _from_h5(spec, path, options)
 
 
 def _read_npz(path):
@@ -354,7 +356,7 @@ def _read_npz(path):
         raise KdcliError(f"{path}: cannot read .npz file ({_first_line(e)})") from e
 
 
-def _from_h5(spec, path, val_split):
+def _from_h5(spec, path, options):
     """Inputs stay on disk (streamed by rows); labels are read into memory."""
     import h5py
 
@@ -368,15 +370,15 @@ def _from_h5(spec, path, val_split):
         raise
     except (OSError, ValueError, KeyError) as e:
         raise KdcliError(f"{path}: cannot read .h5 file ({_first_line(e)})") from e
-    return _make_dataset(spec, val_split, columns, labels)
+    return _make_dataset(spec, options, columns, labels)
 
 
-def _from_arrays(spec, val_split, arrays):
+def _from_arrays(spec, options, arrays):
     columns = {k: ArrayColumn(v, f"{spec}: {k}") for k, v in arrays.items() if k.startswith("x")}
     labels = {k: v for k, v in arrays.items() if k.startswith("y")}
     for name, column in columns.items():
         _check_inputs(spec, name, column)
-    return _make_dataset(spec, val_split, columns, labels)
+    return _make_dataset(spec, options, columns, labels)
 
 
 def _pick_keys(path, keys):
@@ -387,12 +389,12 @@ def _pick_keys(path, keys):
     raise KdcliError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {found}")
 
 
-def _make_dataset(spec, val_split, columns, labels, class_names=None):
+def _make_dataset(spec, options, columns, labels, class_names=None):
     """Build the two splits from `x, y` (split here) or `x_train, ... y_test`."""
     if "x" in columns:
         x, y = columns["x"], _labels(spec, "y", labels["y"])
         _check_lengths(spec, "x", x, "y", y)
-        train_rows, test_rows = stratified_split(y, val_split, SPLIT_SEED)
+        train_rows, test_rows = stratified_split(y, options["val_split"], SPLIT_SEED)
         train, test = Split(x, train_rows, y[train_rows]), Split(x, test_rows, y[test_rows])
     else:
         for part in ("train", "test"):
@@ -411,7 +413,7 @@ def _make_dataset(spec, val_split, columns, labels, class_names=None):
         num_classes = len(class_names)
     if num_classes < 2:
         raise KdcliError(f"{spec}: labels hold a single class; classification needs at least two")
-    return Dataset(spec, val_split, train, test, num_classes, class_names)
+    return Dataset(spec, options, train, test, num_classes, class_names)
 
 
 def _labels(spec, name, y):
@@ -467,7 +469,7 @@ def stratified_split(y, test_fraction, seed):
 # --- image folders -----------------------------------------------------------
 
 
-def _from_image_folder(spec, root, val_split, image_size, color_mode):
+def _from_image_folder(spec, root, options):
     """A folder with one sub-folder per class, or `train/` and `test/` folders of those."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         names = _class_folders(root / "train")
@@ -475,7 +477,8 @@ def _from_image_folder(spec, root, val_split, image_size, color_mode):
     else:
         names = _class_folders(root)
         parts = {"": _list_images(root, names)}
-    size, channels = _image_geometry(parts[next(iter(parts))][0][0], image_size, color_mode)
+    first = parts[next(iter(parts))][0][0]
+    size, channels = _image_geometry(first, options["image_size"], options["color_mode"])
     columns, labels = {}, {}
     for part, (files, y) in parts.items():
         for f in files:
@@ -483,7 +486,7 @@ def _from_image_folder(spec, root, val_split, image_size, color_mode):
         key = f"_{part}" if part else ""
         columns[f"x{key}"] = ImageColumn(files, size, channels, f"{root / part}")
         labels[f"y{key}"] = np.array(y)
-    return _make_dataset(spec, val_split, columns, labels, names)
+    return _make_dataset(spec, options, columns, labels, names)
 
 
 def _class_folders(root):

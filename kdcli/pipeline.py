@@ -25,15 +25,16 @@ def require_file(path, what):
         raise KdcliError(f"{path}: no such {what}")
 
 
-def resolve_data(data, val_split=None, *recorded_in):
+def resolve_data(data, options=None, *recorded_in):
     """A `Dataset` from a `--data` value, or from the provenance of an artifact.
 
     Args:
         data: a `Dataset`, a `--data` value, or None to take the data named in
-            the provenance of the first of `recorded_in` that has one.
-        val_split: share held out when the source has no split; None takes the
-            recorded one, or 0.2.
-        *recorded_in: artifact paths to look in when `data` is None.
+            the provenance of the first of `recorded_in` that records one.
+        options: `load_data` keywords (`val_split`, `image_size`,
+            `color_mode`); those left out or None are taken from the
+            provenance when it names the same data, else from the defaults.
+        *recorded_in: artifact paths to look in.
     """
     if isinstance(data, Dataset):
         return data
@@ -47,14 +48,15 @@ def resolve_data(data, val_split=None, *recorded_in):
         if recorded is None:
             raise KdcliError("no --data given and none is recorded in the input files; pass --data")
         data = recorded["spec"]
-        if val_split is None:
-            val_split = recorded.get("val_split")
-    return load_data(data, 0.2 if val_split is None else val_split)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if recorded is not None and recorded["spec"] == str(data):
+        options = {**recorded.get("options", {}), **options}
+    return load_data(data, **{k: v for k, v in options.items() if v is not None})
 
 
 def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
-    learning_rate=1e-3, seed=0, val_split=None, unsafe=False, reporter=None,
+    learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -73,7 +75,7 @@ def train_teacher(
     from kdcli.training import accuracy, train
 
     reporter = reporter or Reporter(quiet=True)
-    data = resolve_data(data, val_split)
+    data = resolve_data(data, data_options)
     model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher")
@@ -93,7 +95,7 @@ def train_teacher(
     return Path(out), metrics
 
 
-def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_split=None, unsafe=False, reporter=None):
+def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
     A teacher that ends in a softmax gives its pre-softmax logits. The data
@@ -108,7 +110,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_sp
 
     reporter = reporter or Reporter(quiet=True)
     require_file(teacher, "model file")
-    data = resolve_data(data, val_split, teacher)
+    data = resolve_data(data, data_options, teacher)
     model = logits_model(load_model(teacher, unsafe=unsafe))
     data.expect_classes(model.output_shape[-1], Path(teacher).name)
     check_compatible(model, data, Path(teacher).name)
@@ -128,7 +130,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", val_sp
 def distill_student(
     data, out, soft_labels=None, teacher=None, student="mlp", width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
-    val_split=None, unsafe=False, reporter=None,
+    data_options=None, unsafe=False, reporter=None,
 ):
     """Distill a student from soft labels (offline) or a live teacher (online).
 
@@ -156,7 +158,7 @@ def distill_student(
         require_file(soft_labels, "soft-label file")
     else:
         require_file(teacher, "model file")
-    data = resolve_data(data, val_split, soft_labels or teacher)
+    data = resolve_data(data, data_options, soft_labels or teacher)
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
@@ -195,7 +197,7 @@ def distill_student(
     return Path(out), metrics
 
 
-def evaluate(models, data=None, batch_size=256, latency_runs=200, val_split=None, unsafe=False):
+def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=None, unsafe=False):
     """Evaluate and compare models on the test split (see `kdcli.evaluate_models`).
 
     The data defaults to the one recorded in the first model's provenance.
@@ -204,5 +206,5 @@ def evaluate(models, data=None, batch_size=256, latency_runs=200, val_split=None
 
     for path in models:
         require_file(path, "model file")
-    data = resolve_data(data, val_split, *models)
+    data = resolve_data(data, data_options, *models)
     return evaluate_models(models, data, batch_size, latency_runs, unsafe)
