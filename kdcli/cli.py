@@ -151,10 +151,12 @@ def soft_labels(
 
 @command("distill")
 def distill(
-    soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (offline: the teacher never runs).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option(help="A teacher .keras file run on every batch (online).")] = None,
+    soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (the teacher never runs).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="A teacher .keras file; alone, it is all distill needs (one shot).")] = None,
     data: Data = None,
-    student: Annotated[str, typer.Option(help="mlp, cnn, or a .keras file holding your own architecture.")] = "mlp",
+    student: Annotated[Optional[str], typer.Option(
+        help="mlp, cnn, shrink:F (the teacher with every width scaled by F) or a .keras architecture; "
+             "default shrink:0.25 with --teacher, mlp with --soft-labels.")] = None,
     width: Width = None,
     depth: Depth = None,
     temperature: Annotated[float, typer.Option(help="Softens teacher and student distributions in the KD term.")] = 4.0,
@@ -163,20 +165,25 @@ def distill(
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also train the same student from scratch and report what distillation gained.")] = False,
+    online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
-    out: Annotated[Path, typer.Option(help="The student .keras file to write.")] = Path("student.keras"),
+    out: Annotated[Optional[Path], typer.Option(
+        help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, "
+             "else student.keras).")] = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ):
-    """Train a small student from a teacher's soft labels (or a live teacher)."""
+    """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
-        batch_size, learning_rate, seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
+        unsafe, Reporter(quiet),
     )
     _result(path)
 

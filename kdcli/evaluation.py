@@ -76,7 +76,9 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         (how it was measured) and `models`, one entry per path with `path`,
         `accuracy`, `params`, `trainable_params`, `size_bytes`, `latency_ms`,
         `latency_p95_ms`, `throughput`, `agreement` and, after the first,
-        `compression`, `speedup` and `accuracy_change_points`.
+        `compression`, `speedup` and `accuracy_change_points`; a student
+        distilled with `--baseline` also has `baseline_accuracy` (the same
+        student trained from scratch) and `distillation_gain_points`.
     """
     entries, first_predictions = [], None
     for path in paths:
@@ -101,6 +103,11 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
             "throughput": measure_throughput(model, data.test.read(np.arange(min(len(data.test), THROUGHPUT_BATCH)))),
             "agreement": float(np.mean(predictions == first_predictions)),
         }
+        metrics = record.get("metrics") or {}
+        same_data = (record.get("data") or {}).get("fingerprint") == data.fingerprint
+        if "baseline_test_accuracy" in metrics and same_data:  # from `distill --baseline`
+            entry["baseline_accuracy"] = metrics["baseline_test_accuracy"]
+            entry["distillation_gain_points"] = 100 * (entry["accuracy"] - entry["baseline_accuracy"])
         entries.append(entry)
     reference = entries[0]
     for entry in entries[1:]:

@@ -97,21 +97,34 @@ def _normalization(data):
     return norm
 
 
-def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False):
+def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False, teacher=None):
     """Build an untrained model from a `--student` (or `--arch`/`--model`) spec.
 
     Args:
-        spec: a built-in family (`mlp`, `cnn`), or a path to a `.keras` file
-            holding the user's own architecture (its weights are re-initialised).
+        spec: a built-in family (`mlp`, `cnn`); a path to a `.keras` file
+            holding the user's own architecture (its weights are
+            re-initialised); or `shrink:F`, the teacher with every width
+            scaled by F (see `shrink`).
         data: the `Dataset` the model will learn.
         role: `teacher` or `student`, which picks the built-in default sizes.
         width, depth: knobs of the built-in families.
         seed: seed of the weight initialisation.
         unsafe: allow a user architecture that holds code (a `Lambda` layer).
+        teacher: the teacher model, for `shrink:F`.
 
     Returns:
-        An uncompiled `keras.Model` with `data.num_classes` outputs.
+        An uncompiled `keras.Model` with `data.num_classes` outputs, ending in logits.
     """
+    if spec.startswith("shrink:"):
+        try:
+            factor = float(spec.split(":", 1)[1])
+        except ValueError:
+            raise KdcliError(f"--student {spec!r}: the shrink factor must be a number, like shrink:0.25") from None
+        if teacher is None:
+            raise KdcliError(f"--student {spec} derives the student from the teacher: give --teacher")
+        model = logits_model(shrink(teacher, factor, seed))
+        check_compatible(model, data, spec)
+        return model
     if spec in ARCHS:
         return build_model(spec, data, width, depth, role=role, seed=seed)
     if spec.endswith(".keras"):
@@ -123,7 +136,7 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
         check_compatible(model, data, Path(spec).name)
         return logits_model(model)
     raise KdcliError(
-        f"unknown {role} {spec!r}: give one of {', '.join(ARCHS)} or a path to a .keras architecture"
+        f"unknown {role} {spec!r}: give one of {', '.join(ARCHS)}, shrink:F or a path to a .keras architecture"
     )
 
 
@@ -182,3 +195,90 @@ def count_params(model):
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     total = sum(int(w.numpy().size) for w in model.weights)
     return total, trainable
+
+
+# Layers that shrink understands: those scaled, and those that follow their inputs' shapes.
+_SCALED = {"units": ("Dense",), "filters": ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+                                            "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")}
+_SHAPE_FOLLOWING = {
+    "InputLayer", "DepthwiseConv1D", "DepthwiseConv2D", "BatchNormalization", "LayerNormalization",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Flatten", "Reshape", "Add", "Subtract", "Multiply",
+    "Average", "Maximum", "Minimum", "Concatenate", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Normalization", "Rescaling", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+    "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity",
+}
+# Layers whose state comes from the data, not from training: copied from the teacher.
+_COPIED = {"Normalization", "Rescaling"}
+
+
+def shrink(model, factor, seed=None):
+    """Derive an untrained student from a model by scaling its widths.
+
+    Every `Dense` layer's `units` and every convolution's `filters` is
+    multiplied by `factor` (rounded, at least 1), except in the layers that
+    produce the model's outputs. Everything else keeps its configuration;
+    `Normalization` layers keep the teacher's adapted statistics. Works for
+    Sequential and Functional models built from standard Keras layers.
+
+    Args:
+        model: the teacher (its weights are not used, but for normalisation).
+        factor: the width multiplier, in (0, 1] to shrink.
+        seed: seed of the student's weight initialisation.
+
+    Returns:
+        A new, untrained `keras.Model` (a softmax output is kept as is;
+        `kdcli.logits_model` strips it).
+
+    Raises:
+        KdcliError: the model is subclassed, holds a layer shrink does not
+            know, or its shapes no longer fit after scaling.
+
+    Example:
+        >>> student = shrink(teacher, 0.25)   # about 1/16 of the parameters
+    """
+    if not 0 < factor:
+        raise KdcliError(f"shrink factor must be positive, got {factor}")
+    if not isinstance(model, (keras.Sequential, keras.Model)) or type(model).__name__ not in ("Sequential", "Functional"):
+        raise KdcliError(
+            f"shrink works on Sequential and Functional models, not a subclassed {type(model).__name__}; "
+            "give an architecture with --student"
+        )
+    output_layers = {_producing_layer(t).name for t in model.outputs}
+    config = model.get_config()
+    for layer_config in config["layers"]:
+        # Shapes recorded at build time no longer hold once widths change: rebuild from the inputs.
+        layer_config.pop("build_config", None)
+        class_name, name = layer_config["class_name"], layer_config["config"]["name"]
+        key = next((k for k, classes in _SCALED.items() if class_name in classes), None)
+        if key is not None:
+            if name not in output_layers:
+                layer_config["config"][key] = max(1, round(layer_config["config"][key] * factor))
+        elif class_name not in _SHAPE_FOLLOWING:
+            raise KdcliError(
+                f"shrink does not know layer {name!r} ({class_name}); give a student architecture with "
+                "--student mlp, cnn or a .keras file"
+            )
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    try:
+        student = model.__class__.from_config(config)
+    except (ValueError, TypeError) as e:
+        raise KdcliError(
+            f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"
+        ) from e
+    for layer in model.layers:
+        if layer.__class__.__name__ in _COPIED and layer.weights:
+            student.get_layer(layer.name).set_weights(layer.get_weights())
+    return student
+
+
+def _producing_layer(tensor):
+    return tensor._keras_history.operation
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

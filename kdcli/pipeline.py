@@ -127,74 +127,130 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
     return Path(out)
 
 
+def default_student_path(teacher):
+    """Where the one-shot `distill --teacher T.keras` writes: `T.student.keras` beside the teacher."""
+    teacher = Path(teacher)
+    return teacher.with_name(f"{teacher.stem}.student.keras")
+
+
 def distill_student(
-    data, out, soft_labels=None, teacher=None, student="mlp", width=None, depth=None,
+    data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
-    data_options=None, unsafe=False, reporter=None,
+    online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
 ):
-    """Distill a student from soft labels (offline) or a live teacher (online).
+    """Distill a student from soft labels or from a teacher model.
 
     Args:
         data: a `Dataset`, a `--data` value, or None for the data recorded in
             the soft labels' or the teacher's provenance.
-        out: the `.keras` file to write.
+        out: the `.keras` file to write; by default `student.keras`, or
+            `T.student.keras` beside a teacher `T.keras`.
         soft_labels: a soft-label `.h5` file (the teacher never runs).
-        teacher: a teacher `.keras` file run on every batch.
-        student: `mlp`, `cnn` or a `.keras` architecture.
+        teacher: a teacher `.keras` file. Its logits for the training split
+            are computed once, in memory, unless `online`.
+        student: `mlp`, `cnn`, `shrink:F` or a `.keras` architecture; by
+            default `shrink:0.25` with a teacher, `mlp` with soft labels.
         temperature, alpha: the distillation loss's `T` and KD weight.
         epochs, batch_size, learning_rate, seed: the training budget.
+        online: run the teacher on every batch instead of once.
+        baseline: also train the same student from scratch on the hard
+            labels, with the same budget, and record what distillation gained.
 
     Returns:
-        `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
+        `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
+        teacher's `teacher_test_accuracy` when it was loaded, and with
+        `baseline` the `baseline_test_accuracy` and `distillation_gain_points`.
     """
-    from kdcli.models import build_from_spec, check_compatible, logits_model
+    from kdcli.models import build_from_spec, check_compatible, count_params, logits_model
     from kdcli.soft_labels import read_soft_labels
-    from kdcli.training import accuracy, distill
+    from kdcli.training import accuracy, distill, predict_logits, train
 
     if (soft_labels is None) == (teacher is None):
         raise KdcliError("give either --soft-labels or --teacher")
+    if online and teacher is None:
+        raise KdcliError("--online runs the teacher on every batch: give --teacher")
     reporter = reporter or Reporter(quiet=True)
-    if soft_labels is not None:
-        require_file(soft_labels, "soft-label file")
-    else:
-        require_file(teacher, "model file")
+    require_file(soft_labels or teacher, "soft-label file" if soft_labels else "model file")
+    student = student or ("mlp" if soft_labels else "shrink:0.25")
+    out = Path(out) if out else (default_student_path(teacher) if teacher else Path("student.keras"))
     data = resolve_data(data, data_options, soft_labels or teacher)
+    teacher_model = teacher_logits = None
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
-        teacher_sha, teacher_model, teacher_logits = soft.attrs["teacher_sha256"], None, soft.column
+        teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], soft.column
+        if student.startswith("shrink:"):
+            teacher = _recorded_teacher(soft_labels, teacher_sha)
     else:
+        teacher_sha = sha256_file(teacher)
+    if teacher is not None:
         teacher_model = logits_model(load_model(teacher, unsafe=unsafe))
         data.expect_classes(teacher_model.output_shape[-1], Path(teacher).name)
         check_compatible(teacher_model, data, Path(teacher).name)
-        teacher_sha, teacher_logits = sha256_file(teacher), None
-    model = build_from_spec(student, data, "student", width, depth, seed, unsafe)
+        if soft_labels is None and not online:  # once, in memory: never per epoch
+            teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
+
+    def build():
+        return build_from_spec(student, data, "student", width, depth, seed, unsafe, teacher=teacher_model)
+
+    model = build()
     history = distill(
-        model, data, teacher_logits, teacher_model, temperature, alpha, epochs, batch_size,
-        learning_rate, seed, reporter.progress("distilling"),
+        model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
+        epochs, batch_size, learning_rate, seed, reporter.progress("distilling"),
     )
-    check_compatible(model, data, "the student")
     metrics = {
         "test_accuracy": accuracy(model, data.test),
         "train_accuracy": history["accuracy"][-1],
         "train_seconds": history["seconds"],
     }
+    if teacher_model is not None:
+        metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
+    if baseline:
+        scratch = build()  # the same architecture and initial weights (same seed)
+        train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"))
+        metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
+        metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
              "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "seed": seed,
-             "mode": "offline" if soft_labels is not None else "online"}
+             "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
     record = provenance(
         "student", data=data.describe(), teacher_sha256=teacher_sha,
         soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,
         hyperparameters=hyper, metrics=metrics,
     )
     save_model(model, out, record)
-    reporter.say(
-        f"student: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
-        f"({history['seconds']:.1f} s)"
-    )
-    return Path(out), metrics
+    _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
+    return out, metrics
+
+
+def _recorded_teacher(soft_labels, teacher_sha):
+    """The teacher named in a soft-label file's provenance, checked by its sha256."""
+    record = read_provenance(soft_labels) or {}
+    path = record.get("teacher")
+    if not path or not Path(path).is_file() or sha256_file(path) != teacher_sha:
+        raise KdcliError(
+            f"{soft_labels}: shrink derives the student from the teacher, and the teacher these soft labels "
+            f"were made with ({path or 'not recorded'}) is not there unchanged; use --teacher or another --student"
+        )
+    return path
+
+
+def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params):
+    def describe(path, model, acc):
+        return f"{path}: test accuracy {100 * acc:.1f}%, {count_params(model)[0]:,} parameters, " \
+               f"{Path(path).stat().st_size / 1024:.1f} KiB"
+
+    if teacher_model is not None:
+        reporter.say("teacher " + describe(teacher, teacher_model, metrics["teacher_test_accuracy"]))
+    reporter.say("student " + describe(out, model, metrics["test_accuracy"]) +
+                 f" ({metrics['train_seconds']:.1f} s of training)")
+    if "baseline_test_accuracy" in metrics:
+        reporter.say(
+            f"baseline: the same student trained from scratch reaches {100 * metrics['baseline_test_accuracy']:.1f}%; "
+            f"distillation gained {metrics['distillation_gain_points']:+.1f} points"
+        )
 
 
 def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=None, unsafe=False):

@@ -20,9 +20,10 @@ def table(report):
         caption=f"latency: {report['latency']['method']}; TensorFlow {report['latency']['tensorflow']}, "
         f"{report['latency']['cpu_count']} CPUs ({report['latency']['cpu']})",
     )
+    with_baseline = any("baseline_accuracy" in m for m in report["models"])
     t.add_column("model", overflow="fold")
     for name in ("accuracy", "params", "size", "latency ms", "p95 ms", "samples/s", "agreement",
-                 "smaller", "faster", "Δ accuracy"):
+                 "smaller", "faster", "Δ accuracy") + (("from scratch (gain)",) if with_baseline else ()):
         t.add_column(name, justify="right", no_wrap=True)
     for m in report["models"]:
         ratios = (
@@ -33,8 +34,15 @@ def table(report):
             m["path"], f"{100 * m['accuracy']:.1f}%", f"{m['params']:,}", _size(m["size_bytes"]),
             f"{m['latency_ms']:.3f}", f"{m['latency_p95_ms']:.3f}", f"{m['throughput']:,.0f}",
             f"{100 * m['agreement']:.1f}%", *ratios,
+            *([_baseline(m)] if with_baseline else []),
         )
     return t
+
+
+def _baseline(m):
+    if "baseline_accuracy" not in m:
+        return "—"
+    return f"{100 * m['baseline_accuracy']:.1f}% ({m['distillation_gain_points']:+.1f} pts)"
 
 
 def to_json(report):

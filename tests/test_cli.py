@@ -44,7 +44,7 @@ def test_artifacts_carry_provenance(pipeline):
     assert student["teacher_sha256"] == sha256_file(pipeline["teacher"])
     assert student["hyperparameters"]["temperature"] == 4.0
     assert student["hyperparameters"]["alpha"] == 0.9
-    assert student["hyperparameters"]["mode"] == "offline"
+    assert student["hyperparameters"]["mode"] == "soft-labels"
     r = run_cli("info", pipeline["student"])
     assert r.exit_code == 0 and json.loads(r.stdout) == student
 
@@ -92,7 +92,7 @@ def test_evaluate_table_and_json_file(pipeline, tmp_path):
 
 def test_online_distillation_from_a_live_teacher(pipeline, tmp_path):
     out = tmp_path / "online.keras"
-    r = run_cli("distill", "--teacher", pipeline["teacher"], "--epochs", "2", "--out", out)
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--online", "--student", "mlp", "--epochs", "2", "--out", out)
     assert r.exit_code == 0, r.stderr
     record = kdcli.read_provenance(out)
     assert record["hyperparameters"]["mode"] == "online"

@@ -1,0 +1,176 @@
+"""Students in every form, the one-shot command, plain-Keras teachers and --baseline."""
+
+import json
+
+import numpy as np
+import pytest
+
+import kdcli
+from kdcli.models import shrink
+
+from conftest import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def textbook_teacher(tmp_path_factory):
+    """The textbook Keras classifier, trained and saved with plain Keras (no kdcli provenance)."""
+    import keras
+
+    data = kdcli.load_data("digits")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Rescaling(1 / 16), keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train.astype("float32"), data.y_train, epochs=15, verbose=0)
+    path = tmp_path_factory.mktemp("textbook") / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_one_shot_on_a_plain_keras_teacher(textbook_teacher):
+    r = run_cli("distill", "--teacher", textbook_teacher)
+    assert_one_line_error(r, 4, "no --data given and none is recorded in the input files; pass --data")
+    r = run_cli("distill", "--teacher", textbook_teacher, "--data", "digits", "--epochs", "15")
+    assert r.exit_code == 0, r.stderr
+    out = textbook_teacher.with_name("model.student.keras")
+    assert r.stdout == f"{out}\n"
+    assert f"teacher {textbook_teacher}: test accuracy" in r.stderr
+    assert f"student {out}: test accuracy" in r.stderr
+    record = kdcli.read_provenance(out)
+    assert record["hyperparameters"]["student"] == "shrink:0.25"
+    assert record["hyperparameters"]["mode"] == "teacher-logits-once"
+    teacher = kdcli.load_model(textbook_teacher)
+    student = kdcli.load_model(out)
+    # Dense(128) -> Dense(32); the output layer keeps its 10 classes, as logits
+    assert [l.units for l in student.layers if hasattr(l, "units")] == [32, 10]
+    assert student.layers[-1].get_config()["activation"] == "linear"
+    assert record["metrics"]["teacher_test_accuracy"] > 0.9
+    assert record["metrics"]["test_accuracy"] > 0.85
+    assert student.count_params() < teacher.count_params() / 3
+
+
+def test_one_shot_takes_the_data_from_the_teachers_provenance(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--epochs", "1", "--out", out, "--quiet")
+    assert r.exit_code == 0 and r.stdout == f"{out}\n" and r.stderr == ""
+    assert kdcli.read_provenance(out)["data"]["spec"] == "digits"
+
+
+def test_teacher_logits_are_computed_once_not_per_epoch(pipeline, tmp_path, monkeypatch):
+    from kdcli import training
+
+    calls = []
+    original = training.predict_logits
+    monkeypatch.setattr(training, "predict_logits", lambda *a, **k: calls.append(1) or original(*a, **k))
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "3",
+                "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    # once for the training split's logits, then only the final test evaluations
+    assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["mode"] == "teacher-logits-once"
+    assert len(calls) == 1 + 2  # logits; student and teacher test accuracy
+
+
+def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
+    data = kdcli.load_data("digits")
+    teacher = kdcli.build_model("cnn", data)
+    student = shrink(teacher, 0.25)
+    ratio = teacher.count_params() / student.count_params()
+    assert 12 < ratio < 20, ratio
+    convs = [l.filters for l in student.layers if hasattr(l, "filters")]
+    assert convs == [8, 8, 16, 16]
+    assert student.layers[-1].units == 10
+    # normalisation statistics are the teacher's
+    np.testing.assert_array_equal(
+        student.get_layer("normalization").get_weights()[0], teacher.get_layer("normalization").get_weights()[0]
+    )
+    history = kdcli.distill(student, data, teacher=teacher, epochs=3, learning_rate=3e-3)
+    assert history["loss"][-1] < history["loss"][0]
+    from kdcli.training import accuracy
+
+    assert accuracy(student, data.test) > 0.5
+
+
+def test_shrink_functional_model_with_residual_add_and_batchnorm():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3, padding="same")(x))
+    z = keras.layers.Add()([x, y])
+    z = keras.layers.SeparableConv2D(32, 3)(z)
+    z = keras.layers.DepthwiseConv2D(3)(z)
+    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(z)))
+    student = shrink(keras.Model(inputs, outputs), 0.5)
+    assert [l.filters for l in student.layers if hasattr(l, "filters")] == [8, 8, 16]
+    assert student.output_shape == (None, 5)
+
+
+def test_shrink_refuses_an_unknown_layer(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(16), keras.layers.Dense(10)])
+    model.save(tmp_path / "rnn.keras")
+    r = run_cli("distill", "--teacher", tmp_path / "rnn.keras", "--data", "digits", "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "shrink does not know layer 'lstm' (LSTM); give a student architecture with --student")
+    r = run_cli("distill", "--teacher", tmp_path / "rnn.keras", "--data", "digits", "--student", "mlp",
+                "--epochs", "1", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr  # the teacher itself is fine
+
+
+def test_shrink_from_soft_labels_uses_the_recorded_teacher(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "shrink:0.5", "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    teacher = kdcli.load_model(pipeline["teacher"])
+    assert [l.units for l in kdcli.load_model(out).layers if hasattr(l, "units")] == [
+        l.units // 2 for l in teacher.layers[:-1] if hasattr(l, "units")] + [10]
+
+
+def test_user_architecture_with_the_wrong_outputs_is_refused(tmp_path, pipeline):
+    import keras
+
+    keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(7)]).save(tmp_path / "arch.keras")
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", tmp_path / "arch.keras",
+                "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "the model has 7 outputs, the data has 10 classes")
+    assert not (tmp_path / "s.keras").exists()
+
+
+def test_user_architecture_is_trained_from_fresh_weights(tmp_path, pipeline):
+    import keras
+
+    arch = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    arch.save(tmp_path / "arch.keras")
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", tmp_path / "arch.keras",
+                "--epochs", "2", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.load_model(tmp_path / "s.keras").output_shape == (None, 10)
+
+
+def test_baseline_reports_both_accuracies(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16",
+                "--epochs", "4", "--baseline", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    metrics = kdcli.read_provenance(out)["metrics"]
+    assert 0 < metrics["baseline_test_accuracy"] <= 1
+    assert metrics["distillation_gain_points"] == pytest.approx(
+        100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"]))
+    assert "baseline: the same student trained from scratch reaches" in r.stderr
+    r = run_cli("evaluate", pipeline["teacher"], out, "--json", "-", "--latency-runs", "10")
+    entry = json.loads(r.stdout)["models"][1]
+    assert entry["baseline_accuracy"] == pytest.approx(metrics["baseline_test_accuracy"])
+    assert entry["distillation_gain_points"] == pytest.approx(metrics["distillation_gain_points"])
+    r = run_cli("evaluate", pipeline["teacher"], out, "--latency-runs", "10")
+    assert "from scratch (gain)" in r.stdout
+
+
+def test_baseline_starts_from_the_same_weights(tmp_path):
+    """Scratch and distilled students differ only in the loss: same init, same batches."""
+    data = kdcli.load_data("digits")
+    a = kdcli.build_from_spec("mlp", data, width=8, seed=5)
+    b = kdcli.build_from_spec("mlp", data, width=8, seed=5)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
