@@ -26,6 +26,7 @@ _EXPORTS = {
     "build_model": "kdcli.models",
     "build_from_spec": "kdcli.models",
     "logits_model": "kdcli.models",
+    "shrink": "kdcli.models",
     "load_model": "kdcli.artifacts",
     "save_model": "kdcli.artifacts",
     "read_provenance": "kdcli.artifacts",

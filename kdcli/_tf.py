@@ -1,9 +1,35 @@
 """Import TensorFlow and Keras quietly; every module that needs them goes through here."""
 
+import contextlib
 import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@contextlib.contextmanager
+def native_output_silenced(fds=(2,)):
+    """Silence what native code (TensorFlow's C++, the TFLite converter) writes to
+    these file descriptors, which Python's own redirections cannot catch.
+
+    TF_CPP_MIN_LOG_LEVEL=0 leaves everything visible, for debugging.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in fds}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
 
 
 def _import_quietly():
@@ -13,22 +39,14 @@ def _import_quietly():
     TF_CPP_MIN_LOG_LEVEL, so they are silenced at the descriptor.
     TF_CPP_MIN_LOG_LEVEL=0 shows them.
     """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with native_output_silenced():
         import tensorflow  # noqa: F401
         import keras  # noqa: F401
+
         tensorflow.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 _import_quietly()

@@ -55,6 +55,16 @@ def atomic_path(path):
         raise
 
 
+def write_text(path, text):
+    """Write a text file (a report) atomically."""
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_text(text)
+        except OSError as e:
+            raise KdcliError(f"{path}: cannot write ({e.strerror or e})") from e
+    return Path(path)
+
+
 def sha256_file(path):
     """The hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -142,9 +152,16 @@ def load_model(path, unsafe=False):
 def read_provenance(path):
     """The provenance record of an artifact, or None when it has none.
 
-    Works for `.keras` models and `.h5` soft-label files.
+    Works for `.keras` models, `.h5` soft-label files, `.tflite` exports (their
+    `<file>.kdcli.json` sidecar) and SavedModel folders (`assets.extra/kdcli.json`).
     """
     path = Path(path)
+    record_file = Path(f"{path}.kdcli.json") if path.suffix == ".tflite" else path / "assets.extra" / "kdcli.json"
+    if path.suffix == ".tflite" or path.is_dir():
+        try:
+            return json.loads(record_file.read_text()) if record_file.is_file() else None
+        except (OSError, ValueError) as e:
+            raise KdcliError(f"{record_file}: cannot read provenance ({_first_line(e)})") from e
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as z:

@@ -190,11 +190,15 @@ def distill(
 
 @command("evaluate")
 def evaluate(
-    models: Annotated[list[Path], typer.Argument(help="Models to compare; the first is the reference.")],
+    models: Annotated[list[Path], typer.Argument(help="Models (.keras or .tflite) to compare; the first is the reference.")],
     data: Data = None,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the report as JSON to PATH, or to stdout with '-'.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Write the report as Markdown (for CI job summaries).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Draw accuracy against latency to a PNG (needs kdcli[plot]).")] = None,
+    min_accuracy: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: fail (exit 3) if any model's accuracy is below this fraction, e.g. 0.9.")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(min=0.0, help="Gate: fail (exit 3) if a model loses more than these percentage points against the first.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when computing accuracy.")] = 256,
-    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model.")] = 200,
+    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model (more: slower, more precise).")] = 200,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
@@ -202,28 +206,60 @@ def evaluate(
     quiet: Quiet = False,
     debug: Debug = False,
 ):
-    """Compare models on the test split: accuracy, size and latency."""
+    """Compare models on the test split: accuracy, size, latency; gate on accuracy."""
     from rich.console import Console
 
     from kdcli import pipeline, report
-    from kdcli.artifacts import atomic_path
+    from kdcli.artifacts import write_text
+    from kdcli.errors import EXIT_GATE_FAILED
+    from kdcli.evaluation import check_gates, describe_failure
 
     result = pipeline.evaluate(
         models, data, batch_size, latency_runs, _data_options(val_split, image_size, color_mode), unsafe
     )
+    failed = check_gates(result, min_accuracy, max_accuracy_drop)
     if json_out == "-":
         typer.echo(report.to_json(result))
-        return
-    if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(report.to_json(result) + "\n")
-    # A report piped to a file or a CI log is read later: don't squeeze it into 80 columns.
-    Console(width=None if sys.stdout.isatty() else 150).print(report.table(result))
+    else:
+        # A report piped to a file or a CI log is read later: don't squeeze it into 80 columns.
+        Console(width=None if sys.stdout.isatty() else 150).print(report.table(result))
+        if json_out:
+            write_text(json_out, report.to_json(result) + "\n")
+    if markdown:
+        write_text(markdown, report.markdown(result))
+    if plot:
+        report.plot(result, plot)
+    for gate in failed:
+        stderr.print(f"error: gate failed: {describe_failure(gate)}", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@command("export")
+def export(
+    model: Annotated[Path, typer.Argument(help="The .keras model to export.")],
+    format: Annotated[str, typer.Option(help="tflite (phones, edge) or saved_model (TF Serving).")] = "tflite",
+    quantize: Annotated[str, typer.Option(help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).")] = "none",
+    data: Data = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write (default: beside the model, e.g. student-int8.tflite).")] = None,
+    val_split: ValSplit = None,
+    image_size: ImageSize = None,
+    color_mode: ColorMode = None,
+    unsafe: Unsafe = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Export a model for deployment: TFLite (optionally quantized) or a SavedModel."""
+    from kdcli import pipeline
+
+    _result(pipeline.export(
+        model, out, format, quantize, data, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+    ))
 
 
 @command("info")
 def info(
-    artifact: Annotated[Path, typer.Argument(help="A .keras model or a soft-label .h5 file.")],
+    artifact: Annotated[Path, typer.Argument(help="A .keras model, a soft-label .h5 file, a .tflite file or a SavedModel folder.")],
     quiet: Quiet = False,
     debug: Debug = False,
 ):
@@ -232,7 +268,7 @@ def info(
 
     from kdcli.artifacts import read_provenance
 
-    if not artifact.is_file():
+    if not artifact.exists():
         raise KdcliError(f"{artifact}: no such file")
     record = read_provenance(artifact)
     if record is None:

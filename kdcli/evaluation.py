@@ -1,20 +1,23 @@
-"""Evaluation: accuracy on the held-out split, size, and latency measured properly.
+"""Evaluation: accuracy on the held-out split, size, latency measured properly, gates.
 
 Latency is the time of one single-sample call of a compiled inference
-function (`tf.function`), after warm-up, over many calls: `model.predict`
-carries a per-call overhead that would dominate small models.
+function (a `tf.function`, or the TFLite interpreter's `invoke`), after
+warm-up, over many calls: `model.predict` carries a per-call overhead that
+would dominate small models.
 """
 
 import os
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from kdcli._tf import tf
+from kdcli._tf import native_output_silenced, tf
 from kdcli.artifacts import load_model, read_provenance
+from kdcli.errors import KdcliError
 from kdcli.models import check_compatible, count_params, logits_model
 from kdcli.training import predict_logits
 
@@ -23,49 +26,149 @@ WARMUP_CALLS = 20
 THROUGHPUT_BATCH = 256
 
 
-def measure_latency(model, sample, runs=200, warmup=WARMUP_CALLS):
-    """Median and 95th-percentile time, in ms, of one single-sample call.
+def measure_latency(call, sample, runs=200, warmup=WARMUP_CALLS):
+    """Median and 95th-percentile time, in ms, of `call(sample)`.
 
     Args:
-        model: a Keras model.
+        call: runs inference on one batch and returns its result as NumPy.
         sample: one input, with a leading batch axis of 1.
         runs: timed calls after `warmup` untimed ones.
 
     Returns:
         `(median_ms, p95_ms)`.
     """
-    infer = tf.function(lambda b: model(b, training=False))
-    x = tf.constant(np.asarray(sample, dtype=np.float32))
     for _ in range(warmup):
-        infer(x).numpy()
+        call(sample)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        infer(x).numpy()
+        call(sample)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times), float(np.percentile(times, 95))
 
 
-def measure_throughput(model, x, batch_size=THROUGHPUT_BATCH, repeats=5):
-    """Samples per second of batched inference, best of `repeats` passes over one batch."""
-    infer = tf.function(lambda b: model(b, training=False))
-    batch = tf.constant(np.asarray(x[:batch_size], dtype=np.float32))
-    infer(batch).numpy()
-    best = min(_timed(lambda: infer(batch).numpy()) for _ in range(repeats))
-    return int(batch.shape[0]) / best
+def measure_throughput(call, batch, repeats=5):
+    """Samples per second of `call(batch)`, best of `repeats` timed calls after one warm-up."""
+    call(batch)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class KerasRunner:
+    """A `.keras` model, run through a compiled `tf.function`."""
+
+    def __init__(self, path, unsafe=False):
+        self.model = logits_model(load_model(path, unsafe=unsafe))
+        self.num_outputs = self.model.output_shape[-1]
+        self.params, self.trainable_params = count_params(self.model)
+        self._infer = tf.function(lambda b: self.model(b, training=False), reduce_retracing=True)
+
+    def check(self, data, name):
+        check_compatible(self.model, data, name)
+
+    def predict(self, split, batch_size):
+        return predict_logits(self.model, split, batch_size)
+
+    def call(self, x):
+        return self._infer(tf.constant(x, tf.float32)).numpy()
+
+
+class TFLiteRunner:
+    """A `.tflite` model, run through the LiteRT (or TensorFlow Lite) interpreter.
+
+    Quantized inputs and outputs (full-integer models) are converted with the
+    model's own scale and zero point, so it takes the same raw inputs.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self._single = self._interpreter(1)
+        except (ValueError, RuntimeError) as e:
+            raise KdcliError(f"{path}: cannot load TFLite model ({str(e).splitlines()[0]})") from e
+        self._batched, self._batched_size = None, None
+        details = self._single.get_output_details()[0]
+        self.num_outputs = int(details["shape"][-1])
+        self.input_shape = tuple(int(d) for d in self._single.get_input_details()[0]["shape"][1:])
+        record = read_provenance(path) or {}
+        self.params = record.get("params")
+        self.trainable_params = record.get("trainable_params")
+
+    def _interpreter(self, batch):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # LiteRT not installed: TensorFlow's own (deprecated) interpreter
+            Interpreter = tf.lite.Interpreter
+        with warnings.catch_warnings(), native_output_silenced():  # "INFO: Created XNNPACK delegate"
+            warnings.simplefilter("ignore")
+            interpreter = Interpreter(model_path=str(self.path), num_threads=os.cpu_count())
+            index = interpreter.get_input_details()[0]["index"]
+            shape = interpreter.get_input_details()[0]["shape"].copy()
+            if shape[0] != batch:
+                shape[0] = batch
+                interpreter.resize_tensor_input(index, shape)
+            interpreter.allocate_tensors()
+        return interpreter
+
+    def check(self, data, name):
+        if self.input_shape != tuple(data.input_shape):
+            raise KdcliError(
+                f"{name}: the model takes inputs of shape {self.input_shape}, "
+                f"the data has samples of shape {tuple(data.input_shape)}"
+            )
+        if self.num_outputs != data.num_classes:
+            raise KdcliError(f"{name}: the model has {self.num_outputs} outputs, the data has {data.num_classes} classes")
+
+    def _run(self, interpreter, x):
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        x = np.asarray(x, np.float32)
+        if inp["dtype"] in (np.int8, np.uint8):
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def predict(self, split, batch_size):
+        from kdcli.data import iterate
+
+        outputs = []
+        for x, _ in iterate(split.batches(batch_size)):
+            x = x.numpy()
+            if self._batched_size != len(x):
+                self._batched, self._batched_size = self._interpreter(len(x)), len(x)
+            outputs.append(self._run(self._batched, x))
+        return np.concatenate(outputs)
+
+    def call(self, x):
+        if len(x) == 1:
+            return self._run(self._single, x)
+        if self._batched_size != len(x):
+            self._batched, self._batched_size = self._interpreter(len(x)), len(x)
+        return self._run(self._batched, x)
+
+
+def open_model(path, unsafe=False):
+    """A runner for a `.keras` or `.tflite` model file."""
+    if Path(path).suffix == ".tflite":
+        return TFLiteRunner(path)
+    return KerasRunner(path, unsafe)
 
 
 def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False):
     """Evaluate models on the test split of `data` and compare each to the first.
 
     Args:
-        paths: `.keras` files; the first is the reference (usually the teacher).
+        paths: `.keras` or `.tflite` files; the first is the reference (usually the teacher).
         data: the `Dataset`.
         batch_size: samples per call when computing accuracy.
         latency_runs: single-sample calls timed per model.
@@ -74,35 +177,42 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
     Returns:
         A JSON-ready dict (schema `kdcli.evaluate/1`): `data`, `latency`
         (how it was measured) and `models`, one entry per path with `path`,
-        `accuracy`, `params`, `trainable_params`, `size_bytes`, `latency_ms`,
+        `format`, `accuracy`, `top5_accuracy` (more than 5 classes),
+        `params`, `trainable_params`, `size_bytes`, `latency_ms`,
         `latency_p95_ms`, `throughput`, `agreement` and, after the first,
-        `compression`, `speedup` and `accuracy_change_points`; a student
-        distilled with `--baseline` also has `baseline_accuracy` (the same
-        student trained from scratch) and `distillation_gain_points`.
+        `compression` (parameters), `size_ratio`, `speedup` and
+        `accuracy_change_points`; a student distilled with `--baseline` also
+        has `baseline_accuracy` and `distillation_gain_points`.
     """
     entries, first_predictions = [], None
+    sample = data.test.read(np.arange(1))
+    batch = data.test.read(np.arange(min(len(data.test), THROUGHPUT_BATCH)))
     for path in paths:
-        model = logits_model(load_model(path, unsafe=unsafe))
-        data.expect_classes(model.output_shape[-1], Path(path).name)
-        check_compatible(model, data, Path(path).name)
-        predictions = np.argmax(predict_logits(model, data.test, batch_size), axis=-1)
+        runner = open_model(path, unsafe)
+        data.expect_classes(runner.num_outputs, Path(path).name)
+        runner.check(data, Path(path).name)
+        logits = runner.predict(data.test, batch_size)
+        predictions = np.argmax(logits, axis=-1)
         if first_predictions is None:
             first_predictions = predictions
-        total, trainable = count_params(model)
-        median, p95 = measure_latency(model, data.test.read(np.arange(1)), runs=latency_runs)
+        median, p95 = measure_latency(runner.call, sample, runs=latency_runs)
         record = read_provenance(path) or {}
         entry = {
             "path": str(path),
+            "format": "tflite" if isinstance(runner, TFLiteRunner) else "keras",
             "kind": record.get("kind"),
             "accuracy": float(np.mean(predictions == data.y_test)),
-            "params": total,
-            "trainable_params": trainable,
+            "params": runner.params,
+            "trainable_params": runner.trainable_params,
             "size_bytes": Path(path).stat().st_size,
             "latency_ms": median,
             "latency_p95_ms": p95,
-            "throughput": measure_throughput(model, data.test.read(np.arange(min(len(data.test), THROUGHPUT_BATCH)))),
+            "throughput": measure_throughput(runner.call, batch),
             "agreement": float(np.mean(predictions == first_predictions)),
         }
+        if data.num_classes > 5:
+            top5 = np.argsort(logits, axis=-1)[:, -5:]
+            entry["top5_accuracy"] = float(np.mean(np.any(top5 == data.y_test[:, None], axis=-1)))
         metrics = record.get("metrics") or {}
         same_data = (record.get("data") or {}).get("fingerprint") == data.fingerprint
         if "baseline_test_accuracy" in metrics and same_data:  # from `distill --baseline`
@@ -111,21 +221,68 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         entries.append(entry)
     reference = entries[0]
     for entry in entries[1:]:
-        entry["compression"] = reference["params"] / entry["params"]
+        entry["compression"] = reference["params"] / entry["params"] if reference["params"] and entry["params"] else None
+        entry["size_ratio"] = reference["size_bytes"] / entry["size_bytes"]
         entry["speedup"] = reference["latency_ms"] / entry["latency_ms"]
         entry["accuracy_change_points"] = 100 * (entry["accuracy"] - reference["accuracy"])
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     return {
         "schema": SCHEMA,
         "data": data.describe() | {"split": "test"},
         "latency": {
-            "method": f"median and p95 of {latency_runs} single-sample calls of a compiled "
-            f"tf.function after {WARMUP_CALLS} warm-up calls; throughput at batch {THROUGHPUT_BATCH}",
+            "method": f"median and p95 of {latency_runs} single-sample calls after {WARMUP_CALLS} warm-up calls "
+            f"(Keras: a compiled tf.function; TFLite: interpreter.invoke); throughput: best of 5 calls at batch "
+            f"{len(batch)}",
             "runs": latency_runs,
             "warmup": WARMUP_CALLS,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+            "threads": threads,
             "tensorflow": tf.__version__,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_name(),
             "cpu_count": os.cpu_count(),
         },
         "models": entries,
     }
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def check_gates(report, min_accuracy=None, max_accuracy_drop=None):
+    """Check quality gates and record every result in `report["gates"]`.
+
+    Args:
+        report: an `evaluate_models` report.
+        min_accuracy: every model's accuracy must be at least this fraction.
+        max_accuracy_drop: every model after the first may lose at most this
+            many percentage points of accuracy against the first.
+
+    Returns:
+        The failed gates: dicts with `model`, `gate`, `threshold`, `value`, `passed`.
+    """
+    results = []
+    for i, m in enumerate(report["models"]):
+        if min_accuracy is not None:
+            results.append({"model": m["path"], "gate": "min_accuracy", "threshold": min_accuracy,
+                            "value": m["accuracy"], "passed": m["accuracy"] >= min_accuracy})
+        if max_accuracy_drop is not None and i > 0:
+            drop = -m["accuracy_change_points"]
+            results.append({"model": m["path"], "gate": "max_accuracy_drop", "threshold": max_accuracy_drop,
+                            "value": drop, "passed": drop <= max_accuracy_drop + 1e-9})
+    report["gates"] = results
+    return [g for g in results if not g["passed"]]
+
+
+def describe_failure(gate):
+    """One line saying which model failed which gate, and by how much."""
+    if gate["gate"] == "min_accuracy":
+        return (f"{gate['model']}: accuracy {100 * gate['value']:.2f}% is below --min-accuracy "
+                f"{gate['threshold']} ({100 * gate['threshold']:.2f}%)")
+    return (f"{gate['model']}: accuracy dropped {gate['value']:.2f} points from the first model, more than "
+            f"--max-accuracy-drop {gate['threshold']}")

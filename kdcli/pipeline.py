@@ -261,6 +261,25 @@ def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=N
     from kdcli.evaluation import evaluate_models
 
     for path in models:
-        require_file(path, "model file")
+        if not (Path(path).is_file() or (Path(path).suffix == ".tflite" and Path(path).exists())):
+            require_file(path, "model file")
     data = resolve_data(data, data_options, *models)
     return evaluate_models(models, data, batch_size, latency_runs, unsafe)
+
+
+def export(model, out=None, format="tflite", quantize="none", data=None, data_options=None, unsafe=False, reporter=None):
+    """Export a `.keras` model (see `kdcli.export.export_model`); int8 calibrates on `data`.
+
+    The data defaults to the one recorded in the model's provenance; `out`
+    defaults to a path beside the model (`student-int8.tflite`...).
+    """
+    from kdcli.export import default_export_path, export_model
+
+    reporter = reporter or Reporter(quiet=True)
+    require_file(model, "model file")
+    dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
+    out = Path(out) if out else default_export_path(model, format, quantize)
+    export_model(model, out, format, quantize, dataset, unsafe)
+    size = Path(out).stat().st_size if Path(out).is_file() else sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    reporter.say(f"export: {out} ({format}, quantize {quantize}, {size / 1024:.1f} KiB)")
+    return out

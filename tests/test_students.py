@@ -174,3 +174,25 @@ def test_baseline_starts_from_the_same_weights(tmp_path):
     b = kdcli.build_from_spec("mlp", data, width=8, seed=5)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_plain_functional_teacher_in_every_subcommand(tmp_path):
+    import keras
+
+    data = kdcli.load_data("digits")
+    inputs = keras.Input((8, 8))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 16)(inputs))
+    x = keras.layers.Dense(32, activation="relu")(x)
+    outputs = keras.layers.Activation("softmax")(keras.layers.Dense(10)(x))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(data.x_train.astype("float32"), data.y_train, epochs=3, verbose=0)
+    model.save(tmp_path / "f.keras")
+    r = run_cli("soft-labels", "--teacher", tmp_path / "f.keras", "--data", "digits", "--out", tmp_path / "s.h5")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("distill", "--teacher", tmp_path / "f.keras", "--data", "digits", "--epochs", "2")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("evaluate", tmp_path / "f.keras", tmp_path / "f.student.keras", "--data", "digits",
+                "--json", "-", "--latency-runs", "10")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["models"][0]["accuracy"] > 0.5

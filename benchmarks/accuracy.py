@@ -1,0 +1,69 @@
+"""Accuracy of the teacher, the student trained from scratch and the distilled student.
+
+For each data set (the bundled digits, and the MNIST benchmark split when
+`../shared/data` is there): one teacher (kdcli's cnn), then for each seed the
+one-shot `kdcli distill --teacher ... --baseline`, which trains the same
+student architecture from scratch with the same budget. Prints a Markdown
+table of means and standard deviations over the seeds; `--json PATH` keeps
+the raw numbers.
+
+    python benchmarks/accuracy.py [--seeds 0 1 2] [--student shrink:0.25] [--json out.json]
+"""
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import kdcli
+from common import kdcli as run, mnist_split
+
+
+def measure(data, workdir, seeds, student, epochs):
+    teacher = Path(run("train-teacher", "--data", data, "--out", workdir / "teacher.keras"))
+    rows = []
+    for seed in seeds:
+        out = run("distill", "--teacher", teacher, "--student", student, "--epochs", epochs, "--seed", seed,
+                  "--baseline", "--out", workdir / f"student-{seed}.keras")
+        rows.append(kdcli.read_provenance(out)["metrics"])
+    return {
+        "teacher": kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
+        "teacher_params": kdcli.load_model(teacher).count_params(),
+        "student_params": kdcli.load_model(out).count_params(),
+        "scratch": [r["baseline_test_accuracy"] for r in rows],
+        "distilled": [r["test_accuracy"] for r in rows],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--student", default="shrink:0.25")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sets = {"digits": "digits", "mnist (8k/2k split)": mnist_split(tmp / "mnist.npz")}
+        for i, (name, data) in enumerate(sets.items()):
+            if data is None:
+                print(f"skipping {name}: ../shared/data is not there")
+                continue
+            (tmp / str(i)).mkdir()
+            results[name] = measure(data, tmp / str(i), args.seeds, args.student, args.epochs)
+    print(f"\n| data | teacher | student from scratch | distilled student | gain (points) |  (student {args.student}, "
+          f"{args.epochs} epochs, seeds {args.seeds})")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        s, d = np.array(r["scratch"]) * 100, np.array(r["distilled"]) * 100
+        print(f"| {name} | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | {s.mean():.2f} ± {s.std():.2f}% "
+              f"| {d.mean():.2f} ± {d.std():.2f}% ({r['student_params']:,} params) | {(d - s).mean():+.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

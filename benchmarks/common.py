@@ -1,0 +1,36 @@
+"""Shared helpers of the benchmarks: the MNIST benchmark split and running kdcli."""
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist-t10k"
+
+
+def mnist_split(out):
+    """Write the project's MNIST benchmark split to `out` (.npz); None when the data is absent.
+
+    The 10,000 MNIST test images, shuffled by `default_rng(0).permutation`,
+    first 8,000 for training and last 2,000 for testing.
+    """
+    images, labels = MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    if not images.exists():
+        return None
+    x = np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    y = np.frombuffer(gzip.open(labels).read(), np.uint8, offset=8)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:8000], order[8000:]
+    np.savez(out, x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
+    return Path(out)
+
+
+def kdcli(*args):
+    """Run kdcli in a subprocess, as a user would; returns its stdout."""
+    r = subprocess.run([sys.executable, "-m", "kdcli", *map(str, args), "--quiet"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"kdcli {' '.join(map(str, args))} failed: {r.stderr.strip()}")
+    return r.stdout.strip()

@@ -1,0 +1,166 @@
+"""evaluate's outputs and gates, and export to TFLite and SavedModel."""
+
+import json
+
+import numpy as np
+import pytest
+
+import kdcli
+
+from conftest import assert_one_line_error, run_cli
+
+QUICK = ("--latency-runs", "10")
+
+
+@pytest.fixture(scope="module")
+def exports(pipeline):
+    """The session's student exported in every format."""
+    d = pipeline["dir"] / "exports"
+    paths = {q: d / f"student-{q}.tflite" for q in ("none", "float16", "dynamic", "int8")}
+    for quantize, path in paths.items():
+        r = run_cli("export", pipeline["student"], "--format", "tflite", "--quantize", quantize, "--out", path)
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout == f"{path}\n"
+    paths["saved_model"] = d / "saved"
+    r = run_cli("export", pipeline["student"], "--format", "saved_model", "--out", paths["saved_model"])
+    assert r.exit_code == 0, r.stderr
+    return paths
+
+
+def evaluate_json(*args):
+    r = run_cli("evaluate", *args, "--json", "-", *QUICK)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_json_schema(pipeline):
+    report = evaluate_json(pipeline["teacher"], pipeline["student"])
+    assert report["schema"] == "kdcli.evaluate/1"
+    assert set(report["latency"]) >= {"method", "runs", "warmup", "threads", "tensorflow", "cpu", "cpu_count"}
+    assert report["latency"]["runs"] == 10
+    teacher, student = report["models"]
+    for m in (teacher, student):
+        assert set(m) >= {"path", "format", "accuracy", "top5_accuracy", "params", "trainable_params", "size_bytes",
+                          "latency_ms", "latency_p95_ms", "throughput", "agreement"}
+        assert m["top5_accuracy"] >= m["accuracy"]
+        assert m["trainable_params"] <= m["params"]
+    assert set(student) >= {"compression", "size_ratio", "speedup", "accuracy_change_points"}
+    assert student["size_ratio"] == pytest.approx(teacher["size_bytes"] / student["size_bytes"])
+    assert report["gates"] == []
+
+
+def test_no_top5_with_five_classes_or_fewer(tmp_path):
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(60) % 3)
+    assert run_cli("train-teacher", "--data", tmp_path / "d.npz", "--arch", "mlp", "--epochs", "1",
+                   "--out", tmp_path / "t.keras").exit_code == 0
+    assert "top5_accuracy" not in evaluate_json(tmp_path / "t.keras")["models"][0]
+
+
+def test_markdown_and_json_files(pipeline, tmp_path):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--markdown", tmp_path / "r.md",
+                "--json", tmp_path / "r.json", "--min-accuracy", "0.0", *QUICK)
+    assert r.exit_code == 0, r.stderr
+    md = (tmp_path / "r.md").read_text()
+    lines = md.splitlines()
+    assert lines[0].startswith("### digits: 359 test samples")
+    assert lines[2].startswith("| model | accuracy | top-5 | params |")
+    assert lines[4].startswith(f"| {pipeline['teacher']} |") and lines[5].startswith(f"| {pipeline['student']} |")
+    assert "_latency: median and p95 of 10 single-sample calls" in md
+    assert f"- `{pipeline['student']}`: accuracy ≥ 0.0: passed" in md
+    assert len(json.loads((tmp_path / "r.json").read_text())["gates"]) == 2
+    assert "smaller" in r.stdout  # the table still goes to stdout
+
+
+def test_min_accuracy_gate(pipeline):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--min-accuracy", "0.999", "--json", "-", *QUICK)
+    assert r.exit_code == 3
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: gate failed: ") for e in errors)
+    assert f"{pipeline['student']}: accuracy" in errors[1] and "is below --min-accuracy 0.999" in errors[1]
+    gates = json.loads(r.stdout)["gates"]
+    assert [(g["gate"], g["passed"]) for g in gates] == [("min_accuracy", False), ("min_accuracy", False)]
+    assert run_cli("evaluate", pipeline["teacher"], "--min-accuracy", "0.3", *QUICK).exit_code == 0
+
+
+def test_max_accuracy_drop_gate(pipeline):
+    report = evaluate_json(pipeline["teacher"], pipeline["student"])
+    drop = -report["models"][1]["accuracy_change_points"]
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--max-accuracy-drop", str(max(drop, 0) + 0.5), *QUICK)
+    assert r.exit_code == 0, r.stderr
+    # the student distilled for 3 epochs loses accuracy against its teacher
+    assert drop > 0.5
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--max-accuracy-drop", "0.1", "--json", "-", *QUICK)
+    assert r.exit_code == 3
+    assert r.stderr.strip().splitlines() == [
+        f"error: gate failed: {pipeline['student']}: accuracy dropped {drop:.2f} points from the first model, "
+        "more than --max-accuracy-drop 0.1"
+    ]
+    (gate,) = json.loads(r.stdout)["gates"]
+    assert gate == {"model": str(pipeline["student"]), "gate": "max_accuracy_drop", "threshold": 0.1,
+                    "value": pytest.approx(drop), "passed": False}
+
+
+def test_min_accuracy_is_a_fraction(pipeline):
+    assert run_cli("evaluate", pipeline["teacher"], "--min-accuracy", "90").exit_code == 2
+
+
+def test_plot(pipeline, tmp_path):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--plot", tmp_path / "p.png", *QUICK)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tflite_exports_evaluate_beside_keras(pipeline, exports):
+    report = evaluate_json(pipeline["teacher"], pipeline["student"], exports["none"], exports["int8"])
+    teacher, student, flt, int8 = report["models"]
+    assert flt["format"] == int8["format"] == "tflite"
+    assert flt["accuracy"] == pytest.approx(student["accuracy"], abs=0.003)
+    assert abs(int8["accuracy"] - student["accuracy"]) <= 0.02
+    assert int8["size_bytes"] <= student["size_bytes"] / 3
+    assert int8["params"] == student["params"]  # from the export's provenance
+    assert abs(int8["agreement"] - student["agreement"]) <= 0.03  # agreement is with the first model
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
+def test_each_tflite_quantization(pipeline, exports, quantize):
+    path = exports[quantize]
+    record = kdcli.read_provenance(path)
+    assert record["kind"] == "export" and record["quantize"] == quantize
+    from kdcli.artifacts import sha256_file
+
+    assert record["source_sha256"] == sha256_file(pipeline["student"])
+    from kdcli.evaluation import TFLiteRunner
+
+    runner = TFLiteRunner(path)
+    data = kdcli.load_data("digits")
+    keras_logits = kdcli.predict_logits(kdcli.load_model(pipeline["student"]), data.test)
+    tflite_logits = runner.predict(data.test, 64)
+    agreement = np.mean(np.argmax(keras_logits, -1) == np.argmax(tflite_logits, -1))
+    assert agreement >= (0.99 if quantize in ("none", "float16") else 0.9)
+
+
+def test_float16_is_smaller_than_float32(exports):
+    assert exports["float16"].stat().st_size < exports["none"].stat().st_size
+
+
+def test_saved_model(pipeline, exports):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exports["saved_model"]))
+    data = kdcli.load_data("digits")
+    x = data.x_test[:16].astype(np.float32)
+    np.testing.assert_allclose(loaded.serve(x).numpy(), kdcli.load_model(pipeline["student"])(x).numpy(), atol=1e-5)
+    assert kdcli.read_provenance(exports["saved_model"])["format"] == "saved_model"
+    r = run_cli("info", exports["saved_model"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["kind"] == "export"
+
+
+def test_export_bad_input(pipeline, tmp_path):
+    r = run_cli("export", pipeline["student"], "--quantize", "int4", "--out", tmp_path / "x.tflite")
+    assert_one_line_error(r, 4, "--quantize must be one of none, float16, dynamic, int8")
+    r = run_cli("export", pipeline["student"], "--out", tmp_path / "x.onnx")
+    assert_one_line_error(r, 4, "give a path ending in .tflite")
+    r = run_cli("export", tmp_path / "missing.keras")
+    assert_one_line_error(r, 4, "no such model file")
+    assert list(tmp_path.iterdir()) == []
