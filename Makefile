@@ -1,4 +1,5 @@
-# make demo: set up .venv and run the four steps on the bundled digits sample.
+# make demo: set up .venv, run the pipeline on the bundled digits sample (teacher, soft
+# labels, student, int8 export) and print the comparison.
 # make test: set up .venv with the test dependencies and run the test suite.
 PYTHON ?= python3
 VENV   := .venv
@@ -31,8 +32,11 @@ $(RUNS)/soft.h5: $(RUNS)/teacher.keras
 $(RUNS)/student.keras: $(RUNS)/soft.h5
 	$(KDCLI) distill --soft-labels $< --data $(DATA) --student mlp --out $@
 
-demo: $(RUNS)/student.keras
-	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras --data $(DATA)
+$(RUNS)/student-int8.tflite: $(RUNS)/student.keras
+	$(KDCLI) export $< --format tflite --quantize int8 --data $(DATA) --out $@
+
+demo: $(RUNS)/student-int8.tflite
+	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras $(RUNS)/student-int8.tflite --data $(DATA)
 
 clean:
 	rm -rf $(RUNS)

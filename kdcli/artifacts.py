@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from kdcli.errors import KdcliError
+from kdcli.faults import fault_point
 
 # Name of the provenance record inside a `.keras` file (a zip archive that
 # Keras reads by member name, so an extra member does not disturb it).
@@ -48,6 +49,7 @@ def atomic_path(path):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        fault_point("artifact-written")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -97,6 +99,22 @@ def _running_cli():
     return Path(sys.argv[0]).name in ("kdcli", "__main__.py")
 
 
+def check_output(path, suffix):
+    """Refuse an output path before any work is done: a wrong suffix, a directory,
+    or a folder that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise KdcliError(f"{path}: is a directory; give a file path for --out")
+    if path.suffix != suffix:
+        raise KdcliError(f"{path}: give a path ending in {suffix}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise KdcliError(f"{path}: cannot write in {folder} (permission denied)")
+    return path
+
+
 def save_model(model, path, record=None):
     """Save a Keras model to a `.keras` file atomically, with its provenance.
 
@@ -105,9 +123,7 @@ def save_model(model, path, record=None):
         path: where to write it; its folder is created if needed.
         record: the provenance dict stored inside the file (see `provenance`).
     """
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise KdcliError(f"{path}: models are saved as .keras files; give a path ending in .keras")
+    path = check_output(path, ".keras")
     with atomic_path(path) as tmp:
         model.save(tmp)
         if record is not None:
@@ -136,6 +152,10 @@ def load_model(path, unsafe=False):
         raise KdcliError(f"{path}: no such model file")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         raise KdcliError(f"{path}: not a Keras .keras model file")
+    if unsafe:
+        from kdcli.console import stderr
+
+        stderr.print(f"warning: --unsafe: loading {path} may run code it holds", markup=False, highlight=False)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as e:

@@ -43,6 +43,10 @@ BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step."
 LearningRate = Annotated[float, typer.Option(help="Adam step size.")]
 Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
 Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
+CheckpointDir = Annotated[
+    Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
 Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
@@ -110,6 +114,8 @@ def train_teacher(
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
+    checkpoint_dir: CheckpointDir = None,
+    resume: Resume = False,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -119,7 +125,7 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume,
     )
     _result(path)
 
@@ -173,6 +179,8 @@ def distill(
     out: Annotated[Optional[Path], typer.Option(
         help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, "
              "else student.keras).")] = None,
+    checkpoint_dir: CheckpointDir = None,
+    resume: Resume = False,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -183,7 +191,7 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
         batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
-        unsafe, Reporter(quiet),
+        unsafe, Reporter(quiet), checkpoint_dir, resume,
     )
     _result(path)
 

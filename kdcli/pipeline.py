@@ -11,9 +11,10 @@ line does:
     report = pipeline.evaluate(["runs/teacher.keras", "runs/student.keras"], "digits")
 """
 
+import shutil
 from pathlib import Path
 
-from kdcli.artifacts import load_model, provenance, read_provenance, save_model, sha256_file
+from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
 from kdcli.console import Reporter
 from kdcli.data import Dataset, load_data
 from kdcli.errors import KdcliError
@@ -54,9 +55,16 @@ def resolve_data(data, options=None, *recorded_in):
     return load_data(data, **{k: v for k, v in options.items() if v is not None})
 
 
+def default_checkpoint_dir(out):
+    """Checkpoints of a run writing `runs/student.keras` go to `runs/student.ckpt/`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.ckpt")
+
+
 def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
+    checkpoint_dir=None, resume=False,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -67,6 +75,9 @@ def train_teacher(
             an untrained architecture of the user's.
         width, depth: knobs of the built-in architectures.
         epochs, batch_size, learning_rate, seed: the training budget.
+        checkpoint_dir: where the per-epoch checkpoints go (default: beside
+            `out`, see `default_checkpoint_dir`); removed once `out` is written.
+        resume: continue from the last good checkpoint there.
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
@@ -75,10 +86,13 @@ def train_teacher(
     from kdcli.training import accuracy, train
 
     reporter = reporter or Reporter(quiet=True)
+    check_output(out, ".keras")
     data = resolve_data(data, data_options)
     model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
-        model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher")
+        model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
+        checkpoint_dir, resume,
     )
     metrics = {
         "test_accuracy": accuracy(model, data.test),
@@ -88,6 +102,7 @@ def train_teacher(
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
     save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     reporter.say(
         f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
         f"({history['seconds']:.1f} s)"
@@ -110,6 +125,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
 
     reporter = reporter or Reporter(quiet=True)
     require_file(teacher, "model file")
+    check_output(out, ".h5")
     data = resolve_data(data, data_options, teacher)
     model = logits_model(load_model(teacher, unsafe=unsafe))
     data.expect_classes(model.output_shape[-1], Path(teacher).name)
@@ -137,6 +153,7 @@ def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
+    checkpoint_dir=None, resume=False,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -155,6 +172,9 @@ def distill_student(
         online: run the teacher on every batch instead of once.
         baseline: also train the same student from scratch on the hard
             labels, with the same budget, and record what distillation gained.
+        checkpoint_dir: where the per-epoch checkpoints go (default: beside
+            `out`); removed once `out` is written.
+        resume: continue from the last good checkpoint there.
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
@@ -172,7 +192,7 @@ def distill_student(
     reporter = reporter or Reporter(quiet=True)
     require_file(soft_labels or teacher, "soft-label file" if soft_labels else "model file")
     student = student or ("mlp" if soft_labels else "shrink:0.25")
-    out = Path(out) if out else (default_student_path(teacher) if teacher else Path("student.keras"))
+    out = check_output(out or (default_student_path(teacher) if teacher else "student.keras"), ".keras")
     data = resolve_data(data, data_options, soft_labels or teacher)
     teacher_model = teacher_logits = None
     if soft_labels is not None:
@@ -194,10 +214,11 @@ def distill_student(
     def build():
         return build_from_spec(student, data, "student", width, depth, seed, unsafe, teacher=teacher_model)
 
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     model = build()
     history = distill(
         model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
-        epochs, batch_size, learning_rate, seed, reporter.progress("distilling"),
+        epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
     )
     metrics = {
         "test_accuracy": accuracy(model, data.test),
@@ -208,7 +229,8 @@ def distill_student(
         metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
     if baseline:
         scratch = build()  # the same architecture and initial weights (same seed)
-        train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"))
+        train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
+              checkpoint_dir / "baseline", resume)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
@@ -221,6 +243,7 @@ def distill_student(
         hyperparameters=hyper, metrics=metrics,
     )
     save_model(model, out, record)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics
 

@@ -21,6 +21,7 @@ import numpy as np
 from kdcli.artifacts import atomic_path
 from kdcli.data import H5Column
 from kdcli.errors import KdcliError
+from kdcli.faults import fault_point
 
 FORMAT = "kdcli-soft-labels"
 FORMAT_VERSION = 1
@@ -108,6 +109,7 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                     raise KdcliError("the teacher produced NaN or infinite logits; check the teacher and the data")
                 logits[row:row + len(batch)] = batch
                 row += len(batch)
+                fault_point("soft-labels-batch")
             if row != n:
                 raise KdcliError(f"the teacher produced {row} rows of logits for {n} samples")
             f.attrs.update(

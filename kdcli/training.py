@@ -16,12 +16,15 @@ import time
 import numpy as np
 
 from kdcli._tf import keras, tf
+from kdcli.checkpoints import Checkpoints
 from kdcli.data import ArrayColumn, Column, Split, iterate
-from kdcli.errors import KdcliError
+from kdcli.errors import EXIT_INTERRUPTED, KdcliError
+from kdcli.faults import fault_point
 from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sample
 
 
-def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None):
+def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
+          checkpoint_dir=None, resume=False):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -31,6 +34,9 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         seed: seeds the shuffling and any dropout, so a run is repeatable.
         progress: optional object with `start(total_steps)`, `advance(logs)`
             and `stop()`, told about every step.
+        checkpoint_dir: save a checkpoint there after every epoch.
+        resume: continue from the last good checkpoint in `checkpoint_dir`
+            (the result equals an uninterrupted run's, up to float rounding).
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -39,12 +45,15 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         >>> teacher = build_model("cnn", data)
         >>> history = train(teacher, data, epochs=20)
     """
-    return _fit(model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress)
+    return _fit(
+        model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
+        checkpoint_dir, resume, {"loss": "hard labels"},
+    )
 
 
 def distill(
     student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
-    epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
+    epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
 ):
     """Train a student on `data` with the distillation loss.
 
@@ -62,6 +71,7 @@ def distill(
         temperature: `T` of the KD term (default 4).
         alpha: weight of the KD term (default 0.9).
         epochs, batch_size, learning_rate, seed, progress: as in `train`.
+        checkpoint_dir, resume: as in `train`.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -78,14 +88,19 @@ def distill(
     def loss(labels, student_logits, t):
         return distillation_loss_per_sample(labels, student_logits, t, temperature, alpha)
 
-    return _fit(student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress)
+    return _fit(
+        student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
+        checkpoint_dir, resume, {"loss": "distillation", "temperature": temperature, "alpha": alpha},
+    )
 
 
-def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress):
+def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
+         checkpoint_dir, resume, loss_config):
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise KdcliError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
     keras.utils.set_random_seed(seed)
     optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)
     extra = () if teacher_logits is None else (teacher_logits,)
 
     @tf.function(reduce_retracing=True)
@@ -104,30 +119,50 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
         return loss, correct
 
+    checkpoints = None
+    history, first_epoch = {"loss": [], "accuracy": []}, 0
+    if checkpoint_dir is not None:
+        config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
+                  "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, **loss_config}
+        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config)
+        if resume:
+            first_epoch, saved_history = checkpoints.restore()
+            history = saved_history or history
     n = len(data.train)
     steps = -(-n // batch_size)
-    history = {"loss": [], "accuracy": []}
     if progress is not None:
-        progress.start(epochs * steps)
+        progress.start(max(epochs - first_epoch, 0) * steps)
     started = time.perf_counter()
+    epoch = first_epoch
     try:
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             total_loss, total_correct = 0.0, 0
-            # A fresh order each epoch, from (seed, epoch) alone: repeatable.
+            # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
             for batch in iterate(data.train.batches(batch_size, shuffle_seed=seed + epoch, extra=extra)):
                 loss, correct = train_step(*batch)
                 loss = float(loss)
                 if not np.isfinite(loss):
+                    kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
                     raise KdcliError(
-                        f"the training loss became {loss} in epoch {epoch + 1}; "
-                        "lower --learning-rate or check the data for extreme values"
+                        f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
+                        f"or check the data for extreme values{kept}"
                     )
                 total_loss += loss * int(batch[1].shape[0])
                 total_correct += int(correct)
                 if progress is not None:
                     progress.advance({"epoch": epoch + 1, "loss": loss})
+                fault_point("step")
             history["loss"].append(total_loss / n)
             history["accuracy"].append(total_correct / n)
+            if checkpoints is not None:
+                checkpoints.save(epoch + 1, history)
+    except KeyboardInterrupt:
+        if checkpoints is None:
+            raise
+        raise KdcliError(
+            f"interrupted in epoch {epoch + 1}; the {epoch} epochs done are saved in {checkpoints.directory}: "
+            "run the same command with --resume to continue", EXIT_INTERRUPTED,
+        ) from None
     finally:
         if progress is not None:
             progress.stop()

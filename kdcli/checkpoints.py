@@ -1,0 +1,95 @@
+"""Per-epoch checkpoints that survive a crash, and resuming from them.
+
+A checkpoint folder holds TensorFlow checkpoints (`tf.train.Checkpoint` of
+the model, the optimizer, the epoch counter and the dropout RNG state) and
+`state.json`, which names the last complete one, the run's configuration and
+the per-epoch history. `state.json` is replaced atomically only after a
+checkpoint is completely written, so a process killed at any moment leaves
+the previous checkpoint as the last good one.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from kdcli._tf import tf
+from kdcli.artifacts import atomic_path
+from kdcli.errors import KdcliError
+from kdcli.faults import fault_point
+
+STATE = "state.json"
+KEEP = 2
+
+
+class Checkpoints:
+    """The checkpoints of one training run.
+
+    Args:
+        directory: the folder (created when the first checkpoint is saved).
+        model, optimizer: what training changes; the optimizer must be built.
+        config: a JSON-ready description of the run (data fingerprint,
+            hyperparameters); `--resume` refuses a folder of another run.
+    """
+
+    def __init__(self, directory, model, optimizer, config):
+        self.directory = Path(directory)
+        self.config = json.loads(json.dumps(config))  # as it will read back
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Dropout's RNG state lives in seed generators the model does not checkpoint itself.
+        rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng)
+
+    def _state(self):
+        path = self.directory / STATE
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise KdcliError(f"{path}: damaged checkpoint state ({e}); remove {self.directory} to start over") from e
+
+    def restore(self):
+        """Load the last good checkpoint; returns `(epochs_done, history)`, or `(0, None)` when there is none."""
+        state = self._state()
+        if state is None:
+            return 0, None
+        if state.get("config") != self.config:
+            changed = sorted(k for k in set(self.config) | set(state.get("config", {}))
+                             if self.config.get(k) != state.get("config", {}).get(k))
+            raise KdcliError(
+                f"{self.directory}: the checkpoint was made by a different run (differs in {', '.join(changed)}); "
+                "run the same command, or remove the folder, or leave out --resume to start over"
+            )
+        prefix = self.directory / state["checkpoint"]
+        try:
+            self._checkpoint.read(str(prefix)).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            raise KdcliError(
+                f"{prefix}: damaged checkpoint ({str(e).strip().splitlines()[0]}); remove {self.directory} to start over"
+            ) from e
+        return int(self.epoch.numpy()), state["history"]
+
+    def save(self, epochs_done, history):
+        """Write the checkpoint after `epochs_done` epochs, then make it the last good one."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KdcliError(f"{self.directory}: cannot write checkpoints here ({e.strerror or e})") from e
+        self.epoch.assign(epochs_done)
+        name = f"ckpt-{epochs_done}"
+        try:
+            self._checkpoint.write(str(self.directory / name))
+        except tf.errors.OpError as e:
+            raise KdcliError(f"{self.directory}: cannot write checkpoint ({str(e).strip().splitlines()[0]})") from e
+        fault_point("checkpoint-written")
+        state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history}
+        with atomic_path(self.directory / STATE) as tmp:
+            tmp.write_text(json.dumps(state, indent=2))
+        for old in self.directory.glob("ckpt-*"):
+            done = int(old.name.split("-")[1].split(".")[0])
+            if done <= epochs_done - KEEP:
+                old.unlink()
+
+    def remove(self):
+        """Delete the folder, once the run's result is safely written."""
+        shutil.rmtree(self.directory, ignore_errors=True)
