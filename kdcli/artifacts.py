@@ -39,6 +39,8 @@ def atomic_path(path):
     path = Path(path)
     if path.is_dir():
         raise KdcliError(f"{path}: is a directory; give a file path for --out")
+    if path.exists() and not path.is_file():
+        raise KdcliError(f"{path}: is not a regular file; give a file path for --out")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -51,20 +53,29 @@ def atomic_path(path):
             os.fsync(f.fileno())
         fault_point("artifact-written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        # A full disk or a vanished folder: OSError, or h5py's RuntimeError on a failed flush.
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+            raise KdcliError(f"{path}: cannot write ({reason}); nothing was written") from e
         raise
 
 
 def write_text(path, text):
-    """Write a text file (a report) atomically."""
-    with atomic_path(path) as tmp:
+    """Write a text file (a report) atomically; a device or pipe (/dev/stdout) is written directly."""
+    path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
         try:
-            tmp.write_text(text)
+            with open(path, "w") as f:
+                f.write(text)
         except OSError as e:
             raise KdcliError(f"{path}: cannot write ({e.strerror or e})") from e
-    return Path(path)
+        return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
 
 
 def sha256_file(path):
@@ -189,7 +200,7 @@ def read_provenance(path):
                     return None
                 return json.loads(z.read(PROVENANCE_MEMBER))
         except (OSError, zipfile.BadZipFile, ValueError) as e:
-            raise KdcliError(f"{path}: cannot read provenance ({_first_line(e)})") from e
+            raise KdcliError(f"{path}: not a Keras .keras model file ({_first_line(e)})") from e
     if path.suffix in (".h5", ".hdf5"):
         from kdcli.soft_labels import read_attrs
 

@@ -9,6 +9,7 @@ the previous checkpoint as the last good one.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -63,7 +64,7 @@ class Checkpoints:
         prefix = self.directory / state["checkpoint"]
         try:
             self._checkpoint.read(str(prefix)).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except Exception as e:  # TensorFlow raises OpError, ValueError, IndexError... for a damaged file
             raise KdcliError(
                 f"{prefix}: damaged checkpoint ({str(e).strip().splitlines()[0]}); remove {self.directory} to start over"
             ) from e
@@ -80,7 +81,14 @@ class Checkpoints:
         try:
             self._checkpoint.write(str(self.directory / name))
         except tf.errors.OpError as e:
-            raise KdcliError(f"{self.directory}: cannot write checkpoint ({str(e).strip().splitlines()[0]})") from e
+            for partial in self.directory.glob(f"{name}*"):  # leave no half-written checkpoint
+                shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+            if not any(self.directory.iterdir()):
+                self.directory.rmdir()
+            reason = re.search(r"; ([^;\[]+?)\s*\[Op:", e.message)
+            raise KdcliError(
+                f"{self.directory}: cannot write checkpoint ({reason.group(1) if reason else e.message.splitlines()[0]})"
+            ) from e
         fault_point("checkpoint-written")
         state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history}
         with atomic_path(self.directory / STATE) as tmp:

@@ -1,0 +1,228 @@
+"""Nothing lost: checkpoints and --resume, interruptions, safe loading, output problems.
+
+The fault-injection tests run kdcli in real subprocesses and stop them with
+SIGKILL or SIGINT at exact points (`KDCLI_FAULT`, see kdcli/faults.py), then
+resume and compare with an uninterrupted run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kdcli
+
+from conftest import assert_one_line_error, run_cli
+
+STEPS_PER_EPOCH = 23  # 1,438 digits at batch 64
+
+
+def kdcli_process(*args, fault=None):
+    env = dict(os.environ)
+    env.pop("KDCLI_FAULT", None)
+    if fault:
+        env["KDCLI_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "kdcli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def distill_args(pipeline, out, epochs=3):
+    return ["distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", epochs,
+            "--seed", "3", "--out", out]
+
+
+@pytest.fixture(scope="module")
+def reference(pipeline, tmp_path_factory):
+    """The student of an uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference") / "student.keras"
+    r = run_cli(*distill_args(pipeline, out))
+    assert r.exit_code == 0, r.stderr
+    return kdcli.load_model(out).get_weights()
+
+
+def assert_same_weights(path, reference):
+    weights = kdcli.load_model(path).get_weights()
+    assert len(weights) == len(reference)
+    for a, b in zip(weights, reference):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def state(checkpoint_dir):
+    return json.loads((checkpoint_dir / "state.json").read_text())
+
+
+def test_sigkill_during_an_epoch_then_resume(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 5}:KILL")
+    assert r.returncode == -9
+    assert not out.exists()
+    assert state(tmp_path / "student.ckpt" / "student")["epochs_done"] == 1
+    r = kdcli_process(*distill_args(pipeline, out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, reference)
+    assert not (tmp_path / "student.ckpt").exists()  # removed once the student is written
+    assert kdcli.read_provenance(out)["metrics"]["test_accuracy"] > 0
+
+
+def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 3}:INT")
+    assert r.returncode == 130
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert lines[0].startswith("error: interrupted in epoch 3; the 2 epochs done are saved in")
+    assert lines[0].endswith("run the same command with --resume to continue")
+    assert not out.exists()
+    r = kdcli_process(*distill_args(pipeline, out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    r = kdcli_process(*distill_args(pipeline, out), fault="checkpoint-written:2:KILL")
+    assert r.returncode == -9
+    checkpoints = tmp_path / "student.ckpt" / "student"
+    assert state(checkpoints)["epochs_done"] == 1  # epoch 2's files are there, not recorded as good
+    assert any(p.name.startswith("ckpt-2") for p in checkpoints.iterdir())
+    r = kdcli_process(*distill_args(pipeline, out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_sigkill_during_the_final_save_keeps_the_previous_file(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    out.write_bytes(b"the previous complete student")
+    # artifacts written: state.json after each of the 3 epochs, then the student
+    r = kdcli_process(*distill_args(pipeline, out), fault="artifact-written:4:KILL")
+    assert r.returncode == -9
+    assert out.read_bytes() == b"the previous complete student"
+    assert state(tmp_path / "student.ckpt" / "student")["epochs_done"] == 3
+    r = kdcli_process(*distill_args(pipeline, out), "--resume")  # nothing left to train: saves at once
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_teacher_training_resumes_too(tmp_path):
+    args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1"]
+    r = run_cli(*args, "--out", tmp_path / "a.keras")
+    assert r.exit_code == 0
+    r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck",
+                      fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    assert r.returncode == -9 and state(tmp_path / "ck")["epochs_done"] == 1
+    r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(tmp_path / "b.keras", kdcli.load_model(tmp_path / "a.keras").get_weights())
+
+
+@pytest.mark.parametrize("sig, code", [("KILL", -9), ("INT", 130)])
+def test_soft_labels_interrupted_leave_no_file(pipeline, tmp_path, sig, code):
+    out = tmp_path / "soft.h5"
+    r = kdcli_process("soft-labels", "--teacher", pipeline["teacher"], "--batch-size", "256", "--out", out,
+                      fault=f"soft-labels-batch:3:{sig}")
+    assert r.returncode == code
+    assert not out.exists()
+    if sig == "INT":
+        assert r.stderr.strip().splitlines() == ["error: interrupted"]
+    leftovers = list(tmp_path.iterdir())
+    assert all(p.name.startswith(".soft.") for p in leftovers)  # at most a hidden temporary file
+    r = kdcli_process("soft-labels", "--teacher", pipeline["teacher"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(kdcli.read_soft_labels(out).logits, kdcli.read_soft_labels(pipeline["soft"]).logits)
+
+
+def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "3",
+                "--seed", "3", "--temperature", "2", "--out", out, "--resume")
+    assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in temperature)")
+
+
+def test_resume_refuses_a_damaged_checkpoint(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    checkpoints = tmp_path / "s.ckpt" / "student"
+    for data_file in checkpoints.glob("ckpt-1.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:50])
+    r = run_cli(*distill_args(pipeline, out), "--resume")
+    assert_one_line_error(r, 4, "damaged checkpoint")
+    (checkpoints / "state.json").write_text("{not json")
+    r = run_cli(*distill_args(pipeline, out), "--resume")
+    assert_one_line_error(r, 4, "damaged checkpoint state")
+
+
+def test_non_finite_loss_stops_with_exit_4_and_keeps_the_last_checkpoint(tmp_path):
+    x = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(200) % 2)
+    args = ["train-teacher", "--data", tmp_path / "d.npz", "--arch", "mlp", "--epochs", "30",
+            "--learning-rate", "1e12", "--batch-size", "8", "--out", tmp_path / "t.keras"]
+    r = run_cli(*args)
+    assert_one_line_error(r, 4, "the training loss became")
+    assert "lower --learning-rate or check the data" in r.stderr
+    epoch = int(r.stderr.split(" in epoch ")[1].split(":")[0])
+    if epoch > 1:
+        assert state(tmp_path / "t.ckpt")["epochs_done"] == epoch - 1
+    assert not (tmp_path / "t.keras").exists()
+
+
+def test_lambda_model_needs_unsafe(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Lambda(lambda t: t * 2.0),
+                              keras.layers.Dense(10)])
+    model.save(tmp_path / "lambda.keras")
+    r = run_cli("soft-labels", "--teacher", tmp_path / "lambda.keras", "--data", "digits", "--out", tmp_path / "s.h5")
+    assert_one_line_error(r, 4, "holds code (a Lambda layer) that is not loaded by default; pass --unsafe")
+    r = run_cli("soft-labels", "--teacher", tmp_path / "lambda.keras", "--data", "digits", "--out", tmp_path / "s.h5",
+                "--unsafe")
+    assert r.exit_code == 0, r.stderr
+    assert "warning: --unsafe: loading" in r.stderr
+
+
+def test_corrupt_keras_and_h5_files(tmp_path, pipeline):
+    (tmp_path / "zero.keras").write_bytes(b"")
+    r = run_cli("evaluate", tmp_path / "zero.keras", "--data", "digits")
+    assert_one_line_error(r, 4, "not a Keras .keras model file")
+    soft = pipeline["soft"].read_bytes()
+    (tmp_path / "half.h5").write_bytes(soft[: len(soft) // 2])
+    r = run_cli("distill", "--soft-labels", tmp_path / "half.h5", "--data", "digits", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 4 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "half.h5" in r.stderr
+
+
+def test_out_in_a_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "1", "--out", tmp_path / "file" / "t.keras")
+    assert r.exit_code == 4 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"error: {tmp_path / 'file'}")
+
+
+def test_report_to_a_full_device(pipeline):
+    r = run_cli("evaluate", pipeline["teacher"], "--json", "/dev/full", "--latency-runs", "10")
+    assert r.exit_code == 4
+    assert r.stderr.strip().splitlines()[-1] == "error: /dev/full: cannot write (No space left on device)"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs, where mounting is allowed (root); skipped elsewhere."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_full_disk_leaves_nothing_half_written(small_disk, pipeline, tmp_path):
+    r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--out", small_disk / "s.h5")
+    assert_one_line_error(r, 4, f"{small_disk / 's.h5'}: cannot write")
+    r = run_cli("train-teacher", "--epochs", "1", "--out", small_disk / "t.keras", "--checkpoint-dir", tmp_path / "ck")
+    assert_one_line_error(r, 4, f"{small_disk / 't.keras'}: cannot write (No space left on device)")
+    r = run_cli("train-teacher", "--epochs", "1", "--out", tmp_path / "t.keras", "--checkpoint-dir", small_disk / "ck")
+    assert_one_line_error(r, 4, "cannot write checkpoint (No space left on device)")
+    assert list(small_disk.iterdir()) == []
