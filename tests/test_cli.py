@@ -86,7 +86,7 @@ def test_evaluate_table_and_json_file(pipeline, tmp_path):
                 "--latency-runs", "20")
     assert r.exit_code == 0, r.stderr
     assert "teacher.keras" in r.stdout and "compression" not in r.stdout and "smaller" in r.stdout
-    assert "latency: median and p95" in r.stdout
+    assert "latency: 20 single-sample calls after 20 warm-up calls" in r.stdout
     assert len(json.loads((tmp_path / "r.json").read_text())["models"]) == 2
 
 

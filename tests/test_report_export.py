@@ -36,7 +36,7 @@ def evaluate_json(*args):
 def test_json_schema(pipeline):
     report = evaluate_json(pipeline["teacher"], pipeline["student"])
     assert report["schema"] == "kdcli.evaluate/1"
-    assert set(report["latency"]) >= {"method", "runs", "warmup", "threads", "tensorflow", "cpu", "cpu_count"}
+    assert set(report["latency"]) >= {"method", "runs", "warmup", "rounds", "threads", "tensorflow", "cpu", "cpu_count"}
     assert report["latency"]["runs"] == 10
     teacher, student = report["models"]
     for m in (teacher, student):
@@ -66,7 +66,7 @@ def test_markdown_and_json_files(pipeline, tmp_path):
     assert lines[0].startswith("### digits: 359 test samples")
     assert lines[2].startswith("| model | accuracy | top-5 | params |")
     assert lines[4].startswith(f"| {pipeline['teacher']} |") and lines[5].startswith(f"| {pipeline['student']} |")
-    assert "_latency: median and p95 of 10 single-sample calls" in md
+    assert "_latency: 10 single-sample calls after 20 warm-up calls, in 5 rounds" in md
     assert f"- `{pipeline['student']}`: accuracy ≥ 0.0: passed" in md
     assert len(json.loads((tmp_path / "r.json").read_text())["gates"]) == 2
     assert "smaller" in r.stdout  # the table still goes to stdout
