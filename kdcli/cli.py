@@ -47,6 +47,9 @@ CheckpointDir = Annotated[
     Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
+MixedPrecision = Annotated[
+    Optional[str], typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
+]
 Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
@@ -116,6 +119,7 @@ def train_teacher(
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
+    mixed_precision: MixedPrecision = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -125,7 +129,7 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume,
+        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision,
     )
     _result(path)
 
@@ -136,6 +140,7 @@ def soft_labels(
     data: Data = None,
     out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
     dtype: Annotated[str, typer.Option(help="Storage type of the logits: float32 or float16.")] = "float32",
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Keep only the K largest logits of each sample (smaller files).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
     split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
     val_split: ValSplit = None,
@@ -152,6 +157,7 @@ def soft_labels(
         raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
     _result(pipeline.make_soft_labels(
         teacher, data, out, batch_size, dtype, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        top_k,
     ))
 
 
@@ -181,6 +187,7 @@ def distill(
              "else student.keras).")] = None,
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
+    mixed_precision: MixedPrecision = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -191,7 +198,7 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
         batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
-        unsafe, Reporter(quiet), checkpoint_dir, resume,
+        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision,
     )
     _result(path)
 

@@ -36,6 +36,10 @@ SPLIT_SEED = 0
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Rows per read when hashing or scanning a streamed source.
 SCAN_ROWS = 8192
+# Shuffling of data on disk: blocks of contiguous rows, read a window of blocks at a time.
+BLOCK_ROWS = 1024
+WINDOW_BLOCKS = 8
+WINDOW_BYTES = 64 << 20
 # Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
 _ERROR_MARK = "kdcli-error: "
 
@@ -44,6 +48,7 @@ class Column:
     """Inputs read by rows: `read(rows)` returns the samples at sorted row numbers."""
 
     label: str  # names the inputs in messages: "data.h5: x_train"
+    sequential = False  # True: reading contiguous rows is much cheaper than scattered ones
     n: int
     sample_shape: tuple
     dtype: np.dtype
@@ -69,7 +74,13 @@ class ArrayColumn(Column):
 
 
 class H5Column(Column):
-    """Inputs in an HDF5 dataset, read a batch of rows at a time."""
+    """Inputs in an HDF5 dataset, read a batch of rows at a time.
+
+    Reading is fastest in contiguous runs, so `Split.batches` shuffles such
+    columns by windows of whole blocks (`sequential`).
+    """
+
+    sequential = True
 
     def __init__(self, path, key):
         import h5py
@@ -86,9 +97,13 @@ class H5Column(Column):
         if self._file is None:
             self._file = h5py.File(self.path, "r")
         ds = self._file[self.key]
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # contiguous: one slice
-            return ds[rows[0]:rows[-1] + 1]
-        return ds[rows]
+        if not len(rows):
+            return np.empty((0, *self.sample_shape), self.dtype)
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        if last - first <= 4 * len(rows):  # dense enough: one slice, then pick
+            return ds[first:last][rows - first]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        return np.concatenate([ds[int(run[0]):int(run[-1]) + 1] for run in np.split(rows, breaks)])
 
 
 class ImageColumn(Column):
@@ -147,6 +162,13 @@ class Split:
     def batches(self, batch_size, shuffle_seed=None, extra=()):
         """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32.
 
+        In-memory arrays and image files are shuffled sample by sample. Columns
+        on disk (`sequential`, an `.h5`) are shuffled by windows: the rows are
+        cut into blocks, the blocks are shuffled, and the samples of a window of
+        `WINDOW_BLOCKS` blocks (at most `WINDOW_BYTES`) are read together, in a
+        few contiguous reads, and shuffled among themselves. Memory stays
+        bounded by a window, whatever the size of the data.
+
         Args:
             batch_size: samples per batch (the last batch may be smaller).
             shuffle_seed: shuffle the samples with this seed, or keep their order.
@@ -154,35 +176,62 @@ class Split:
         """
         from kdcli._tf import tf
 
-        order = np.arange(len(self)) if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(len(self))
+        columns = (self.x, *extra)
+        if any(c.sequential for c in columns):
+            sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
+            window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
+        else:
+            window = batch_size
+        order = sample_order(len(self), shuffle_seed, window)
         signature = [(tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
         signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
 
-        def load(idx):
-            idx = np.sort(idx)  # sorted reads stream; the order inside a batch is immaterial
+        def load(chunk):
+            idx = order[chunk * window:(chunk + 1) * window]
+            sorter = np.argsort(idx)
+            back = np.empty_like(sorter)
+            back[sorter] = np.arange(len(sorter))
+            idx = idx[sorter]  # sorted reads stream; `back` restores the shuffled order
             try:
                 return (
-                    self.read(idx).astype(np.float32), self.y[idx],
-                    *[c.read(idx).astype(np.float32) for c in extra],
+                    self.read(idx)[back].astype(np.float32), self.y[idx][back],
+                    *[c.read(idx)[back].astype(np.float32) for c in extra],
                 )
             except KdcliError as e:
                 raise RuntimeError(_ERROR_MARK + str(e)) from None
             except Exception as e:
                 raise RuntimeError(f"{_ERROR_MARK}cannot read the data ({_first_line(e)})") from None
 
-        def tf_load(idx):
-            tensors = tf.numpy_function(load, [idx], [dtype for dtype, _ in signature], stateful=False)
+        def tf_load(chunk):
+            tensors = tf.numpy_function(load, [chunk], [dtype for dtype, _ in signature], stateful=False)
             for t, (_, shape) in zip(tensors, signature):
                 t.set_shape(shape)
             return tuple(tensors)
 
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        ds = tf.data.Dataset.range(-(-len(self) // window))
         ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if window != batch_size:
+            ds = ds.unbatch().batch(batch_size)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def arrays(self):
         """The whole split in memory, `(x, y)`; for small data and notebooks."""
         return self.read(np.arange(len(self))), self.y
+
+
+def sample_order(n, seed, window):
+    """The order in which an epoch visits the samples: `arange(n)` unshuffled
+    (seed None); else a seeded permutation in which every `window` consecutive
+    entries come from `window // BLOCK_ROWS` shuffled blocks of contiguous rows
+    (a plain permutation when `window` is small)."""
+    if seed is None:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if window < 2 * BLOCK_ROWS:
+        return rng.permutation(n)
+    blocks = np.array_split(np.arange(n), -(-n // BLOCK_ROWS))
+    shuffled = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
+    return np.concatenate([rng.permutation(shuffled[i:i + window]) for i in range(0, n, window)])
 
 
 @contextlib.contextmanager

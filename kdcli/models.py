@@ -97,7 +97,8 @@ def _normalization(data):
     return norm
 
 
-def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False, teacher=None):
+def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False, teacher=None,
+                    mixed_precision=None):
     """Build an untrained model from a `--student` (or `--arch`/`--model`) spec.
 
     Args:
@@ -111,10 +112,20 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
         seed: seed of the weight initialisation.
         unsafe: allow a user architecture that holds code (a `Lambda` layer).
         teacher: the teacher model, for `shrink:F`.
+        mixed_precision: `bf16` to compute in bfloat16 (see `with_dtype_policy`).
 
     Returns:
         An uncompiled `keras.Model` with `data.num_classes` outputs, ending in logits.
     """
+    model = _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher)
+    if mixed_precision in (None, "off"):
+        return model
+    if mixed_precision != "bf16":
+        raise KdcliError(f"--mixed-precision must be bf16 or off, got {mixed_precision!r}")
+    return with_dtype_policy(model, "mixed_bfloat16")
+
+
+def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
     if spec.startswith("shrink:"):
         try:
             factor = float(spec.split(":", 1)[1])
@@ -138,6 +149,25 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
     raise KdcliError(
         f"unknown {role} {spec!r}: give one of {', '.join(ARCHS)}, shrink:F or a path to a .keras architecture"
     )
+
+
+def with_dtype_policy(model, policy):
+    """The same model (same weights) computing under a Keras dtype policy.
+
+    Every layer but those producing the outputs takes `policy` (for example
+    `mixed_bfloat16`: bfloat16 computation, float32 weights); the output
+    layers stay float32, so logits keep their precision.
+    """
+    outputs = {_producing_layer(t).name for t in model.outputs}
+    config = model.get_config()
+    for layer_config in config["layers"]:
+        layer_config.pop("build_config", None)
+        if layer_config["class_name"] != "InputLayer":
+            name = layer_config["config"]["name"]
+            layer_config["config"]["dtype"] = "float32" if name in outputs else policy
+    twin = model.__class__.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def check_compatible(model, data, name):

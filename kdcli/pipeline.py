@@ -64,7 +64,7 @@ def default_checkpoint_dir(out):
 def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False,
+    checkpoint_dir=None, resume=False, mixed_precision=None,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -78,6 +78,7 @@ def train_teacher(
         checkpoint_dir: where the per-epoch checkpoints go (default: beside
             `out`, see `default_checkpoint_dir`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
+        mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
@@ -88,7 +89,7 @@ def train_teacher(
     reporter = reporter or Reporter(quiet=True)
     check_output(out, ".keras")
     data = resolve_data(data, data_options)
-    model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe)
+    model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
@@ -100,7 +101,8 @@ def train_teacher(
         "train_seconds": history["seconds"],
     }
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
-             "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+             "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+             "mixed_precision": mixed_precision or "off"}
     save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     reporter.say(
@@ -110,7 +112,8 @@ def train_teacher(
     return Path(out), metrics
 
 
-def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None):
+def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None,
+                     top_k=None):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
     A teacher that ends in a softmax gives its pre-softmax logits. The data
@@ -133,13 +136,14 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
     teacher_sha = sha256_file(teacher)
     record = provenance(
         "soft-labels", data=data.describe(), teacher=str(teacher), teacher_sha256=teacher_sha,
-        hyperparameters={"dtype": dtype, "batch_size": batch_size},
+        hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
     batches = iter_logits(model, data.train, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
-        out, batches, len(data.y_train), data.num_classes, data.fingerprint, teacher_sha, record, dtype
+        out, batches, len(data.y_train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k
     )
-    reporter.say(f"soft labels: {len(data.y_train)} x {data.num_classes} logits ({dtype})")
+    kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
+    reporter.say(f"soft labels: {len(data.y_train)} x {kept} logits ({dtype}, {Path(out).stat().st_size / 1024:.1f} KiB)")
     return Path(out)
 
 
@@ -153,7 +157,7 @@ def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False,
+    checkpoint_dir=None, resume=False, mixed_precision=None,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -175,6 +179,7 @@ def distill_student(
         checkpoint_dir: where the per-epoch checkpoints go (default: beside
             `out`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
+        mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
@@ -212,7 +217,8 @@ def distill_student(
             teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
 
     def build():
-        return build_from_spec(student, data, "student", width, depth, seed, unsafe, teacher=teacher_model)
+        return build_from_spec(student, data, "student", width, depth, seed, unsafe, teacher=teacher_model,
+                               mixed_precision=mixed_precision)
 
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     model = build()
@@ -236,7 +242,8 @@ def distill_student(
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
              "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "seed": seed,
-             "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
+             "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once"),
+             "mixed_precision": mixed_precision or "off"}
     record = provenance(
         "student", data=data.describe(), teacher_sha256=teacher_sha,
         soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,

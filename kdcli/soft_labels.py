@@ -3,10 +3,13 @@
 Layout (format version 1):
 
 - dataset `logits`, shape `(N, C)`, float32 or float16, chunked by rows so a
-  consumer can stream it; row `i` belongs to training sample `i`;
+  consumer can stream it; row `i` belongs to training sample `i`; or, with
+  `top_k = K`, `topk_values (N, K)` (the K largest log-probabilities of each
+  row) and `topk_indices (N, K)` (their classes);
 - file attributes: `format` ("kdcli-soft-labels"), `format_version`, `n`,
   `num_classes`, `fingerprint` (of the training split), `teacher_sha256`,
-  `kdcli_version`, `dtype`, and `provenance` (a JSON run card).
+  `kdcli_version`, `dtype`, `top_k` (0: full logits), and `provenance` (a
+  JSON run card).
 
 Logits, not probabilities, are stored: the temperature is chosen at distill
 time, so one file serves every temperature.
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcli.artifacts import atomic_path
-from kdcli.data import H5Column
+from kdcli.data import Column, H5Column
 from kdcli.errors import KdcliError
 from kdcli.faults import fault_point
 
@@ -69,7 +72,8 @@ class SoftLabels:
             )
 
 
-def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_sha256, record, dtype="float32"):
+def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_sha256, record, dtype="float32",
+                      top_k=None):
     """Write a soft-label file atomically, one batch of rows at a time.
 
     Args:
@@ -81,6 +85,9 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
         teacher_sha256: sha256 of the teacher's file.
         record: the provenance dict.
         dtype: `float32` or `float16`.
+        top_k: keep only the K largest of each row, as `topk_values` (their
+            log-probabilities: the logits less the row's log-sum-exp) and
+            `topk_indices` (their classes); see `TopKColumn`.
 
     Returns:
         The path written.
@@ -91,13 +98,20 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
 
     if dtype not in DTYPES:
         raise KdcliError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if top_k is not None and not 1 <= top_k < num_classes:
+        raise KdcliError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
     path = Path(path)
+    width = top_k or num_classes
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            logits = f.create_dataset(
-                "logits", shape=(n, num_classes), dtype=dtype,
-                chunks=(min(CHUNK_ROWS, max(n, 1)), num_classes),
-            )
+            def rows_dataset(name, dtype):
+                return f.create_dataset(name, shape=(n, width), dtype=dtype, chunks=(min(CHUNK_ROWS, max(n, 1)), width))
+
+            if top_k:
+                values = rows_dataset("topk_values", dtype)
+                indices = rows_dataset("topk_indices", "int32")
+            else:
+                logits = rows_dataset("logits", dtype)
             row = 0
             for batch in logit_batches:
                 batch = np.asarray(batch)
@@ -107,7 +121,13 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                     )
                 if not np.all(np.isfinite(batch)):
                     raise KdcliError("the teacher produced NaN or infinite logits; check the teacher and the data")
-                logits[row:row + len(batch)] = batch
+                if top_k:
+                    top = np.argsort(-batch, axis=1)[:, :top_k]
+                    log_probs = batch - _logsumexp(batch)
+                    values[row:row + len(batch)] = np.take_along_axis(log_probs, top, axis=1)
+                    indices[row:row + len(batch)] = top
+                else:
+                    logits[row:row + len(batch)] = batch
                 row += len(batch)
                 fault_point("soft-labels-batch")
             if row != n:
@@ -121,9 +141,39 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                 teacher_sha256=teacher_sha256,
                 kdcli_version=__version__,
                 dtype=dtype,
+                top_k=top_k or 0,
                 provenance=json.dumps(record),
             )
     return path
+
+
+def _logsumexp(z):
+    top = z.max(axis=1, keepdims=True)
+    return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+
+
+class TopKColumn(Column):
+    """Teacher logits rebuilt from top-K soft labels, as in FKD (Shen and Xing, 2021).
+
+    The K stored classes keep their log-probabilities; the other C - K classes
+    share the probability left over equally. The rows read are log-probabilities:
+    logits up to a per-row constant, which the softmax of the loss cancels.
+    """
+
+    sequential = True
+
+    def __init__(self, path, num_classes):
+        self.values, self.indices = H5Column(path, "topk_values"), H5Column(path, "topk_indices")
+        self.num_classes, self.label = num_classes, f"{path}: topk_values"
+        self.n, self.sample_shape, self.dtype = self.values.n, (num_classes,), np.dtype(np.float32)
+
+    def read(self, rows):
+        values = self.values.read(rows).astype(np.float64)
+        indices = self.indices.read(rows)
+        left = np.clip(1.0 - np.exp(values).sum(axis=1), 1e-12, None) / (self.num_classes - values.shape[1])
+        out = np.repeat(np.log(left)[:, None], self.num_classes, axis=1)
+        np.put_along_axis(out, indices, values, axis=1)
+        return out.astype(np.float32)
 
 
 def read_attrs(path):
@@ -156,7 +206,7 @@ def read_soft_labels(path):
     """
     attrs = read_attrs(path)
     try:
-        column = H5Column(path, "logits")
+        column = TopKColumn(path, attrs["num_classes"]) if attrs.get("top_k") else H5Column(path, "logits")
     except (OSError, KeyError) as e:
         raise KdcliError(f"{path}: damaged soft-label file ({str(e).splitlines()[0]})") from e
     shape = (column.n, *column.sample_shape)

@@ -39,7 +39,8 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
             (the result equals an uninterrupted run's, up to float rounding).
 
     Returns:
-        A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
+        A dict: per-epoch `loss`, `accuracy` (on the training split) and
+        `epoch_seconds`, and the total `seconds`.
 
     Example:
         >>> teacher = build_model("cnn", data)
@@ -136,6 +137,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     epoch = first_epoch
     try:
         for epoch in range(first_epoch, epochs):
+            epoch_started = time.perf_counter()
             total_loss, total_correct = 0.0, 0
             # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
             for batch in iterate(data.train.batches(batch_size, shuffle_seed=seed + epoch, extra=extra)):
@@ -154,6 +156,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                 fault_point("step")
             history["loss"].append(total_loss / n)
             history["accuracy"].append(total_correct / n)
+            history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
             if checkpoints is not None:
                 checkpoints.save(epoch + 1, history)
     except KeyboardInterrupt:

@@ -248,3 +248,31 @@ def test_cifar10_from_the_cache(tmp_path, monkeypatch):
         (folder / name).write_bytes(pickle.dumps(batch))
     data = kdcli.load_data("cifar10")
     assert data.input_shape == (32, 32, 3) and len(data.train) == 20 and len(data.test) == 4
+
+
+def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path):
+    """Windowed shuffling of on-disk data: a permutation per epoch, x, y and extra columns aligned."""
+    from kdcli.data import BLOCK_ROWS
+
+    n = 5 * BLOCK_ROWS + 123
+    ids = np.arange(n, dtype=np.float32)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"], f["y"], f["t"] = ids[:, None], np.arange(n) % 2, np.stack([ids, -ids], axis=1)
+    data = kdcli.load_data(tmp_path / "d.h5", val_split=0.1)
+    extra = H5Column(tmp_path / "d.h5", "t")
+    extra_rows = data.train.rows  # the extra column is indexed by split sample, like soft labels
+    soft = kdcli.data.ArrayColumn(extra.read(extra_rows), "t")
+    orders = []
+    for seed in (1, 2):
+        xs, ys, ts = [], [], []
+        for x, y, t in data.train.batches(64, shuffle_seed=seed, extra=(soft,)):
+            xs.append(x.numpy()[:, 0]), ys.append(y.numpy()), ts.append(t.numpy())
+        x, y, t = np.concatenate(xs), np.concatenate(ys), np.concatenate(ts)
+        assert sorted(x.tolist()) == sorted(ids[data.train.rows].tolist())  # each training sample once
+        np.testing.assert_array_equal(y, x.astype(int) % 2)
+        np.testing.assert_array_equal(t[:, 0], x)
+        assert np.mean(np.abs(np.diff(x)) == 1) < 0.1  # shuffled, not runs of neighbours
+        orders.append(x)
+    assert not np.array_equal(*orders)
+    first = [b[0].numpy()[:, 0] for b in data.train.batches(64)]
+    np.testing.assert_array_equal(np.concatenate(first), ids[data.train.rows])  # unshuffled: in order

@@ -143,3 +143,37 @@ def test_distill_refuses_a_file_that_is_not_soft_labels(tmp_path):
     truncated.write_bytes(other.read_bytes()[:100])
     r = run_cli("distill", "--soft-labels", truncated, "--data", "digits", "--out", tmp_path / "s.keras")
     assert_one_line_error(r, 4, "cannot read HDF5 file")
+
+
+def test_top_k_soft_labels_rebuild_fkd_targets(tmp_path):
+    from kdcli.soft_labels import TopKColumn
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(50, 8)).astype(np.float32)
+    write_soft_labels(tmp_path / "k.h5", [logits], 50, 8, "f", "a", {}, top_k=3)
+    with h5py.File(tmp_path / "k.h5") as f:
+        assert set(f) == {"topk_values", "topk_indices"} and f["topk_values"].shape == (50, 3)
+    soft = read_soft_labels(tmp_path / "k.h5")
+    assert isinstance(soft.column, TopKColumn)
+    rebuilt = soft.logits
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    top = np.argsort(-logits, axis=1)[:, :3]
+    q = np.exp(rebuilt)  # log-probabilities: a distribution
+    np.testing.assert_allclose(q.sum(1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(q, top, 1), np.take_along_axis(p, top, 1), rtol=1e-5)
+    rest = (1 - np.take_along_axis(p, top, 1).sum(1)) / 5
+    mask = np.ones_like(p, bool)
+    np.put_along_axis(mask, top, False, 1)
+    np.testing.assert_allclose(q[mask].reshape(50, 5), np.repeat(rest[:, None], 5, 1), rtol=1e-4, atol=1e-6)
+    with pytest.raises(kdcli.KdcliError, match="--top-k must be between 1 and 7"):
+        write_soft_labels(tmp_path / "bad.h5", [logits], 50, 8, "f", "a", {}, top_k=8)
+
+
+def test_top_k_and_float16_through_the_cli(pipeline, tmp_path):
+    out = tmp_path / "top2.h5"
+    r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--top-k", "2", "--dtype", "float16", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("distill", "--soft-labels", out, "--epochs", "2", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(out)["hyperparameters"]["top_k"] == 2

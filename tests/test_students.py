@@ -196,3 +196,17 @@ def test_plain_functional_teacher_in_every_subcommand(tmp_path):
                 "--json", "-", "--latency-runs", "10")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["models"][0]["accuracy"] > 0.5
+
+
+def test_mixed_precision_bf16(pipeline, tmp_path):
+    out = tmp_path / "bf16.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2",
+                "--mixed-precision", "bf16", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    model = kdcli.load_model(out)
+    assert model.layers[-2].dtype_policy.name == "mixed_bfloat16"
+    assert model.layers[-1].dtype_policy.name == "float32"  # logits keep float32
+    assert model(np.zeros((1, 8, 8), np.float32)).dtype == "float32"
+    assert kdcli.read_provenance(out)["metrics"]["test_accuracy"] > 0.5
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--mixed-precision", "fp8", "--out", out)
+    assert_one_line_error(r, 4, "--mixed-precision must be bf16 or off")
