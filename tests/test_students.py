@@ -85,11 +85,11 @@ def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
     np.testing.assert_array_equal(
         student.get_layer("normalization").get_weights()[0], teacher.get_layer("normalization").get_weights()[0]
     )
-    history = kdcli.distill(student, data, teacher=teacher, epochs=3, learning_rate=3e-3)
+    history = kdcli.train(student, data, epochs=3, learning_rate=3e-3)
     assert history["loss"][-1] < history["loss"][0]
     from kdcli.training import accuracy
 
-    assert accuracy(student, data.test) > 0.5
+    assert accuracy(student, data.test) > 0.8
 
 
 def test_shrink_functional_model_with_residual_add_and_batchnorm():
