@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, first_line as _first_line
 from kdcli.faults import fault_point
 
 # Name of the provenance record inside a `.keras` file (a zip archive that
@@ -64,9 +64,11 @@ def atomic_path(path):
 
 
 def write_text(path, text):
-    """Write a text file (a report) atomically; a device or pipe (/dev/stdout) is written directly."""
+    """Write a text file (a report) atomically; a device, a pipe or a link to one
+    (`/dev/stdout`, `/dev/full`) is written directly."""
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
+    special = path.is_symlink() or (path.exists() and not path.is_file() and not path.is_dir())
+    if special or str(path.resolve()).startswith(("/dev/", "/proc/")):
         try:
             with open(path, "w") as f:
                 f.write(text)
@@ -110,13 +112,13 @@ def _running_cli():
     return Path(sys.argv[0]).name in ("kdcli", "__main__.py")
 
 
-def check_output(path, suffix):
+def check_output(path, suffix=None):
     """Refuse an output path before any work is done: a wrong suffix, a directory,
     or a folder that cannot be written."""
     path = Path(path)
     if path.is_dir():
         raise KdcliError(f"{path}: is a directory; give a file path for --out")
-    if path.suffix != suffix:
+    if suffix and path.suffix != suffix:
         raise KdcliError(f"{path}: give a path ending in {suffix}")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
@@ -190,9 +192,13 @@ def read_provenance(path):
     record_file = Path(f"{path}.kdcli.json") if path.suffix == ".tflite" else path / "assets.extra" / "kdcli.json"
     if path.suffix == ".tflite" or path.is_dir():
         try:
-            return json.loads(record_file.read_text()) if record_file.is_file() else None
+            record = json.loads(record_file.read_text()) if record_file.is_file() else None
         except (OSError, ValueError) as e:
             raise KdcliError(f"{record_file}: cannot read provenance ({_first_line(e)})") from e
+        # A sidecar belongs to the .tflite whose sha256 it records; a stale one is ignored.
+        if record and path.suffix == ".tflite" and record.get("sha256") != sha256_file(path):
+            return None
+        return record
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as z:
@@ -204,10 +210,10 @@ def read_provenance(path):
     if path.suffix in (".h5", ".hdf5"):
         from kdcli.soft_labels import read_attrs
 
-        return json.loads(read_attrs(path).get("provenance", "null"))
+        try:
+            return json.loads(read_attrs(path).get("provenance", "null"))
+        except ValueError as e:
+            raise KdcliError(f"{path}: damaged provenance ({_first_line(e)})") from e
     return None
 
 
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -13,7 +13,6 @@ import re
 import shutil
 from pathlib import Path
 
-from kdcli._tf import tf
 from kdcli.artifacts import atomic_path
 from kdcli.errors import KdcliError
 from kdcli.faults import fault_point
@@ -33,6 +32,9 @@ class Checkpoints:
     """
 
     def __init__(self, directory, model, optimizer, config):
+        from kdcli._tf import tf
+
+        self._tf = tf
         self.directory = Path(directory)
         self.config = json.loads(json.dumps(config))  # as it will read back
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -45,7 +47,11 @@ class Checkpoints:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            state = json.loads(path.read_text())
+            if not (isinstance(state, dict) and isinstance(state.get("checkpoint"), str)
+                    and isinstance(state.get("history"), dict) and isinstance(state.get("config"), dict)):
+                raise ValueError("missing fields")
+            return state
         except (OSError, ValueError) as e:
             raise KdcliError(f"{path}: damaged checkpoint state ({e}); remove {self.directory} to start over") from e
 
@@ -80,7 +86,7 @@ class Checkpoints:
         name = f"ckpt-{epochs_done}"
         try:
             self._checkpoint.write(str(self.directory / name))
-        except tf.errors.OpError as e:
+        except self._tf.errors.OpError as e:
             for partial in self.directory.glob(f"{name}*"):  # leave no half-written checkpoint
                 shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
             if not any(self.directory.iterdir()):
@@ -98,6 +104,22 @@ class Checkpoints:
             if done <= epochs_done - KEEP:
                 old.unlink()
 
-    def remove(self):
-        """Delete the folder, once the run's result is safely written."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_checkpoints(directory):
+    """Delete the checkpoints kdcli wrote under `directory`, once a run's result is safely written.
+
+    Only kdcli's own files go (`ckpt-*`, `state.json`), in the folder and its
+    sub-folders; folders left empty are removed; anything else is kept.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for folder in sorted([directory, *directory.rglob("*")], key=lambda p: len(p.parts), reverse=True):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name == STATE or path.name.startswith("ckpt-") or path.name.startswith(".state."):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()

@@ -9,6 +9,7 @@ imported only inside commands, so `--help` answers at once.
 import functools
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +27,34 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+class ColorModeChoice(str, Enum):
+    auto = "auto"
+    grayscale = "grayscale"
+    rgb = "rgb"
+
+
+class Precision(str, Enum):
+    off = "off"
+    bf16 = "bf16"
+
+
+class LogitsType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class ExportFormat(str, Enum):
+    tflite = "tflite"
+    saved_model = "saved_model"
+
+
+class Quantization(str, Enum):
+    none = "none"
+    float16 = "float16"
+    dynamic = "dynamic"
+    int8 = "int8"
+
+
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
              "an .npz or .h5 file, or an image folder")
 Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
@@ -36,7 +65,7 @@ ValSplit = Annotated[
 ImageSize = Annotated[
     Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
 ]
-ColorMode = Annotated[Optional[str], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
+ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
@@ -48,7 +77,7 @@ CheckpointDir = Annotated[
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
 MixedPrecision = Annotated[
-    Optional[str], typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
+    Precision, typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
 ]
 Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
@@ -81,8 +110,12 @@ def command(name):
 def _fail(message, code, debug):
     if debug:
         traceback.print_exc(file=sys.stderr)
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _error_line(message)
     raise typer.Exit(code)
+
+
+def _error_line(message):
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _data_options(val_split, image_size, color_mode):
@@ -94,7 +127,7 @@ def _data_options(val_split, image_size, color_mode):
             assert len(size) == 2 and min(size) > 0
         except (ValueError, AssertionError):
             raise KdcliError(f"--image-size must be HxW, like 32x32, got {image_size!r}") from None
-    return {"val_split": val_split, "image_size": size, "color_mode": color_mode}
+    return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
 
 
 def _result(path):
@@ -119,7 +152,7 @@ def train_teacher(
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
-    mixed_precision: MixedPrecision = None,
+    mixed_precision: MixedPrecision = Precision.off,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -129,7 +162,7 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision,
+        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value,
     )
     _result(path)
 
@@ -139,7 +172,7 @@ def soft_labels(
     teacher: Annotated[Path, typer.Option(help="The teacher .keras file.")],
     data: Data = None,
     out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
-    dtype: Annotated[str, typer.Option(help="Storage type of the logits: float32 or float16.")] = "float32",
+    dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits.")] = LogitsType.float32,
     top_k: Annotated[Optional[int], typer.Option(min=1, help="Keep only the K largest logits of each sample (smaller files).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
     split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
@@ -156,7 +189,7 @@ def soft_labels(
     if split != "train":
         raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
     _result(pipeline.make_soft_labels(
-        teacher, data, out, batch_size, dtype, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        teacher, data, out, batch_size, dtype.value, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
         top_k,
     ))
 
@@ -171,7 +204,7 @@ def distill(
              "default shrink:0.25 with --teacher, mlp with --soft-labels.")] = None,
     width: Width = None,
     depth: Depth = None,
-    temperature: Annotated[float, typer.Option(help="Softens teacher and student distributions in the KD term.")] = 4.0,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Softens teacher and student distributions in the KD term.")] = 4.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term; 1 - alpha weighs the hard labels.")] = 0.9,
     epochs: Epochs = 30,
     batch_size: BatchSize = 64,
@@ -187,7 +220,7 @@ def distill(
              "else student.keras).")] = None,
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
-    mixed_precision: MixedPrecision = None,
+    mixed_precision: MixedPrecision = Precision.off,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -198,7 +231,7 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
         batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
-        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision,
+        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value,
     )
     _result(path)
 
@@ -229,6 +262,11 @@ def evaluate(
     from kdcli.errors import EXIT_GATE_FAILED
     from kdcli.evaluation import check_gates, describe_failure
 
+    from kdcli.artifacts import check_output
+
+    for path, suffix in ((json_out if json_out != "-" else None, None), (markdown, None), (plot, ".png")):
+        if path and not str(path).startswith("/dev/"):
+            check_output(path, suffix)
     result = pipeline.evaluate(
         models, data, batch_size, latency_runs, _data_options(val_split, image_size, color_mode), unsafe
     )
@@ -245,7 +283,7 @@ def evaluate(
     if plot:
         report.plot(result, plot)
     for gate in failed:
-        stderr.print(f"error: gate failed: {describe_failure(gate)}", markup=False, highlight=False, soft_wrap=True)
+        _error_line(f"gate failed: {describe_failure(gate)}")
     if failed:
         raise typer.Exit(EXIT_GATE_FAILED)
 
@@ -253,8 +291,8 @@ def evaluate(
 @command("export")
 def export(
     model: Annotated[Path, typer.Argument(help="The .keras model to export.")],
-    format: Annotated[str, typer.Option(help="tflite (phones, edge) or saved_model (TF Serving).")] = "tflite",
-    quantize: Annotated[str, typer.Option(help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).")] = "none",
+    format: Annotated[ExportFormat, typer.Option(help="tflite (phones, edge) or saved_model (TF Serving).")] = ExportFormat.tflite,
+    quantize: Annotated[Quantization, typer.Option(help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).")] = Quantization.none,
     data: Data = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write (default: beside the model, e.g. student-int8.tflite).")] = None,
     val_split: ValSplit = None,
@@ -268,7 +306,7 @@ def export(
     from kdcli import pipeline
 
     _result(pipeline.export(
-        model, out, format, quantize, data, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        model, out, format.value, quantize.value, data, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
     ))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, first_line as _first_line
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 KNOWN_NAMES = ("digits", *KERAS_DATASETS)
@@ -40,6 +40,8 @@ SCAN_ROWS = 8192
 BLOCK_ROWS = 1024
 WINDOW_BLOCKS = 8
 WINDOW_BYTES = 64 << 20
+# In-memory arrays up to this size are batched by TensorFlow ops rather than Python.
+NATIVE_BYTES = 1 << 30
 # Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
 _ERROR_MARK = "kdcli-error: "
 
@@ -171,12 +173,15 @@ class Split:
 
         Args:
             batch_size: samples per batch (the last batch may be smaller).
-            shuffle_seed: shuffle the samples with this seed, or keep their order.
+            shuffle_seed: shuffle the samples with this seed (an int or a tuple of
+                ints, like `(seed, epoch)`), or keep their order (None).
             extra: more `Column`s whose row `i` belongs to sample `i` (soft labels).
         """
         from kdcli._tf import tf
 
         columns = (self.x, *extra)
+        if all(isinstance(c, ArrayColumn) for c in columns) and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
+            return self._native_batches(batch_size, shuffle_seed, extra)
         if any(c.sequential for c in columns):
             sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
             window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
@@ -193,10 +198,10 @@ class Split:
             back[sorter] = np.arange(len(sorter))
             idx = idx[sorter]  # sorted reads stream; `back` restores the shuffled order
             try:
-                return (
-                    self.read(idx)[back].astype(np.float32), self.y[idx][back],
-                    *[c.read(idx)[back].astype(np.float32) for c in extra],
-                )
+                extras = [c.read(idx)[back].astype(np.float32) for c in extra]
+                if not all(np.all(np.isfinite(e)) for e in extras):
+                    raise KdcliError(f"{extra[0].label}: holds NaN or infinite values; regenerate it")
+                return (self.read(idx)[back].astype(np.float32), self.y[idx][back], *extras)
             except KdcliError as e:
                 raise RuntimeError(_ERROR_MARK + str(e)) from None
             except Exception as e:
@@ -214,6 +219,30 @@ class Split:
             ds = ds.unbatch().batch(batch_size)
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def _native_batches(self, batch_size, shuffle_seed, extra):
+        """In-memory arrays: the same batches, gathered by TensorFlow ops (no Python per batch)."""
+        from kdcli._tf import tf
+
+        if not hasattr(self, "_tensors"):
+            self._tensors = {}
+        tensors = []
+        for column in (self.x, *extra):
+            if id(column) not in self._tensors:
+                array = column.array if column is not self.x or self.rows is None else column.array[self.rows]
+                if column is not self.x and not np.all(np.isfinite(array)):
+                    raise KdcliError(f"{column.label}: holds NaN or infinite values; regenerate it")
+                self._tensors[id(column)] = tf.constant(array)
+            tensors.append(self._tensors[id(column)])
+        labels = tf.constant(self.y)
+        order = sample_order(len(self), shuffle_seed, batch_size)
+
+        def gather(idx):
+            x, *rest = [tf.gather(t, idx) for t in tensors]
+            return (tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
     def arrays(self):
         """The whole split in memory, `(x, y)`; for small data and notebooks."""
         return self.read(np.arange(len(self))), self.y
@@ -226,7 +255,7 @@ def sample_order(n, seed, window):
     (a plain permutation when `window` is small)."""
     if seed is None:
         return np.arange(n)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(seed) if isinstance(seed, tuple) else seed)
     if window < 2 * BLOCK_ROWS:
         return rng.permutation(n)
     blocks = np.array_split(np.arange(n), -(-n // BLOCK_ROWS))
@@ -566,12 +595,12 @@ def _image_geometry(first, image_size, color_mode):
 
     try:
         with Image.open(first) as im:
-            native_size, native_bands = (im.size[1], im.size[0]), len(im.getbands())
+            native_size, native_mode = (im.size[1], im.size[0]), im.mode
     except OSError as e:
         raise KdcliError(f"{first}: unreadable image ({_first_line(e)})") from e
     modes = {"grayscale": 1, "rgb": 3}
-    if color_mode == "auto":
-        channels = 1 if native_bands in (1, 2) else 3
+    if color_mode == "auto":  # palette ("P") images are colour, though they have one band
+        channels = 1 if native_mode in ("1", "L", "LA", "I", "I;16", "F") else 3
     elif color_mode in modes:
         channels = modes[color_mode]
     else:
@@ -651,6 +680,3 @@ def _read_cifar(name, path):
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

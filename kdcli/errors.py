@@ -20,3 +20,9 @@ class KdcliError(Exception):
     def __init__(self, message, exit_code=EXIT_BAD_INPUT):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(error):
+    """The first line of an exception's message (or its type's name): for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

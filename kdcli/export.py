@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from kdcli._tf import native_output_silenced, tf
-from kdcli.artifacts import atomic_path, load_model, provenance, read_provenance, sha256_file
-from kdcli.errors import KdcliError
+from kdcli.artifacts import atomic_path, check_output, load_model, provenance, read_provenance, sha256_file
+from kdcli.errors import KdcliError, first_line
 from kdcli.models import count_params, logits_model
 
 FORMATS = ("tflite", "saved_model")
@@ -53,12 +53,12 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     if quantize == "int8" and data is None:
         raise KdcliError("--quantize int8 calibrates on real samples: give --data")
     out = Path(out)
+    if format == "tflite":
+        check_output(out, ".tflite")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise KdcliError(f"{out}: cannot write here ({e.strerror or e})") from e
-    if format == "tflite" and out.suffix != ".tflite":
-        raise KdcliError(f"{out}: a TFLite export is a .tflite file; give a path ending in .tflite")
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
     record = provenance(
@@ -67,19 +67,25 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         data=(read_provenance(model_path) or {}).get("data"),
         calibration=data.describe() if quantize == "int8" else None,
     )
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        saved = Path(tmp) / "saved_model"
-        model.export(saved, format="tf_saved_model", verbose=False)
-        if format == "saved_model":
-            (saved / "assets.extra").mkdir(exist_ok=True)
-            (saved / "assets.extra" / "kdcli.json").write_text(json.dumps(record, indent=2))
-            _replace_folder(saved, out)
-            return out
-        flatbuffer = _convert(saved, quantize, data)
-    with atomic_path(sidecar(out)) as tmp_record:
-        tmp_record.write_text(json.dumps(record, indent=2))
+    if format == "saved_model" and out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
+        raise KdcliError(f"{out}: a folder that is not a SavedModel is there; give another --out")
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+            saved = Path(tmp) / "saved_model"
+            model.export(saved, format="tf_saved_model", verbose=False)
+            if format == "saved_model":
+                (saved / "assets.extra").mkdir(exist_ok=True)
+                (saved / "assets.extra" / "kdcli.json").write_text(json.dumps(record, indent=2))
+                _replace_folder(saved, out)
+                return out
+            flatbuffer = _convert(saved, quantize, data)
+    except OSError as e:
+        raise KdcliError(f"{out}: cannot write ({e.strerror or first_line(e)})") from e
     with atomic_path(out) as tmp_model:
         tmp_model.write_bytes(flatbuffer)
+    record["sha256"] = sha256_file(out)  # ties the sidecar to this very file
+    with atomic_path(sidecar(out)) as tmp_record:
+        tmp_record.write_text(json.dumps(record, indent=2))
     return out
 
 
@@ -118,7 +124,7 @@ def _convert(saved, quantize, data):
         with native_output_silenced(fds=(1, 2)):  # the converter prints its settings
             return converter.convert()
     except Exception as e:  # the converter raises many types, with long messages
-        raise KdcliError(f"TFLite conversion failed ({str(e).strip().splitlines()[0]})") from e
+        raise KdcliError(f"TFLite conversion failed ({first_line(e)})") from e
 
 
 def _calibration_samples(data):

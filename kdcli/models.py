@@ -9,7 +9,7 @@ the same answers in `evaluate`, in an export and in a user's own
 from pathlib import Path
 
 from kdcli._tf import keras
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, first_line as _first_line
 
 ARCHS = ("mlp", "cnn")
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
@@ -158,16 +158,50 @@ def with_dtype_policy(model, policy):
     `mixed_bfloat16`: bfloat16 computation, float32 weights); the output
     layers stay float32, so logits keep their precision.
     """
-    outputs = {_producing_layer(t).name for t in model.outputs}
+
+    def edit(layer_config, is_output):
+        if layer_config["class_name"] != "InputLayer":
+            layer_config["config"]["dtype"] = "float32" if is_output else policy
+
+    return _rebuild(model, edit, copy=lambda layer: True)
+
+
+def _rebuild(model, edit, copy):
+    """Rebuild a Sequential or Functional model from its config.
+
+    `edit(layer_config, is_output)` changes each layer's config in place
+    (`is_output`: the layer makes the model's classes, see `_output_layers`);
+    the weights of the layers for which `copy(layer)` is true are copied over.
+    """
+    outputs = _output_layers(model)
     config = model.get_config()
     for layer_config in config["layers"]:
+        # Shapes recorded at build time may no longer hold: rebuild from the inputs.
         layer_config.pop("build_config", None)
-        if layer_config["class_name"] != "InputLayer":
-            name = layer_config["config"]["name"]
-            layer_config["config"]["dtype"] = "float32" if name in outputs else policy
+        edit(layer_config, layer_config["config"]["name"] in outputs)
     twin = model.__class__.from_config(config)
-    twin.set_weights(model.get_weights())
+    for layer in model.layers:
+        if layer.weights and copy(layer):
+            target = twin.get_layer(layer.name)
+            target.set_weights(layer.get_weights())
+            # Preprocessing layers (Normalization) compute from their weights once, in finalize_state.
+            if hasattr(target, "finalize_state"):
+                target.finalize_state()
     return twin
+
+
+def _output_layers(model):
+    """Names of the layers that make the model's outputs: the producing layers and,
+    through layers that only pass values on (activations, dropout, reshapes), the
+    layer whose width is the number of classes."""
+    names = set()
+    for tensor in model.outputs:
+        layer = _producing_layer(tensor)
+        names.add(layer.name)
+        while layer.__class__.__name__ in _PASS_THROUGH:
+            layer = _producing_layer(layer.input)
+            names.add(layer.name)
+    return names
 
 
 def check_compatible(model, data, name):
@@ -240,6 +274,9 @@ _SHAPE_FOLLOWING = {
     "Normalization", "Rescaling", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
     "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity",
 }
+# Layers that pass values on unchanged in width: the classes come from the layer before them.
+_PASS_THROUGH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "Dropout", "GaussianNoise",
+                 "GaussianDropout", "Identity", "Reshape", "Flatten"}
 # Layers whose state comes from the data, not from training: copied from the teacher.
 _COPIED = {"Normalization", "Rescaling"}
 
@@ -276,39 +313,29 @@ def shrink(model, factor, seed=None):
             f"shrink works on Sequential and Functional models, not a subclassed {type(model).__name__}; "
             "give an architecture with --student"
         )
-    output_layers = {_producing_layer(t).name for t in model.outputs}
-    config = model.get_config()
-    for layer_config in config["layers"]:
-        # Shapes recorded at build time no longer hold once widths change: rebuild from the inputs.
-        layer_config.pop("build_config", None)
+    def scale(layer_config, is_output):
         class_name, name = layer_config["class_name"], layer_config["config"]["name"]
         key = next((k for k, classes in _SCALED.items() if class_name in classes), None)
         if key is not None:
-            if name not in output_layers:
+            if not is_output:
                 layer_config["config"][key] = max(1, round(layer_config["config"][key] * factor))
         elif class_name not in _SHAPE_FOLLOWING:
             raise KdcliError(
                 f"shrink does not know layer {name!r} ({class_name}); give a student architecture with "
                 "--student mlp, cnn or a .keras file"
             )
+
     if seed is not None:
         keras.utils.set_random_seed(seed)
     try:
-        student = model.__class__.from_config(config)
+        return _rebuild(model, scale, copy=lambda layer: layer.__class__.__name__ in _COPIED)
     except (ValueError, TypeError) as e:
         raise KdcliError(
             f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"
         ) from e
-    for layer in model.layers:
-        if layer.__class__.__name__ in _COPIED and layer.weights:
-            student.get_layer(layer.name).set_weights(layer.get_weights())
-    return student
 
 
 def _producing_layer(tensor):
     return tensor._keras_history.operation
 
 
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

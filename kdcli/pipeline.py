@@ -11,13 +11,17 @@ line does:
     report = pipeline.evaluate(["runs/teacher.keras", "runs/student.keras"], "digits")
 """
 
-import shutil
 from pathlib import Path
 
 from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
+from kdcli.checkpoints import remove_checkpoints
 from kdcli.console import Reporter
-from kdcli.data import Dataset, load_data
+from kdcli.data import ArrayColumn, Dataset, load_data
 from kdcli.errors import KdcliError
+
+
+# Soft labels up to this size are read into memory once; larger files stream.
+SOFT_LABELS_IN_MEMORY = 256 << 20
 
 
 def require_file(path, what):
@@ -93,7 +97,7 @@ def train_teacher(
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
-        checkpoint_dir, resume,
+        checkpoint_dir, resume, {"arch": arch},
     )
     metrics = {
         "test_accuracy": accuracy(model, data.test),
@@ -104,7 +108,7 @@ def train_teacher(
              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
              "mixed_precision": mixed_precision or "off"}
     save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    remove_checkpoints(checkpoint_dir)
     reporter.say(
         f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
         f"({history['seconds']:.1f} s)"
@@ -135,7 +139,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
     check_compatible(model, data, Path(teacher).name)
     teacher_sha = sha256_file(teacher)
     record = provenance(
-        "soft-labels", data=data.describe(), teacher=str(teacher), teacher_sha256=teacher_sha,
+        "soft-labels", data=data.describe(), teacher=str(Path(teacher).resolve()), teacher_sha256=teacher_sha,
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
     batches = iter_logits(model, data.train, batch_size, reporter.progress("soft labels"))
@@ -205,6 +209,8 @@ def distill_student(
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
         teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], soft.column
+        if soft.attrs["n"] * soft.attrs["num_classes"] * 4 <= SOFT_LABELS_IN_MEMORY:
+            teacher_logits = ArrayColumn(soft.logits, f"{soft_labels}: logits")  # small: read once
         if student.startswith("shrink:"):
             teacher = _recorded_teacher(soft_labels, teacher_sha)
     else:
@@ -225,6 +231,7 @@ def distill_student(
     history = distill(
         model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
         epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
+        {"student": student, "teacher_sha256": teacher_sha},
     )
     metrics = {
         "test_accuracy": accuracy(model, data.test),
@@ -236,7 +243,7 @@ def distill_student(
     if baseline:
         scratch = build()  # the same architecture and initial weights (same seed)
         train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
-              checkpoint_dir / "baseline", resume)
+              checkpoint_dir / "baseline", resume, {"student": student})
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
@@ -250,7 +257,7 @@ def distill_student(
         hyperparameters=hyper, metrics=metrics,
     )
     save_model(model, out, record)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    remove_checkpoints(checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics
 
@@ -259,6 +266,8 @@ def _recorded_teacher(soft_labels, teacher_sha):
     """The teacher named in a soft-label file's provenance, checked by its sha256."""
     record = read_provenance(soft_labels) or {}
     path = record.get("teacher")
+    if path and not Path(path).is_absolute():  # made by another kdcli: relative to the soft labels' folder
+        path = str(Path(soft_labels).parent / path)
     if not path or not Path(path).is_file() or sha256_file(path) != teacher_sha:
         raise KdcliError(
             f"{soft_labels}: shrink derives the student from the teacher, and the teacher these soft labels "

@@ -41,7 +41,7 @@ def rows(report):
     body = []
     for i, m in enumerate(models):
         ratios = (
-            [_ratio(m["compression"] or m["size_ratio"]), _ratio(m["speedup"]),
+            [_ratio(m["compression"]), _ratio(m["speedup"]),
              f"{m['accuracy_change_points']:+.1f} pts"] if i else ["—", "—", "—"]
         )
         body.append([

@@ -27,7 +27,7 @@ from kdcli.errors import KdcliError
 from kdcli.faults import fault_point
 
 FORMAT = "kdcli-soft-labels"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this kdcli reads; files with full logits are written as version 1
 CHUNK_ROWS = 4096
 DTYPES = ("float32", "float16")
 
@@ -134,7 +134,7 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                 raise KdcliError(f"the teacher produced {row} rows of logits for {n} samples")
             f.attrs.update(
                 format=FORMAT,
-                format_version=FORMAT_VERSION,
+                format_version=2 if top_k else 1,  # top-k files need a reader that knows them
                 n=n,
                 num_classes=num_classes,
                 fingerprint=fingerprint,
@@ -190,6 +190,9 @@ def read_attrs(path):
         raise KdcliError(f"{path}: cannot read HDF5 file ({str(e).splitlines()[0]})") from e
     if attrs.get("format") != FORMAT:
         raise KdcliError(f"{path}: not a kdcli soft-label file; make one with kdcli soft-labels")
+    missing = [k for k in ("format_version", "n", "num_classes", "fingerprint", "teacher_sha256") if k not in attrs]
+    if missing:
+        raise KdcliError(f"{path}: damaged soft-label file (no {', '.join(missing)} attribute)")
     if attrs.get("format_version", 0) > FORMAT_VERSION:
         raise KdcliError(
             f"{path}: soft-label format version {attrs['format_version']} is newer than this kdcli "

@@ -22,9 +22,12 @@ from kdcli.errors import EXIT_INTERRUPTED, KdcliError
 from kdcli.faults import fault_point
 from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sample
 
+# Training steps between two checks of the loss (each check waits for the device).
+CHECK_EVERY = 16
+
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False):
+          checkpoint_dir=None, resume=False, run_config=None):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -37,6 +40,8 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         checkpoint_dir: save a checkpoint there after every epoch.
         resume: continue from the last good checkpoint in `checkpoint_dir`
             (the result equals an uninterrupted run's, up to float rounding).
+        run_config: more JSON-ready facts that identify the run (a teacher's
+            sha256...): `resume` refuses checkpoints whose facts differ.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -48,13 +53,14 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
     """
     return _fit(
         model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "hard labels"},
+        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})},
     )
 
 
 def distill(
     student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
     epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
+    run_config=None,
 ):
     """Train a student on `data` with the distillation loss.
 
@@ -72,7 +78,7 @@ def distill(
         temperature: `T` of the KD term (default 4).
         alpha: weight of the KD term (default 0.9).
         epochs, batch_size, learning_rate, seed, progress: as in `train`.
-        checkpoint_dir, resume: as in `train`.
+        checkpoint_dir, resume, run_config: as in `train`.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -91,7 +97,8 @@ def distill(
 
     return _fit(
         student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "distillation", "temperature": temperature, "alpha": alpha},
+        checkpoint_dir, resume,
+        {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})},
     )
 
 
@@ -103,6 +110,12 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)
     extra = () if teacher_logits is None else (teacher_logits,)
+
+    # Running sums live on the device: reading them forces a wait for the step,
+    # so the loop reads them only every CHECK_EVERY steps and at the end of an epoch.
+    loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    correct_sum = tf.Variable(0, dtype=tf.int64, trainable=False)
+    last_loss = tf.Variable(0.0, dtype=tf.float32, trainable=False)
 
     @tf.function(reduce_retracing=True)
     def train_step(x, y, *given_logits):
@@ -118,17 +131,26 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
-        return loss, correct
+        loss_sum.assign_add(tf.cast(loss, tf.float64) * tf.cast(tf.shape(y)[0], tf.float64))
+        correct_sum.assign_add(correct)
+        # A non-finite loss sticks in last_loss until the loop reads it.
+        last_loss.assign(tf.where(tf.math.is_finite(last_loss), tf.cast(loss, tf.float32), last_loss))
 
     checkpoints = None
     history, first_epoch = {"loss": [], "accuracy": []}, 0
     if checkpoint_dir is not None:
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
+                  "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
                   "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, **loss_config}
         checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config)
         if resume:
             first_epoch, saved_history = checkpoints.restore()
             history = saved_history or history
+            if first_epoch > epochs:
+                raise KdcliError(
+                    f"{checkpoint_dir}: the checkpoint has {first_epoch} epochs done, more than --epochs {epochs}; "
+                    f"give --epochs {first_epoch} or more"
+                )
     n = len(data.train)
     steps = -(-n // batch_size)
     if progress is not None:
@@ -138,30 +160,34 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     try:
         for epoch in range(first_epoch, epochs):
             epoch_started = time.perf_counter()
-            total_loss, total_correct = 0.0, 0
+            loss_sum.assign(0.0)
+            correct_sum.assign(0)
+            last_loss.assign(0.0)
             # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
-            for batch in iterate(data.train.batches(batch_size, shuffle_seed=seed + epoch, extra=extra)):
-                loss, correct = train_step(*batch)
-                loss = float(loss)
-                if not np.isfinite(loss):
-                    kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
-                    raise KdcliError(
-                        f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
-                        f"or check the data for extreme values{kept}"
-                    )
-                total_loss += loss * int(batch[1].shape[0])
-                total_correct += int(correct)
+            batches = data.train.batches(batch_size, shuffle_seed=(seed, epoch), extra=extra)
+            for step, batch in enumerate(iterate(batches), start=1):
+                train_step(*batch)
+                if step % CHECK_EVERY == 0 or step == steps:
+                    loss = float(last_loss.numpy())
+                    if not np.isfinite(loss):
+                        kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
+                        raise KdcliError(
+                            f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
+                            f"or check the data for extreme values{kept}"
+                        )
                 if progress is not None:
-                    progress.advance({"epoch": epoch + 1, "loss": loss})
+                    progress.advance({"epoch": epoch + 1})
                 fault_point("step")
-            history["loss"].append(total_loss / n)
-            history["accuracy"].append(total_correct / n)
+            history["loss"].append(float(loss_sum.numpy()) / n)
+            history["accuracy"].append(int(correct_sum.numpy()) / n)
             history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
             if checkpoints is not None:
                 checkpoints.save(epoch + 1, history)
     except KeyboardInterrupt:
         if checkpoints is None:
             raise
+        if epoch == 0:
+            raise KdcliError("interrupted in epoch 1, before any checkpoint", EXIT_INTERRUPTED) from None
         raise KdcliError(
             f"interrupted in epoch {epoch + 1}; the {epoch} epochs done are saved in {checkpoints.directory}: "
             "run the same command with --resume to continue", EXIT_INTERRUPTED,

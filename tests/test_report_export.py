@@ -158,7 +158,7 @@ def test_saved_model(pipeline, exports):
 
 def test_export_bad_input(pipeline, tmp_path):
     r = run_cli("export", pipeline["student"], "--quantize", "int4", "--out", tmp_path / "x.tflite")
-    assert_one_line_error(r, 4, "--quantize must be one of none, float16, dynamic, int8")
+    assert r.exit_code == 2 and "int4" in r.stderr  # a usage error
     r = run_cli("export", pipeline["student"], "--out", tmp_path / "x.onnx")
     assert_one_line_error(r, 4, "give a path ending in .tflite")
     r = run_cli("export", tmp_path / "missing.keras")

@@ -1,0 +1,391 @@
+"""kdcli's speed benchmarks; `make bench` runs this and writes BENCHMARKS.md.
+
+Every comparison is measured side by side in one run, on the same machine,
+and reported as a ratio of medians: the machine is shared and noisy, so
+absolute times mean little and ratios from one run are what to compare.
+
+    python benchmarks/speed.py [--out BENCHMARKS.md] [--quick]
+
+Data: the MNIST benchmark split of ../shared/data (8,000 training and 2,000
+test images, 28x28) when it is there, else the bundled digits; synthetic
+arrays streamed from .h5 files for the memory comparison.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import kdcli
+from common import ROOT, mnist_split
+
+REPEATS = 3
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def cpu_name():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def fit_epoch_times(model, data, epochs, batch_size):
+    """Plain Keras: compile and fit on hard labels; the seconds of each epoch."""
+    import keras
+
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    x, y = data.train.arrays()
+    model.fit(x.astype("float32"), y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[Timer()])
+    return times
+
+
+def bench_epoch_vs_fit(data, soft, students, epochs, batch_size=64):
+    """Target: an offline distill epoch costs at most 1.10x a plain fit epoch of the same student."""
+    rows = []
+    for spec in students:
+        ours, fits = [], []
+        for repeat in range(REPEATS):  # interleaved, so drifts in machine load hit both alike
+            teacher = kdcli.load_model(soft["teacher"]) if spec.startswith("shrink") else None
+            student = kdcli.build_from_spec(spec, data, seed=repeat, teacher=teacher)
+            history = kdcli.distill(student, data, teacher_logits=kdcli.read_soft_labels(soft["path"]).column,
+                                    epochs=epochs, batch_size=batch_size, seed=repeat)
+            ours.append(median(history["epoch_seconds"][1:]))  # the first epoch traces the step
+            twin = kdcli.build_from_spec(spec, data, seed=repeat, teacher=teacher)
+            fits.append(median(fit_epoch_times(twin, data, epochs, batch_size)[1:]))
+        rows.append({"student": spec, "params": student.count_params(), "distill_epoch_s": median(ours),
+                     "fit_epoch_s": median(fits), "ratio": median(ours) / median(fits)})
+    return rows
+
+
+def bench_soft_labels_vs_predict(data, teacher_path, workdir):
+    """Target: soft-labels costs at most 1.15x the teacher's own predict (model loading excluded)."""
+    from kdcli import pipeline
+
+    teacher = kdcli.load_model(teacher_path)
+    x, _ = data.train.arrays()
+    x = x.astype("float32")
+    ours, predicts = [], []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        teacher.predict(x, batch_size=256, verbose=0)
+        predicts.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        pipeline.make_soft_labels(teacher_path, data, workdir / "soft-bench.h5")
+        ours.append(time.perf_counter() - started)
+    # make_soft_labels also loads the teacher: time that alone and take it out
+    loads = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        kdcli.load_model(teacher_path)
+        loads.append(time.perf_counter() - started)
+    soft_s = median(ours) - median(loads)
+    return {"soft_labels_s": soft_s, "predict_s": median(predicts), "ratio": soft_s / median(predicts),
+            "samples": len(x)}
+
+
+def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64):
+    """Target: soft-labels + offline distill is at least 3x faster than keras.distillation.Distiller online."""
+    import keras
+
+    from kdcli import pipeline
+
+    teacher_path = soft["teacher"]
+    started = time.perf_counter()
+    pipeline.make_soft_labels(teacher_path, data, soft["dir"] / "soft-vs.h5")
+    _, metrics = pipeline.distill_student(data, soft["dir"] / "student-vs.keras", soft_labels=soft["dir"] / "soft-vs.h5",
+                                          student=student_spec, epochs=epochs, batch_size=batch_size,
+                                          teacher=None)
+    ours_s = time.perf_counter() - started
+
+    teacher = kdcli.logits_model(kdcli.load_model(teacher_path))
+    student = kdcli.build_from_spec(student_spec, data, seed=0, teacher=teacher)
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0, loss=keras.losses.KLDivergence()),
+        student_loss_weight=0.1,  # alpha = 0.9 on the distillation term, as kdcli's default
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data.train.arrays()
+    started = time.perf_counter()
+    distiller.fit(x.astype("float32"), y, batch_size=batch_size, epochs=epochs, verbose=0)
+    online_s = time.perf_counter() - started
+    x_test, y_test = data.test.arrays()
+    online_acc = float(np.mean(np.argmax(student.predict(x_test.astype("float32"), verbose=0), -1) == y_test))
+
+    # the teacher's cost per sample against the student's, from batched inference
+    def infer_s(model):
+        model.predict(x[:512].astype("float32"), verbose=0)
+        started = time.perf_counter()
+        model.predict(x.astype("float32"), batch_size=256, verbose=0)
+        return time.perf_counter() - started
+
+    return {"kdcli_s": ours_s, "distiller_s": online_s, "speedup": online_s / ours_s,
+            "kdcli_accuracy": metrics["test_accuracy"], "distiller_accuracy": online_acc,
+            "teacher_cost_ratio": infer_s(teacher) / infer_s(student), "epochs": epochs, "student": student_spec}
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+from kdcli.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as e:
+    assert not e.code, e.code
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(*args):
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *map(str, args), "--quiet"], capture_output=True,
+                       text=True, cwd=ROOT)
+    if r.returncode:
+        raise SystemExit(f"kdcli {args[0]} failed: {r.stderr.strip()[-500:]}")
+    return int(r.stdout.strip().splitlines()[-1]) / 1024
+
+
+def bench_memory(workdir, sizes=(20_000, 200_000)):
+    """Target: peak memory of soft-labels and offline distill grows < 20% for 10x the samples."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    rows = []
+    teacher = None
+    for n in sizes:
+        path = workdir / f"synthetic-{n}.h5"
+        with h5py.File(path, "w") as f:
+            x = f.create_dataset("x_train", shape=(n, 28, 28), dtype="uint8", chunks=(1024, 28, 28))
+            for start in range(0, n, 10_000):
+                x[start:start + 10_000] = rng.integers(0, 256, size=(min(10_000, n - start), 28, 28), dtype=np.uint8)
+            f["y_train"] = rng.integers(0, 10, size=n)
+            f["x_test"] = rng.integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
+            f["y_test"] = rng.integers(0, 10, size=1000)
+        if teacher is None:  # a small teacher, trained on the small set
+            teacher = workdir / "memory-teacher.keras"
+            subprocess.run([sys.executable, "-m", "kdcli", "train-teacher", "--data", path, "--arch", "mlp",
+                            "--epochs", "1", "--out", teacher, "--quiet"], check=True, capture_output=True)
+        soft = workdir / f"soft-{n}.h5"
+        soft_mb = peak_rss_mb("soft-labels", "--teacher", teacher, "--data", path, "--out", soft)
+        distill_mb = peak_rss_mb("distill", "--soft-labels", soft, "--student", "mlp", "--epochs", "1",
+                                 "--out", workdir / f"student-{n}.keras")
+        rows.append({"samples": n, "input_mb": n * 784 / 2**20, "soft_labels_peak_mb": soft_mb,
+                     "distill_peak_mb": distill_mb})
+        path.unlink()
+    return rows
+
+
+def bench_help():
+    """Target: kdcli --help answers in under 0.5 s."""
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "kdcli", "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return {"help_s": median(times)}
+
+
+def bench_compact(data, soft, student_spec, epochs):
+    """File sizes and distilled accuracy: float32 logits, float16, top-k."""
+    from kdcli import pipeline
+
+    rows = []
+    for name, options in [("float32", {}), ("float16", {"dtype": "float16"}), ("top-3, float16", {"dtype": "float16", "top_k": 3}),
+                          ("top-1, float16", {"dtype": "float16", "top_k": 1})]:
+        path = soft["dir"] / f"compact-{name.replace(' ', '').replace(',', '-')}.h5"
+        pipeline.make_soft_labels(soft["teacher"], data, path, **options)
+        _, metrics = pipeline.distill_student(data, soft["dir"] / "compact.keras", soft_labels=path,
+                                              student=student_spec, epochs=epochs)
+        rows.append({"soft_labels": name, "bytes": path.stat().st_size, "accuracy": metrics["test_accuracy"]})
+    return rows
+
+
+def bench_mixed_precision(data, soft, student_spec, epochs):
+    """bf16 against float32: epoch time and accuracy of a teacher and of a distilled student."""
+    rows = []
+    for precision in ("off", "bf16"):
+        teacher = kdcli.build_from_spec("cnn", data, role="teacher", seed=0, mixed_precision=precision)
+        history = kdcli.train(teacher, data, epochs=epochs, seed=0)
+        from kdcli.training import accuracy
+
+        teacher_row = {"precision": precision, "model": "teacher cnn", "epoch_s": median(history["epoch_seconds"][1:]),
+                       "accuracy": accuracy(teacher, data.test)}
+        base = kdcli.load_model(soft["teacher"])
+        student = kdcli.build_from_spec(student_spec, data, seed=0, teacher=base, mixed_precision=precision)
+        history = kdcli.distill(student, data, teacher_logits=kdcli.read_soft_labels(soft["path"]).column,
+                                epochs=epochs, seed=0)
+        rows += [teacher_row, {"precision": precision, "model": f"student {student_spec}",
+                               "epoch_s": median(history["epoch_seconds"][1:]), "accuracy": accuracy(student, data.test)}]
+    return rows
+
+
+def markdown(results, machine):
+    ok = lambda passed: "met" if passed else "**missed**"  # noqa: E731
+    out = [
+        "# kdcli benchmarks",
+        "",
+        f"Written by `make bench` (`benchmarks/speed.py`) on {machine['date']}. Machine: {machine['cpu']}, "
+        f"{machine['cores']} cores, Python {machine['python']}, TensorFlow {machine['tensorflow']}, "
+        f"Keras {machine['keras']}. Data: {machine['data']}. Each time is a median over {REPEATS} runs (or over "
+        "epochs 2 and later); ratios compare runs made side by side in this one run.",
+        "",
+        "## Offline distill epoch against a plain Keras fit epoch",
+        "",
+        "Target: an offline `distill` epoch (soft labels streamed from the .h5) costs at most 1.10x a `model.fit` "
+        "epoch of the same student on hard labels, batch 64.",
+        "",
+        "| student | params | distill epoch (s) | fit epoch (s) | ratio | target ≤ 1.10 |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results["epoch_vs_fit"]:
+        out.append(f"| {r['student']} | {r['params']:,} | {r['distill_epoch_s']:.3f} | {r['fit_epoch_s']:.3f} | "
+                   f"{r['ratio']:.2f}x | {ok(r['ratio'] <= 1.10)} |")
+    d = results["vs_distiller"]
+    out += [
+        "",
+        "## kdcli against online distillation with keras.distillation.Distiller",
+        "",
+        f"`soft-labels` + offline `distill` against `Distiller` with `LogitsDistillation(temperature=4, "
+        f"loss=keras.losses.KLDivergence())` and `student_loss_weight=0.1`; same teacher, student "
+        f"(`{d['student']}`), data, {d['epochs']} epochs, batch 64. The teacher costs {d['teacher_cost_ratio']:.1f}x "
+        "the student per sample (batched inference).",
+        "",
+        "| | kdcli | Distiller | speedup | target ≥ 3x |",
+        "| --- | ---: | ---: | ---: | --- |",
+        f"| time (s) | {d['kdcli_s']:.1f} | {d['distiller_s']:.1f} | {d['speedup']:.1f}x | {ok(d['speedup'] >= 3)} |",
+        f"| student test accuracy | {100 * d['kdcli_accuracy']:.2f}% | {100 * d['distiller_accuracy']:.2f}% | "
+        f"Δ {100 * (d['kdcli_accuracy'] - d['distiller_accuracy']):+.2f} pts | "
+        f"{ok(abs(d['kdcli_accuracy'] - d['distiller_accuracy']) <= 0.005)} (within 0.5) |",
+    ]
+    s = results["soft_vs_predict"]
+    out += [
+        "",
+        "## soft-labels against the teacher's own predict",
+        "",
+        f"{s['samples']:,} training samples, teacher loading excluded.",
+        "",
+        "| soft-labels (s) | teacher.predict (s) | ratio | target ≤ 1.15 |",
+        "| ---: | ---: | ---: | --- |",
+        f"| {s['soft_labels_s']:.2f} | {s['predict_s']:.2f} | {s['ratio']:.2f}x | {ok(s['ratio'] <= 1.15)} |",
+        "",
+        "## Peak memory as the data grows 10x",
+        "",
+        "Synthetic 28x28 uint8 images in an .h5 file, streamed; peak resident memory of the whole process "
+        "(TensorFlow included).",
+        "",
+        "| samples | inputs (MiB) | soft-labels peak (MiB) | distill peak (MiB) |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    mem = results["memory"]
+    for r in mem:
+        out.append(f"| {r['samples']:,} | {r['input_mb']:.0f} | {r['soft_labels_peak_mb']:.0f} | {r['distill_peak_mb']:.0f} |")
+    growth_soft = mem[-1]["soft_labels_peak_mb"] / mem[0]["soft_labels_peak_mb"] - 1
+    growth_distill = mem[-1]["distill_peak_mb"] / mem[0]["distill_peak_mb"] - 1
+    out += [
+        f"| growth | 10x | {100 * growth_soft:+.0f}% ({ok(growth_soft < 0.2)}: < 20%) | "
+        f"{100 * growth_distill:+.0f}% ({ok(growth_distill < 0.2)}: < 20%) |",
+        "",
+        "## kdcli --help",
+        "",
+        f"Median of 5 runs of `python -m kdcli --help`: {results['help']['help_s']:.2f} s "
+        f"(target < 0.5 s: {ok(results['help']['help_s'] < 0.5)}).",
+        "",
+        "## Compact soft labels",
+        "",
+        "The same teacher's soft labels stored four ways, and the student distilled from each (same seed and budget).",
+        "",
+        "| soft labels | file size | distilled student test accuracy |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in results["compact"]:
+        out.append(f"| {r['soft_labels']} | {r['bytes'] / 1024:.0f} KiB | {100 * r['accuracy']:.2f}% |")
+    out += [
+        "",
+        "## Mixed precision (bf16) on this CPU",
+        "",
+        "| model | precision | epoch (s) | test accuracy |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for r in results["mixed_precision"]:
+        out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
+    accuracy_file = ROOT / "benchmarks" / "accuracy.md"
+    if accuracy_file.exists():
+        out += ["", accuracy_file.read_text().strip()]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--json", help="also keep the raw numbers here")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, for a smoke test")
+    args = parser.parse_args()
+    import keras
+    import tensorflow as tf
+
+    epochs = 2 if args.quick else 30
+    timed_epochs = 3 if args.quick else 6
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        mnist = mnist_split(tmp / "mnist.npz")
+        if mnist is None:
+            print("../shared/data is not here: the MNIST rows are measured on digits instead", file=sys.stderr)
+        data = kdcli.load_data(mnist or "digits")
+        machine = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                   "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                   "data": "MNIST benchmark split (8,000 train / 2,000 test)" if mnist else "digits (MNIST absent)"}
+        from kdcli import pipeline
+
+        def step(name):
+            print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+
+        step("teacher")
+        teacher = tmp / "teacher.keras"
+        pipeline.train_teacher(data, teacher, epochs=2 if args.quick else 5)
+        soft = {"teacher": teacher, "path": tmp / "soft.h5", "dir": tmp}
+        pipeline.make_soft_labels(teacher, data, soft["path"])
+        results = {}
+        step("epoch vs fit")
+        results["epoch_vs_fit"] = bench_epoch_vs_fit(data, soft, ["mlp", "shrink:0.25"], timed_epochs)
+        step("soft-labels vs predict")
+        results["soft_vs_predict"] = bench_soft_labels_vs_predict(data, teacher, tmp)
+        step("vs Distiller")
+        results["vs_distiller"] = bench_vs_distiller(data, soft, "mlp", epochs)
+        step("memory")
+        results["memory"] = bench_memory(tmp, (2_000, 20_000) if args.quick else (20_000, 200_000))
+        step("help")
+        results["help"] = bench_help()
+        step("compact soft labels")
+        results["compact"] = bench_compact(data, soft, "mlp", epochs)
+        step("mixed precision")
+        results["mixed_precision"] = bench_mixed_precision(data, soft, "shrink:0.25", timed_epochs)
+    Path(args.out).write_text(markdown(results, machine))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    step(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
