@@ -9,7 +9,7 @@ KDCLI  := $(BIN)/kdcli
 RUNS   ?= runs
 DATA   ?= digits
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench bench-accuracy
 
 install: $(STAMP)
 
@@ -37,6 +37,15 @@ $(RUNS)/student-int8.tflite: $(RUNS)/student.keras
 
 demo: $(RUNS)/student-int8.tflite
 	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras $(RUNS)/student-int8.tflite --data $(DATA)
+
+# Speed benchmarks (about 10 minutes on 2 cores): writes BENCHMARKS.md.
+bench: $(STAMP)
+	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md
+
+# Accuracy of teacher, scratch and distilled students over 3 seeds (about 15 minutes):
+# writes benchmarks/accuracy.md, which the next `make bench` includes in BENCHMARKS.md.
+bench-accuracy: $(STAMP)
+	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
 
 clean:
 	rm -rf $(RUNS)

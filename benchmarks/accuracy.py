@@ -7,7 +7,7 @@ student architecture from scratch with the same budget. Prints a Markdown
 table of means and standard deviations over the seeds; `--json PATH` keeps
 the raw numbers.
 
-    python benchmarks/accuracy.py [--seeds 0 1 2] [--student shrink:0.25] [--json out.json]
+    python benchmarks/accuracy.py [--seeds 0 1 2] [--student shrink:0.25] [--markdown accuracy.md] [--json out.json]
 """
 
 import argparse
@@ -43,6 +43,7 @@ def main():
     parser.add_argument("--student", default="shrink:0.25")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--json")
+    parser.add_argument("--markdown", help="also write the table, with a heading, to this file")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,13 +55,25 @@ def main():
                 continue
             (tmp / str(i)).mkdir()
             results[name] = measure(data, tmp / str(i), args.seeds, args.student, args.epochs)
-    print(f"\n| data | teacher | student from scratch | distilled student | gain (points) |  (student {args.student}, "
-          f"{args.epochs} epochs, seeds {args.seeds})")
-    print("| --- | --- | --- | --- | --- |")
+    lines = [
+        "## Accuracy: teacher, student from scratch, distilled student",
+        "",
+        f"Written by `make bench-accuracy` (`benchmarks/accuracy.py`). One teacher (kdcli's cnn, default budget) per "
+        f"data set; for each seed {args.seeds}, `kdcli distill --teacher T --student {args.student} --epochs "
+        f"{args.epochs} --baseline`, which also trains the same student architecture from scratch, from the same "
+        "initial weights, with the same budget. Test accuracy, mean ± standard deviation over the seeds.",
+        "",
+        "| data | teacher | student from scratch | distilled student | gain (points) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, r in results.items():
         s, d = np.array(r["scratch"]) * 100, np.array(r["distilled"]) * 100
-        print(f"| {name} | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | {s.mean():.2f} ± {s.std():.2f}% "
-              f"| {d.mean():.2f} ± {d.std():.2f}% ({r['student_params']:,} params) | {(d - s).mean():+.2f} |")
+        lines.append(f"| {name} | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | "
+                     f"{s.mean():.2f} ± {s.std():.2f}% | {d.mean():.2f} ± {d.std():.2f}% "
+                     f"({r['student_params']:,} params) | {(d - s).mean():+.2f} |")
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -47,6 +47,17 @@ def _import_quietly():
         import keras  # noqa: F401
 
         tensorflow.config.list_physical_devices()
+        _split_cpu(tensorflow)
+
+
+def _split_cpu(tensorflow):
+    """KDCLI_CPU_DEVICES=N: N logical CPU devices, so MirroredStrategy can run on a CPU (tests, trials)."""
+    count = int(os.environ.get("KDCLI_CPU_DEVICES", "1") or 1)
+    if count > 1:
+        cpu = tensorflow.config.list_physical_devices("CPU")[0]
+        tensorflow.config.set_logical_device_configuration(
+            cpu, [tensorflow.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
 
 
 _import_quietly()

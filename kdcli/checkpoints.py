@@ -29,13 +29,18 @@ class Checkpoints:
         model, optimizer: what training changes; the optimizer must be built.
         config: a JSON-ready description of the run (data fingerprint,
             hyperparameters); `--resume` refuses a folder of another run.
+        chief: whether this process owns the folder. In a multi-worker run
+            every worker takes part in writing a checkpoint (the variables are
+            synchronised), but the others write to a scratch folder they remove.
+        worker: this worker's id, naming its scratch folder.
     """
 
-    def __init__(self, directory, model, optimizer, config):
+    def __init__(self, directory, model, optimizer, config, chief=True, worker=0):
         from kdcli._tf import tf
 
         self._tf = tf
         self.directory = Path(directory)
+        self.chief, self.worker = chief, worker
         self.config = json.loads(json.dumps(config))  # as it will read back
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Dropout's RNG state lives in seed generators the model does not checkpoint itself.
@@ -84,6 +89,11 @@ class Checkpoints:
             raise KdcliError(f"{self.directory}: cannot write checkpoints here ({e.strerror or e})") from e
         self.epoch.assign(epochs_done)
         name = f"ckpt-{epochs_done}"
+        if not self.chief:
+            scratch = self.directory / f".worker-{self.worker}"
+            self._checkpoint.write(str(scratch / name))
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
         try:
             self._checkpoint.write(str(self.directory / name))
         except self._tf.errors.OpError as e:

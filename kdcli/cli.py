@@ -38,6 +38,13 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class StrategyName(str, Enum):
+    auto = "auto"
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi-worker"
+
+
 class LogitsType(str, Enum):
     float32 = "float32"
     float16 = "float16"
@@ -79,13 +86,19 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last g
 MixedPrecision = Annotated[
     Precision, typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
 ]
+Strategy = Annotated[StrategyName, typer.Option(
+    help="tf.distribute strategy: mirrored (local GPUs), multi-worker (TF_CONFIG), auto (mirrored when several "
+         "GPUs are visible); --batch-size is then per replica.")]
 Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 
 
-def command(name):
-    """Register a subcommand whose errors become one line and an exit code."""
+def command(name, register_with=None):
+    """Register a subcommand whose errors become one line and an exit code.
+
+    `register_with` is how to register it (by default `app.command(name)`).
+    """
 
     def register(fn):
         @functools.wraps(fn)
@@ -96,13 +109,13 @@ def command(name):
                 _fail(str(e), e.exit_code, kwargs.get("debug"))
             except KeyboardInterrupt:
                 _fail("interrupted", EXIT_INTERRUPTED, kwargs.get("debug"))
-            except (typer.Exit, typer.Abort):
+            except (typer.Exit, typer.Abort, typer.BadParameter):
                 raise
             except Exception as e:  # an internal error: say so, briefly
                 _fail(f"internal error: {type(e).__name__}: {e}".splitlines()[0] +
                       " (run again with --debug for the traceback)", EXIT_INTERNAL, kwargs.get("debug"))
 
-        return app.command(name)(wrapper)
+        return (register_with or app.command(name))(wrapper)
 
     return register
 
@@ -153,6 +166,7 @@ def train_teacher(
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
     mixed_precision: MixedPrecision = Precision.off,
+    strategy: Strategy = StrategyName.default,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -162,18 +176,24 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value,
+        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
     )
     _result(path)
 
 
-@command("soft-labels")
+soft_labels_app = typer.Typer(help="Write a teacher's logits for the training split (and merge sharded runs).")
+app.add_typer(soft_labels_app, name="soft-labels")
+
+
+@command("soft-labels", register_with=soft_labels_app.callback(invoke_without_command=True))
 def soft_labels(
-    teacher: Annotated[Path, typer.Option(help="The teacher .keras file.")],
+    ctx: typer.Context,
+    teacher: Annotated[Optional[Path], typer.Option(help="The teacher .keras file (required).")] = None,
     data: Data = None,
     out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
     dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits.")] = LogitsType.float32,
     top_k: Annotated[Optional[int], typer.Option(min=1, help="Keep only the K largest logits of each sample (smaller files).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: write only the I-th of N contiguous parts of the rows (1 <= I <= N), for parallel runs; join them with 'soft-labels merge'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
     split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
     val_split: ValSplit = None,
@@ -184,14 +204,43 @@ def soft_labels(
     debug: Debug = False,
 ):
     """Write the teacher's logits for the training split to an HDF5 file."""
+    if ctx.invoked_subcommand:
+        return
+    if teacher is None:
+        raise typer.BadParameter("Missing option '--teacher'.", param_hint="--teacher")
     from kdcli import pipeline
 
     if split != "train":
         raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
     _result(pipeline.make_soft_labels(
         teacher, data, out, batch_size, dtype.value, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
-        top_k,
+        top_k, _shard(shard),
     ))
+
+
+def _shard(text):
+    """`I/N` (1-based on the command line) as `(index, count)`, 0-based."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(v) for v in text.split("/"))
+        assert 1 <= index <= count
+    except (ValueError, AssertionError):
+        raise typer.BadParameter(f"give I/N with 1 <= I <= N, like 2/3; got {text!r}", param_hint="--shard") from None
+    return index - 1, count
+
+
+@command("merge", register_with=soft_labels_app.command("merge"))
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="The part files of a sharded run (--shard I/N), in any order.")],
+    out: Annotated[Path, typer.Option(help="The merged soft-label .h5 file to write.")] = Path("soft.h5"),
+    quiet: Quiet = False,
+    debug: Debug = False,
+):
+    """Merge the parts of a sharded soft-labels run into one file, equal to an unsharded run's."""
+    from kdcli import pipeline
+
+    _result(pipeline.merge_soft_labels(parts, out, Reporter(quiet)))
 
 
 @command("distill")
@@ -221,6 +270,7 @@ def distill(
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
     mixed_precision: MixedPrecision = Precision.off,
+    strategy: Strategy = StrategyName.default,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -231,7 +281,7 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
         batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
-        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value,
+        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
     )
     _result(path)
 

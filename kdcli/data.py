@@ -154,6 +154,11 @@ class Split:
     def __len__(self):
         return len(self.y)
 
+    def subset(self, start, stop):
+        """The samples `[start, stop)` of this split, as a `Split`."""
+        rows = np.arange(start, stop) if self.rows is None else self.rows[start:stop]
+        return Split(self.x, rows, self.y[start:stop])
+
     def read(self, idx):
         """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities."""
         x = self.x.read(idx if self.rows is None else self.rows[idx])

@@ -16,12 +16,9 @@ from pathlib import Path
 from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
 from kdcli.checkpoints import remove_checkpoints
 from kdcli.console import Reporter
-from kdcli.data import ArrayColumn, Dataset, load_data
+from kdcli.data import Dataset, load_data
+from kdcli.distribute import is_chief, make_strategy
 from kdcli.errors import KdcliError
-
-
-# Soft labels up to this size are read into memory once; larger files stream.
-SOFT_LABELS_IN_MEMORY = 256 << 20
 
 
 def require_file(path, what):
@@ -65,10 +62,27 @@ def default_checkpoint_dir(out):
     return out.with_name(f"{out.stem}.ckpt")
 
 
+def load_teacher(path, data, unsafe=False):
+    """A teacher's logits model, checked against the data (whose classes it sets)."""
+    from kdcli.models import check_compatible, logits_model
+
+    model = logits_model(load_model(path, unsafe=unsafe))
+    data.expect_classes(model.output_shape[-1], Path(path).name)
+    check_compatible(model, data, Path(path).name)
+    return model
+
+
+def _metrics(model, data, history):
+    from kdcli.training import accuracy
+
+    return {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
+            "train_seconds": history["seconds"]}
+
+
 def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False, mixed_precision=None,
+    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default",
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -83,30 +97,34 @@ def train_teacher(
             `out`, see `default_checkpoint_dir`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
         mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
+        strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
+            `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
+            run only the chief writes `out` and the checkpoints.
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
     """
     from kdcli.models import build_from_spec
-    from kdcli.training import accuracy, train
+    from kdcli.training import train
 
     reporter = reporter or Reporter(quiet=True)
     check_output(out, ".keras")
     data = resolve_data(data, data_options)
-    model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
+    strategy_name, strategy = strategy, make_strategy(strategy)
+    with strategy.scope():
+        model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
-        checkpoint_dir, resume, {"arch": arch},
+        checkpoint_dir, resume, {"arch": arch}, strategy,
     )
-    metrics = {
-        "test_accuracy": accuracy(model, data.test),
-        "train_accuracy": history["accuracy"][-1],
-        "train_seconds": history["seconds"],
-    }
+    metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-             "mixed_precision": mixed_precision or "off"}
+             "mixed_precision": mixed_precision or "off", "strategy": strategy_name,
+             "replicas": strategy.num_replicas_in_sync}
+    if not is_chief(strategy):
+        return Path(out), metrics
     save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
     remove_checkpoints(checkpoint_dir)
     reporter.say(
@@ -117,37 +135,53 @@ def train_teacher(
 
 
 def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None,
-                     top_k=None):
+                     top_k=None, shard=None):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
     A teacher that ends in a softmax gives its pre-softmax logits. The data
-    defaults to the one recorded in the teacher's provenance.
+    defaults to the one recorded in the teacher's provenance. With `shard`,
+    `(index, count)` (0-based), only that contiguous part of the rows is
+    computed and written; `merge_soft_labels` joins the parts.
 
     Returns:
         The path written.
     """
-    from kdcli.models import check_compatible, logits_model
-    from kdcli.soft_labels import write_soft_labels
+    from kdcli.soft_labels import shard_rows, write_soft_labels
     from kdcli.training import iter_logits
 
     reporter = reporter or Reporter(quiet=True)
     require_file(teacher, "model file")
     check_output(out, ".h5")
     data = resolve_data(data, data_options, teacher)
-    model = logits_model(load_model(teacher, unsafe=unsafe))
-    data.expect_classes(model.output_shape[-1], Path(teacher).name)
-    check_compatible(model, data, Path(teacher).name)
+    model = load_teacher(teacher, data, unsafe)
     teacher_sha = sha256_file(teacher)
     record = provenance(
         "soft-labels", data=data.describe(), teacher=str(Path(teacher).resolve()), teacher_sha256=teacher_sha,
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
-    batches = iter_logits(model, data.train, batch_size, reporter.progress("soft labels"))
+    split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
+    batches = iter_logits(model, split, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
-        out, batches, len(data.y_train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k
+        out, batches, len(data.train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k, shard
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
     reporter.say(f"soft labels: {len(data.y_train)} x {kept} logits ({dtype}, {Path(out).stat().st_size / 1024:.1f} KiB)")
+    return Path(out)
+
+
+def merge_soft_labels(parts, out, reporter=None):
+    """Join the parts of a sharded `soft-labels` run into one file (see `kdcli.soft_labels.merge_soft_labels`)."""
+    from kdcli.soft_labels import merge_soft_labels as merge
+
+    reporter = reporter or Reporter(quiet=True)
+    for part in parts:
+        require_file(part, "soft-label part")
+    check_output(out, ".h5")
+    first = read_provenance(parts[0]) or {}
+    record = provenance("soft-labels", **{k: first.get(k) for k in ("data", "teacher", "teacher_sha256", "hyperparameters")},
+                        merged_from=[str(p) for p in parts])
+    merge(parts, out, record)
+    reporter.say(f"soft labels: merged {len(parts)} parts")
     return Path(out)
 
 
@@ -161,7 +195,7 @@ def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False, mixed_precision=None,
+    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default",
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -184,14 +218,17 @@ def distill_student(
             `out`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
         mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
+        strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
+            `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
+            run only the chief writes `out` and the checkpoints.
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
         teacher's `teacher_test_accuracy` when it was loaded, and with
         `baseline` the `baseline_test_accuracy` and `distillation_gain_points`.
     """
-    from kdcli.models import build_from_spec, check_compatible, count_params, logits_model
-    from kdcli.soft_labels import read_soft_labels
+    from kdcli.models import build_from_spec, count_params
+    from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import accuracy, distill, predict_logits, train
 
     if (soft_labels is None) == (teacher is None):
@@ -203,22 +240,19 @@ def distill_student(
     student = student or ("mlp" if soft_labels else "shrink:0.25")
     out = check_output(out or (default_student_path(teacher) if teacher else "student.keras"), ".keras")
     data = resolve_data(data, data_options, soft_labels or teacher)
+    strategy_name, strategy = strategy, make_strategy(strategy)  # first: multi-worker must start TensorFlow
     teacher_model = teacher_logits = None
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
-        teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], soft.column
-        if soft.attrs["n"] * soft.attrs["num_classes"] * 4 <= SOFT_LABELS_IN_MEMORY:
-            teacher_logits = ArrayColumn(soft.logits, f"{soft_labels}: logits")  # small: read once
+        teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], open_teacher_logits(soft_labels)
         if student.startswith("shrink:"):
             teacher = _recorded_teacher(soft_labels, teacher_sha)
     else:
         teacher_sha = sha256_file(teacher)
     if teacher is not None:
-        teacher_model = logits_model(load_model(teacher, unsafe=unsafe))
-        data.expect_classes(teacher_model.output_shape[-1], Path(teacher).name)
-        check_compatible(teacher_model, data, Path(teacher).name)
+        teacher_model = load_teacher(teacher, data, unsafe)
         if soft_labels is None and not online:  # once, in memory: never per epoch
             teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
 
@@ -227,35 +261,36 @@ def distill_student(
                                mixed_precision=mixed_precision)
 
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
-    model = build()
+    with strategy.scope():
+        model = build()
     history = distill(
         model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
         epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
-        {"student": student, "teacher_sha256": teacher_sha},
+        {"student": student, "teacher_sha256": teacher_sha}, strategy,
     )
-    metrics = {
-        "test_accuracy": accuracy(model, data.test),
-        "train_accuracy": history["accuracy"][-1],
-        "train_seconds": history["seconds"],
-    }
+    metrics = _metrics(model, data, history)
     if teacher_model is not None:
         metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
     if baseline:
-        scratch = build()  # the same architecture and initial weights (same seed)
+        with strategy.scope():
+            scratch = build()  # the same architecture and initial weights (same seed)
         train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
-              checkpoint_dir / "baseline", resume, {"student": student})
+              checkpoint_dir / "baseline", resume, {"student": student}, strategy)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
              "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "seed": seed,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once"),
-             "mixed_precision": mixed_precision or "off"}
+             "mixed_precision": mixed_precision or "off", "strategy": strategy_name,
+             "replicas": strategy.num_replicas_in_sync}
     record = provenance(
         "student", data=data.describe(), teacher_sha256=teacher_sha,
         soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,
         hyperparameters=hyper, metrics=metrics,
     )
+    if not is_chief(strategy):
+        return out, metrics
     save_model(model, out, record)
     remove_checkpoints(checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)

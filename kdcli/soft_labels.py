@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcli.artifacts import atomic_path
-from kdcli.data import Column, H5Column
+from kdcli.data import ArrayColumn, Column, H5Column
 from kdcli.errors import KdcliError
 from kdcli.faults import fault_point
 
@@ -73,7 +73,7 @@ class SoftLabels:
 
 
 def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_sha256, record, dtype="float32",
-                      top_k=None):
+                      top_k=None, shard=None):
     """Write a soft-label file atomically, one batch of rows at a time.
 
     Args:
@@ -88,6 +88,8 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
         top_k: keep only the K largest of each row, as `topk_values` (their
             log-probabilities: the logits less the row's log-sum-exp) and
             `topk_indices` (their classes); see `TopKColumn`.
+        shard: `(index, count)`: the batches hold only the rows of that shard
+            (`shard_rows`); the file is a part for `merge_soft_labels`.
 
     Returns:
         The path written.
@@ -102,10 +104,13 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
         raise KdcliError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
     path = Path(path)
     width = top_k or num_classes
+    start, stop = shard_rows(n, *shard) if shard else (0, n)
+    rows = stop - start
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             def rows_dataset(name, dtype):
-                return f.create_dataset(name, shape=(n, width), dtype=dtype, chunks=(min(CHUNK_ROWS, max(n, 1)), width))
+                return f.create_dataset(name, shape=(rows, width), dtype=dtype,
+                                        chunks=(min(CHUNK_ROWS, max(rows, 1)), width))
 
             if top_k:
                 values = rows_dataset("topk_values", dtype)
@@ -130,8 +135,8 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                     logits[row:row + len(batch)] = batch
                 row += len(batch)
                 fault_point("soft-labels-batch")
-            if row != n:
-                raise KdcliError(f"the teacher produced {row} rows of logits for {n} samples")
+            if row != rows:
+                raise KdcliError(f"the teacher produced {row} rows of logits for {rows} samples")
             f.attrs.update(
                 format=FORMAT,
                 format_version=2 if top_k else 1,  # top-k files need a reader that knows them
@@ -144,7 +149,66 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
                 top_k=top_k or 0,
                 provenance=json.dumps(record),
             )
+            if shard:
+                f.attrs.update(shard_index=shard[0], shard_count=shard[1], row_start=start, row_stop=stop)
     return path
+
+
+def shard_rows(n, index, count):
+    """Rows `[start, stop)` of shard `index` (0-based) of `count` contiguous, near-equal shards of `n` rows."""
+    if not (count >= 1 and 0 <= index < count):
+        raise KdcliError(f"--shard must be I/N with 1 <= I <= N, got {index + 1}/{count}")
+    return n * index // count, n * (index + 1) // count
+
+
+def merge_soft_labels(parts, out, record):
+    """Merge the parts of a sharded soft-label run into one file, equal to an unsharded run's.
+
+    The parts must come from the same teacher, data and settings, and cover
+    every row exactly once; anything else is refused, naming the part.
+
+    Returns:
+        The path written.
+    """
+    import h5py
+
+    if not parts:
+        raise KdcliError("give the part files to merge")
+    attrs = [(Path(p), read_attrs(p)) for p in parts]  # a list: a part given twice overlaps itself
+    first_path, first = attrs[0]
+    same = ("n", "num_classes", "fingerprint", "teacher_sha256", "dtype", "top_k")
+    for path, a in attrs:
+        if "shard_index" not in a:
+            raise KdcliError(f"{path}: not a part of a sharded run (made without --shard)")
+        differs = [k for k in same if a.get(k) != first.get(k)]
+        if differs:
+            raise KdcliError(f"{path}: does not belong with {first_path} (differs in {', '.join(differs)})")
+    spans = sorted((a["row_start"], a["row_stop"], path) for path, a in attrs)
+    covered = 0
+    for start, stop, path in spans:
+        if start < covered:
+            raise KdcliError(f"{path}: rows {start}..{stop - 1} overlap another part")
+        if start > covered:
+            raise KdcliError(f"rows {covered}..{start - 1} are in no part; add the missing shard")
+        covered = stop
+    if covered != first["n"]:
+        raise KdcliError(f"rows {covered}..{first['n'] - 1} are in no part; add the missing shard")
+    names = ("topk_values", "topk_indices") if first.get("top_k") else ("logits",)
+    n = first["n"]
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name in names:
+                with h5py.File(spans[0][2], "r") as part:
+                    width, dtype = part[name].shape[1], part[name].dtype
+                merged = f.create_dataset(name, shape=(n, width), dtype=dtype, chunks=(min(CHUNK_ROWS, n), width))
+                for start, stop, path in spans:
+                    with h5py.File(path, "r") as part:
+                        for row in range(0, stop - start, CHUNK_ROWS):
+                            merged[start + row:start + min(row + CHUNK_ROWS, stop - start)] = \
+                                part[name][row:row + CHUNK_ROWS]
+            kept = {k: v for k, v in first.items() if k not in ("shard_index", "shard_count", "row_start", "row_stop")}
+            f.attrs.update(kept | {"provenance": json.dumps(record)})
+    return Path(out)
 
 
 def _logsumexp(z):
@@ -208,6 +272,11 @@ def read_soft_labels(path):
         A `SoftLabels`: `attrs`, `column` (streams rows) and `logits` (reads all).
     """
     attrs = read_attrs(path)
+    if "shard_index" in attrs:
+        raise KdcliError(
+            f"{path}: one part of a sharded run ({attrs['shard_index'] + 1}/{attrs['shard_count']}); "
+            "merge the parts first with kdcli soft-labels merge"
+        )
     try:
         column = TopKColumn(path, attrs["num_classes"]) if attrs.get("top_k") else H5Column(path, "logits")
     except (OSError, KeyError) as e:
@@ -216,6 +285,15 @@ def read_soft_labels(path):
     if shape != (attrs["n"], attrs["num_classes"]):
         raise KdcliError(f"{path}: damaged soft-label file (logits shape {shape} disagrees with its attributes)")
     return SoftLabels(column, attrs)
+
+
+def teacher_logits(path, in_memory_bytes=256 << 20):
+    """A soft-label file's logits as a column for `kdcli.distill`: read into
+    memory once when they fit in `in_memory_bytes`, streamed from disk otherwise."""
+    soft = read_soft_labels(path)
+    if soft.attrs["n"] * soft.attrs["num_classes"] * 4 <= in_memory_bytes:
+        return ArrayColumn(soft.logits, f"{path}: logits")
+    return soft.column
 
 
 def _plain(value):

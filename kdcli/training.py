@@ -27,7 +27,7 @@ CHECK_EVERY = 16
 
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False, run_config=None):
+          checkpoint_dir=None, resume=False, run_config=None, strategy=None):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -42,6 +42,8 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
             (the result equals an uninterrupted run's, up to float rounding).
         run_config: more JSON-ready facts that identify the run (a teacher's
             sha256...): `resume` refuses checkpoints whose facts differ.
+        strategy: a `tf.distribute.Strategy` (see `kdcli.distribute`) in whose
+            scope `model` was built; `batch_size` is then per replica.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -53,14 +55,14 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
     """
     return _fit(
         model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})},
+        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy,
     )
 
 
 def distill(
     student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
     epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
-    run_config=None,
+    run_config=None, strategy=None,
 ):
     """Train a student on `data` with the distillation loss.
 
@@ -78,7 +80,7 @@ def distill(
         temperature: `T` of the KD term (default 4).
         alpha: weight of the KD term (default 0.9).
         epochs, batch_size, learning_rate, seed, progress: as in `train`.
-        checkpoint_dir, resume, run_config: as in `train`.
+        checkpoint_dir, resume, run_config, strategy: as in `train`.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -98,43 +100,53 @@ def distill(
     return _fit(
         student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
         checkpoint_dir, resume,
-        {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})},
+        {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})}, strategy,
     )
 
 
 def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-         checkpoint_dir, resume, loss_config):
+         checkpoint_dir, resume, loss_config, strategy):
+    from kdcli.distribute import is_chief, worker_id
+
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise KdcliError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    optimizer.build(model.trainable_variables)
     extra = () if teacher_logits is None else (teacher_logits,)
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer.build(model.trainable_variables)
+        # Running sums live on the device(s): reading them waits for the step, so the
+        # loop reads them only every CHECK_EVERY steps and at the end of an epoch.
+        summed = {"synchronization": tf.VariableSynchronization.ON_READ, "aggregation": tf.VariableAggregation.SUM,
+                  "trainable": False}
+        loss_sum = tf.Variable(0.0, dtype=tf.float64, **summed)
+        correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
+        last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
 
-    # Running sums live on the device: reading them forces a wait for the step,
-    # so the loop reads them only every CHECK_EVERY steps and at the end of an epoch.
-    loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-    correct_sum = tf.Variable(0, dtype=tf.int64, trainable=False)
-    last_loss = tf.Variable(0.0, dtype=tf.float32, trainable=False)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y, *given_logits):
+    def replica_step(x, y, *given_logits):
         if teacher is not None:
             t = teacher(x, training=False)
         else:
             t = given_logits[0] if given_logits else None
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
+            # averaged over the global batch, so summing the replicas' gradients gives the mean
             loss = tf.nn.compute_average_loss(per_sample_loss(y, logits, t))
             if model.losses:
-                loss += tf.add_n(model.losses)
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
         loss_sum.assign_add(tf.cast(loss, tf.float64) * tf.cast(tf.shape(y)[0], tf.float64))
         correct_sum.assign_add(correct)
         # A non-finite loss sticks in last_loss until the loop reads it.
         last_loss.assign(tf.where(tf.math.is_finite(last_loss), tf.cast(loss, tf.float32), last_loss))
+
+    @tf.function(reduce_retracing=True)
+    def train_step(*batch):
+        strategy.run(replica_step, args=batch)
 
     checkpoints = None
     history, first_epoch = {"loss": [], "accuracy": []}, 0
@@ -142,7 +154,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
                   "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
                   "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, **loss_config}
-        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config)
+        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy))
         if resume:
             first_epoch, saved_history = checkpoints.restore()
             history = saved_history or history
@@ -152,7 +164,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                     f"give --epochs {first_epoch} or more"
                 )
     n = len(data.train)
-    steps = -(-n // batch_size)
+    steps = -(-n // global_batch)
     if progress is not None:
         progress.start(max(epochs - first_epoch, 0) * steps)
     started = time.perf_counter()
@@ -164,20 +176,18 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             correct_sum.assign(0)
             last_loss.assign(0.0)
             # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
-            batches = data.train.batches(batch_size, shuffle_seed=(seed, epoch), extra=extra)
+            batches = data.train.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            batches = strategy.experimental_distribute_dataset(batches.with_options(options))
             for step, batch in enumerate(iterate(batches), start=1):
                 train_step(*batch)
-                if step % CHECK_EVERY == 0 or step == steps:
-                    loss = float(last_loss.numpy())
-                    if not np.isfinite(loss):
-                        kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
-                        raise KdcliError(
-                            f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
-                            f"or check the data for extreme values{kept}"
-                        )
+                if step % CHECK_EVERY == 0:
+                    _check_finite(last_loss, epoch, checkpoints)
                 if progress is not None:
                     progress.advance({"epoch": epoch + 1})
                 fault_point("step")
+            _check_finite(last_loss, epoch, checkpoints)
             history["loss"].append(float(loss_sum.numpy()) / n)
             history["accuracy"].append(int(correct_sum.numpy()) / n)
             history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
@@ -197,6 +207,16 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             progress.stop()
     history["seconds"] = time.perf_counter() - started
     return history
+
+
+def _check_finite(last_loss, epoch, checkpoints):
+    loss = float(last_loss.numpy())
+    if not np.isfinite(loss):
+        kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
+        raise KdcliError(
+            f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
+            f"or check the data for extreme values{kept}"
+        )
 
 
 def _as_split(x):

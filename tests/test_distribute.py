@@ -1,0 +1,139 @@
+"""tf.distribute training (mirrored, multi-worker) and sharded soft labels."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+import kdcli
+
+from conftest import assert_one_line_error, run_cli
+
+
+def kdcli_process(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "kdcli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def finish(process, timeout=300):
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out
+
+
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, tmp_path):
+    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "4", "--seed", "2"]
+    default = finish(kdcli_process(*args, "--batch-size", "64", "--out", tmp_path / "default.keras"))
+    # 2 replicas x 32 = the same global batch of 64: the same steps, up to float rounding
+    mirrored = finish(kdcli_process(*args, "--strategy", "mirrored", "--batch-size", "32",
+                                    "--out", tmp_path / "mirrored.keras", env={"KDCLI_CPU_DEVICES": "2"}))
+    assert default.strip() == str(tmp_path / "default.keras") and mirrored.strip() == str(tmp_path / "mirrored.keras")
+    a, b = (kdcli.read_provenance(tmp_path / f"{n}.keras") for n in ("default", "mirrored"))
+    assert b["hyperparameters"]["strategy"] == "mirrored" and b["hyperparameters"]["replicas"] == 2
+    assert a["hyperparameters"]["replicas"] == 1
+    assert abs(a["metrics"]["test_accuracy"] - b["metrics"]["test_accuracy"]) <= 0.01
+    for wa, wb in zip(kdcli.load_model(tmp_path / "default.keras").get_weights(),
+                      kdcli.load_model(tmp_path / "mirrored.keras").get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-4)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_writes_exactly_one_student(pipeline, tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    out = tmp_path / "run" / "student.keras"
+    workers = [
+        kdcli_process("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2",
+                      "--strategy", "multi-worker", "--batch-size", "32", "--out", out,
+                      env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]
+    outputs = [finish(w) for w in workers]
+    assert [o.strip() for o in outputs] == [str(out)] * 2
+    assert sorted(p.name for p in out.parent.rglob("*")) == ["student.keras"]  # no checkpoints or scratch left
+    record = kdcli.read_provenance(out)
+    assert record["hyperparameters"]["strategy"] == "multi-worker"
+    assert record["hyperparameters"]["replicas"] == 2
+    assert record["metrics"]["test_accuracy"] > 0.5
+
+
+def test_multi_worker_without_tf_config(pipeline, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--strategy", "multi-worker", "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "--strategy multi-worker needs the TF_CONFIG environment variable")
+
+
+def shards(pipeline, tmp_path, count=3, **options):
+    parts = []
+    for i in range(1, count + 1):
+        part = tmp_path / f"part{i}.h5"
+        extra = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+        r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--shard", f"{i}/{count}", "--out", part, *extra)
+        assert r.exit_code == 0, r.stderr
+        parts.append(part)
+    return parts
+
+
+def test_sharded_soft_labels_merge_to_the_unsharded_file(pipeline, tmp_path):
+    parts = shards(pipeline, tmp_path)
+    with h5py.File(parts[1]) as f:
+        assert f["logits"].shape == (1438 // 3 * 2 - 1438 // 3, 10) and f.attrs["row_start"] == 1438 // 3
+    r = run_cli("distill", "--soft-labels", parts[0], "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "one part of a sharded run (1/3); merge the parts first")
+    r = run_cli("soft-labels", "merge", parts[2], parts[0], parts[1], "--out", tmp_path / "merged.h5")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{tmp_path / 'merged.h5'}\n"
+    merged, whole = kdcli.read_soft_labels(tmp_path / "merged.h5"), kdcli.read_soft_labels(pipeline["soft"])
+    np.testing.assert_allclose(merged.logits, whole.logits, rtol=1e-6, atol=1e-6)
+    for key in ("n", "num_classes", "fingerprint", "teacher_sha256", "format_version", "dtype"):
+        assert merged.attrs[key] == whole.attrs[key]
+    assert "shard_index" not in merged.attrs
+    r = run_cli("distill", "--soft-labels", tmp_path / "merged.h5", "--epochs", "1", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_sharded_top_k_soft_labels_merge(pipeline, tmp_path):
+    parts = shards(pipeline, tmp_path, count=2, top_k=3)
+    assert run_cli("soft-labels", "merge", *parts, "--out", tmp_path / "m.h5").exit_code == 0
+    assert run_cli("soft-labels", "--teacher", pipeline["teacher"], "--top-k", "3", "--out", tmp_path / "w.h5").exit_code == 0
+    np.testing.assert_allclose(kdcli.read_soft_labels(tmp_path / "m.h5").logits,
+                               kdcli.read_soft_labels(tmp_path / "w.h5").logits, atol=1e-5)
+
+
+def test_merge_refuses_overlapping_missing_and_foreign_parts(pipeline, tmp_path):
+    parts = shards(pipeline, tmp_path)
+    out = tmp_path / "m.h5"
+    r = run_cli("soft-labels", "merge", parts[0], parts[1], parts[1], parts[2], "--out", out)
+    assert_one_line_error(r, 4, "overlap another part")
+    r = run_cli("soft-labels", "merge", parts[0], parts[2], "--out", out)
+    assert_one_line_error(r, 4, f"rows {1438 // 3}..{2 * 1438 // 3 - 1} are in no part; add the missing shard")
+    halves = [tmp_path / "half1.h5", tmp_path / "half2.h5"]
+    for i, half in enumerate(halves, start=1):
+        assert run_cli("soft-labels", "--teacher", pipeline["teacher"], "--shard", f"{i}/2", "--out", half).exit_code == 0
+    r = run_cli("soft-labels", "merge", halves[0], parts[1], parts[2], "--out", out)  # rows 0..718 and 479..
+    assert_one_line_error(r, 4, "overlap another part")
+    with h5py.File(parts[2], "a") as f:
+        f.attrs["teacher_sha256"] = "0" * 64  # a part made with another teacher
+    r = run_cli("soft-labels", "merge", *parts, "--out", out)
+    assert_one_line_error(r, 4, f"{parts[2]}: does not belong with {parts[0]} (differs in teacher_sha256)")
+    r = run_cli("soft-labels", "merge", pipeline["soft"], parts[0], "--out", out)
+    assert_one_line_error(r, 4, "not a part of a sharded run")
+    assert not out.exists()
+
+
+def test_bad_shard_is_a_usage_error(pipeline, tmp_path):
+    for shard in ("0/3", "4/3", "two"):
+        r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--shard", shard, "--out", tmp_path / "s.h5")
+        assert r.exit_code == 2
