@@ -27,39 +27,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-class ColorModeChoice(str, Enum):
-    auto = "auto"
-    grayscale = "grayscale"
-    rgb = "rgb"
+
+def _choices(name, *values):
+    """A str Enum of option values, so Typer lists them and refuses others (exit code 2)."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-class Precision(str, Enum):
-    off = "off"
-    bf16 = "bf16"
-
-
-class StrategyName(str, Enum):
-    auto = "auto"
-    default = "default"
-    mirrored = "mirrored"
-    multi_worker = "multi-worker"
-
-
-class LogitsType(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-
-
-class ExportFormat(str, Enum):
-    tflite = "tflite"
-    saved_model = "saved_model"
-
-
-class Quantization(str, Enum):
-    none = "none"
-    float16 = "float16"
-    dynamic = "dynamic"
-    int8 = "int8"
+ColorModeChoice = _choices("ColorModeChoice", "auto", "grayscale", "rgb")
+Precision = _choices("Precision", "off", "bf16")
+StrategyName = _choices("StrategyName", "auto", "default", "mirrored", "multi-worker")
+LogitsType = _choices("LogitsType", "float32", "float16")
+ExportFormat = _choices("ExportFormat", "tflite", "saved_model")
+Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
 
 
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "

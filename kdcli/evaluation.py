@@ -152,13 +152,7 @@ class TFLiteRunner:
     def predict(self, split, batch_size):
         from kdcli.data import iterate
 
-        outputs = []
-        for x, _ in iterate(split.batches(batch_size)):
-            x = x.numpy()
-            if self._batched_size != len(x):
-                self._batched, self._batched_size = self._interpreter(len(x)), len(x)
-            outputs.append(self._run(self._batched, x))
-        return np.concatenate(outputs)
+        return np.concatenate([self.call(x.numpy()) for x, _ in iterate(split.batches(batch_size))])
 
     def call(self, x):
         if len(x) == 1:
