@@ -38,6 +38,7 @@ Precision = _choices("Precision", "off", "bf16")
 StrategyName = _choices("StrategyName", "auto", "default", "mirrored", "multi-worker")
 LogitsType = _choices("LogitsType", "float32", "float16")
 ExportFormat = _choices("ExportFormat", "tflite", "saved_model")
+Schedule = _choices("Schedule", "cosine", "constant")
 Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
 
 
@@ -55,7 +56,8 @@ ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folder
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
-LearningRate = Annotated[float, typer.Option(help="Adam step size.")]
+LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
+LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
 Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
 Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
 CheckpointDir = Annotated[
@@ -146,6 +148,7 @@ def train_teacher(
     resume: Resume = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
+    lr_schedule: LrSchedule = Schedule.constant,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -156,6 +159,7 @@ def train_teacher(
     path, _ = pipeline.train_teacher(
         data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
         seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
+        lr_schedule.value,
     )
     _result(path)
 
@@ -250,6 +254,7 @@ def distill(
     resume: Resume = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
+    lr_schedule: LrSchedule = Schedule.constant,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -261,6 +266,7 @@ def distill(
         data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
         batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
         unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
+        lr_schedule.value,
     )
     _result(path)
 

@@ -236,8 +236,9 @@ class Split:
                 array = column.array if column is not self.x or self.rows is None else column.array[self.rows]
                 if column is not self.x and not np.all(np.isfinite(array)):
                     raise KdcliError(f"{column.label}: holds NaN or infinite values; regenerate it")
-                self._tensors[id(column)] = tf.constant(array)
-            tensors.append(self._tensors[id(column)])
+                # the column is kept with its tensor, so its id cannot be reused by another column
+                self._tensors[id(column)] = (column, tf.constant(array))
+            tensors.append(self._tensors[id(column)][1])
         labels = tf.constant(self.y)
         order = sample_order(len(self), shuffle_seed, batch_size)
 

@@ -82,7 +82,7 @@ def _metrics(model, data, history):
 def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default",
+    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -100,6 +100,7 @@ def train_teacher(
         strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
             run only the chief writes `out` and the checkpoints.
+        lr_schedule: `constant`, or `cosine` (decay to 0 over the run).
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
@@ -116,12 +117,12 @@ def train_teacher(
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
-        checkpoint_dir, resume, {"arch": arch}, strategy,
+        checkpoint_dir, resume, {"arch": arch}, strategy, lr_schedule,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-             "mixed_precision": mixed_precision or "off", "strategy": strategy_name,
+             "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
              "replicas": strategy.num_replicas_in_sync}
     if not is_chief(strategy):
         return Path(out), metrics
@@ -195,7 +196,7 @@ def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default",
+    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -221,6 +222,7 @@ def distill_student(
         strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
             run only the chief writes `out` and the checkpoints.
+        lr_schedule: `constant`, or `cosine` (decay to 0 over the run).
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
@@ -266,7 +268,7 @@ def distill_student(
     history = distill(
         model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
         epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
-        {"student": student, "teacher_sha256": teacher_sha}, strategy,
+        {"student": student, "teacher_sha256": teacher_sha}, strategy, lr_schedule,
     )
     metrics = _metrics(model, data, history)
     if teacher_model is not None:
@@ -275,14 +277,14 @@ def distill_student(
         with strategy.scope():
             scratch = build()  # the same architecture and initial weights (same seed)
         train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
-              checkpoint_dir / "baseline", resume, {"student": student}, strategy)
+              checkpoint_dir / "baseline", resume, {"student": student}, strategy, lr_schedule)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
              "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "seed": seed,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once"),
-             "mixed_precision": mixed_precision or "off", "strategy": strategy_name,
+             "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
              "replicas": strategy.num_replicas_in_sync}
     record = provenance(
         "student", data=data.describe(), teacher_sha256=teacher_sha,

@@ -24,10 +24,11 @@ from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sampl
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
+LR_SCHEDULES = ("cosine", "constant")
 
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False, run_config=None, strategy=None):
+          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant"):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -44,6 +45,8 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
             sha256...): `resume` refuses checkpoints whose facts differ.
         strategy: a `tf.distribute.Strategy` (see `kdcli.distribute`) in whose
             scope `model` was built; `batch_size` is then per replica.
+        lr_schedule: `constant`, or `cosine` (the step size decays from
+            `learning_rate` to 0 over the run along a half cosine).
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -55,14 +58,14 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
     """
     return _fit(
         model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy,
+        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy, lr_schedule,
     )
 
 
 def distill(
     student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
     epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
-    run_config=None, strategy=None,
+    run_config=None, strategy=None, lr_schedule="constant",
 ):
     """Train a student on `data` with the distillation loss.
 
@@ -80,7 +83,7 @@ def distill(
         temperature: `T` of the KD term (default 4).
         alpha: weight of the KD term (default 0.9).
         epochs, batch_size, learning_rate, seed, progress: as in `train`.
-        checkpoint_dir, resume, run_config, strategy: as in `train`.
+        checkpoint_dir, resume, run_config, strategy, lr_schedule: as in `train`.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -101,11 +104,12 @@ def distill(
         student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
         checkpoint_dir, resume,
         {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})}, strategy,
+        lr_schedule,
     )
 
 
 def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-         checkpoint_dir, resume, loss_config, strategy):
+         checkpoint_dir, resume, loss_config, strategy, lr_schedule):
     from kdcli.distribute import is_chief, worker_id
 
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
@@ -113,9 +117,17 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     extra = () if teacher_logits is None else (teacher_logits,)
+    if lr_schedule not in LR_SCHEDULES:
+        raise KdcliError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
     global_batch = batch_size * strategy.num_replicas_in_sync
+    n = len(data.train)
+    steps = -(-n // global_batch)
     with strategy.scope():
-        optimizer = keras.optimizers.Adam(learning_rate)
+        rate = learning_rate
+        if lr_schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
+            loss_config = {**loss_config, "epochs": epochs}  # the schedule spans the run: resume keeps it
+        optimizer = keras.optimizers.Adam(rate)
         optimizer.build(model.trainable_variables)
         # Running sums live on the device(s): reading them waits for the step, so the
         # loop reads them only every CHECK_EVERY steps and at the end of an epoch.
@@ -153,7 +165,8 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     if checkpoint_dir is not None:
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
                   "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
-                  "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, **loss_config}
+                  "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
+                  **loss_config}
         checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy))
         if resume:
             first_epoch, saved_history = checkpoints.restore()
@@ -163,8 +176,6 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                     f"{checkpoint_dir}: the checkpoint has {first_epoch} epochs done, more than --epochs {epochs}; "
                     f"give --epochs {first_epoch} or more"
                 )
-    n = len(data.train)
-    steps = -(-n // global_batch)
     if progress is not None:
         progress.start(max(epochs - first_epoch, 0) * steps)
     started = time.perf_counter()

@@ -226,3 +226,20 @@ def test_full_disk_leaves_nothing_half_written(small_disk, pipeline, tmp_path):
     r = run_cli("train-teacher", "--epochs", "1", "--out", tmp_path / "t.keras", "--checkpoint-dir", small_disk / "ck")
     assert_one_line_error(r, 4, "cannot write checkpoint (No space left on device)")
     assert list(small_disk.iterdir()) == []
+
+
+def test_extending_a_run_needs_a_constant_schedule(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2", "--out", out]
+    cosine = [*args, "--lr-schedule", "cosine"]
+    r = kdcli_process(*cosine, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")  # the schedule spans 2 epochs
+    assert r.returncode == -9
+    r = run_cli(*args[:-4], "--epochs", "3", "--out", out, "--lr-schedule", "cosine", "--resume")
+    assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in epochs)")
+    constant = [*args, "--lr-schedule", "constant"]
+    out.unlink(missing_ok=True)
+    r = kdcli_process(*constant, "--checkpoint-dir", tmp_path / "c", fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    assert r.returncode == -9
+    r = run_cli(*[a if a != "2" else "3" for a in constant], "--checkpoint-dir", tmp_path / "c", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(out)["hyperparameters"]["lr_schedule"] == "constant"
