@@ -157,9 +157,11 @@ def train_teacher(
     from kdcli import pipeline
 
     path, _ = pipeline.train_teacher(
-        data, out, str(model) if model else arch, width, depth, epochs, batch_size, learning_rate,
-        seed, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
-        lr_schedule.value,
+        data, out, arch=str(model) if model else arch, width=width, depth=depth, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        checkpoint_dir=checkpoint_dir, resume=resume, mixed_precision=mixed_precision.value,
+        strategy=strategy.value, lr_schedule=lr_schedule.value,
     )
     _result(path)
 
@@ -263,10 +265,11 @@ def distill(
     from kdcli import pipeline
 
     path, _ = pipeline.distill_student(
-        data, out, soft_labels, teacher, student, width, depth, temperature, alpha, epochs,
-        batch_size, learning_rate, seed, online, baseline, _data_options(val_split, image_size, color_mode),
-        unsafe, Reporter(quiet), checkpoint_dir, resume, mixed_precision.value, strategy.value,
-        lr_schedule.value,
+        data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
+        temperature=temperature, alpha=alpha, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        seed=seed, online=online, baseline=baseline, data_options=_data_options(val_split, image_size, color_mode),
+        unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume,
+        mixed_precision=mixed_precision.value, strategy=strategy.value, lr_schedule=lr_schedule.value,
     )
     _result(path)
 
