@@ -144,14 +144,15 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             t = given_logits[0] if given_logits else None
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
+            per_sample = per_sample_loss(y, logits, t)
             # averaged over the global batch, so summing the replicas' gradients gives the mean
-            loss = tf.nn.compute_average_loss(per_sample_loss(y, logits, t))
+            loss = tf.nn.compute_average_loss(per_sample)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
-        loss_sum.assign_add(tf.cast(loss, tf.float64) * tf.cast(tf.shape(y)[0], tf.float64))
+        loss_sum.assign_add(tf.reduce_sum(tf.cast(per_sample, tf.float64)))
         correct_sum.assign_add(correct)
         # A non-finite loss sticks in last_loss until the loop reads it.
         last_loss.assign(tf.where(tf.math.is_finite(last_loss), tf.cast(loss, tf.float32), last_loss))
