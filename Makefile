@@ -38,11 +38,11 @@ $(RUNS)/student-int8.tflite: $(RUNS)/student.keras
 demo: $(RUNS)/student-int8.tflite
 	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras $(RUNS)/student-int8.tflite --data $(DATA)
 
-# Speed benchmarks (about 10 minutes on 2 cores): writes BENCHMARKS.md.
+# Speed benchmarks (about 5 minutes on 2 cores): writes BENCHMARKS.md.
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md
 
-# Accuracy of teacher, scratch and distilled students over 3 seeds (about 15 minutes):
+# Accuracy of teacher, scratch and distilled students over 3 seeds (about 10 minutes):
 # writes benchmarks/accuracy.md, which the next `make bench` includes in BENCHMARKS.md.
 bench-accuracy: $(STAMP)
 	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
