@@ -51,6 +51,7 @@ def atomic_path(path):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; artifacts are shared like any file
         fault_point("artifact-written")
         os.replace(tmp, path)
     except BaseException as e:
@@ -61,6 +62,12 @@ def atomic_path(path):
             reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
             raise KdcliError(f"{path}: cannot write ({reason}); nothing was written") from e
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text):

@@ -14,11 +14,13 @@ import shutil
 from pathlib import Path
 
 from kdcli.artifacts import atomic_path
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, first_line
 from kdcli.faults import fault_point
 
 STATE = "state.json"
 KEEP = 2
+# The run folders `distill` keeps inside its checkpoint folder (the student, and the --baseline twin).
+RUN_FOLDERS = ("student", "baseline")
 
 
 class Checkpoints:
@@ -91,14 +93,19 @@ class Checkpoints:
         name = f"ckpt-{epochs_done}"
         if not self.chief:
             scratch = self.directory / f".worker-{self.worker}"
-            self._checkpoint.write(str(scratch / name))
-            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                self._checkpoint.write(str(scratch / name))
+            except self._tf.errors.OpError as e:
+                raise KdcliError(f"{scratch}: cannot write checkpoint ({first_line(e)})") from e
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
             return
         try:
             self._checkpoint.write(str(self.directory / name))
         except self._tf.errors.OpError as e:
-            for partial in self.directory.glob(f"{name}*"):  # leave no half-written checkpoint
-                shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+            for partial in self.directory.iterdir():  # leave no half-written checkpoint
+                if _checkpoint_epoch(partial.name) == epochs_done:
+                    shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
             if not any(self.directory.iterdir()):
                 self.directory.rmdir()
             reason = re.search(r"; ([^;\[]+?)\s*\[Op:", e.message)
@@ -109,27 +116,36 @@ class Checkpoints:
         state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history}
         with atomic_path(self.directory / STATE) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
-        for old in self.directory.glob("ckpt-*"):
-            done = int(old.name.split("-")[1].split(".")[0])
-            if done <= epochs_done - KEEP:
-                old.unlink()
+        for old in self.directory.iterdir():
+            done = _checkpoint_epoch(old.name)
+            if done is not None and done <= epochs_done - KEEP:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
 
+
+
+def _checkpoint_epoch(name):
+    """The epoch of a checkpoint file kdcli wrote (`ckpt-3.index`, `ckpt-3.data-...`,
+    TensorFlow's `ckpt-3_temp/`), or None for any other name."""
+    found = re.fullmatch(r"ckpt-(\d+)(\.index|\.data-.*|_temp)", name)
+    return int(found.group(1)) if found else None
 
 
 def remove_checkpoints(directory):
-    """Delete the checkpoints kdcli wrote under `directory`, once a run's result is safely written.
+    """Delete the checkpoints of a finished run, once its result is safely written.
 
-    Only kdcli's own files go (`ckpt-*`, `state.json`), in the folder and its
-    sub-folders; folders left empty are removed; anything else is kept.
+    Only the files kdcli writes for a run (`state.json`, `ckpt-N...`) go, in
+    `directory` and in its run folders (`student/`, `baseline/`, workers'
+    `.worker-N/`); folders left empty are removed; anything else is kept.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return
-    for folder in sorted([directory, *directory.rglob("*")], key=lambda p: len(p.parts), reverse=True):
+    runs = [directory / name for name in RUN_FOLDERS] + sorted(directory.glob(".worker-*"))
+    for folder in [*runs, directory]:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if path.name == STATE or path.name.startswith("ckpt-") or path.name.startswith(".state."):
+            if path.name == STATE or path.name.startswith(".state.") or _checkpoint_epoch(path.name) is not None:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()

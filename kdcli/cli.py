@@ -45,18 +45,31 @@ Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
              "an .npz or .h5 file, or an image folder")
 Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
+def _positive(value):
+    """Option callback: refuse zero and negative values as a usage error (exit code 2)."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be positive, got {value}")
+    return value
+
+
+def _fraction(value):
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"must be between 0 and 1, got {value}")
+    return value
+
+
 ValSplit = Annotated[
     Optional[float],
-    typer.Option(help="Share held out for testing when the data has no test split (default 0.2)."),
+    typer.Option(callback=_fraction, help="Share held out for testing when the data has no test split (default 0.2)."),
 ]
 ImageSize = Annotated[
     Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
 ]
 ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
+Seed = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of initialisation, shuffling and dropout.")]
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
-LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
+LearningRate = Annotated[float, typer.Option(callback=_positive, help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
 Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
 Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
@@ -120,7 +133,7 @@ def _data_options(val_split, image_size, color_mode):
             size = [int(v) for v in image_size.lower().split("x")]
             assert len(size) == 2 and min(size) > 0
         except (ValueError, AssertionError):
-            raise KdcliError(f"--image-size must be HxW, like 32x32, got {image_size!r}") from None
+            raise typer.BadParameter(f"give HxW, like 32x32; got {image_size!r}", param_hint="--image-size") from None
     return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
 
 
@@ -238,7 +251,7 @@ def distill(
              "default shrink:0.25 with --teacher, mlp with --soft-labels.")] = None,
     width: Width = None,
     depth: Depth = None,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Softens teacher and student distributions in the KD term.")] = 4.0,
+    temperature: Annotated[float, typer.Option(callback=_positive, help="Softens teacher and student distributions in the KD term.")] = 4.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term; 1 - alpha weighs the hard labels.")] = 0.9,
     epochs: Epochs = 30,
     batch_size: BatchSize = 64,
@@ -263,6 +276,11 @@ def distill(
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
+
+    if (soft_labels is None) == (teacher is None):
+        raise typer.BadParameter("give either --soft-labels or --teacher (not both)", param_hint="--soft-labels")
+    if online and teacher is None:
+        raise typer.BadParameter("--online runs the teacher on every batch: give --teacher", param_hint="--online")
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
@@ -342,6 +360,10 @@ def export(
 ):
     """Export a model for deployment: TFLite (optionally quantized) or a SavedModel."""
     from kdcli import pipeline
+
+    if format.value == "saved_model" and quantize.value != "none":
+        raise typer.BadParameter("applies to --format tflite; a SavedModel keeps float32 weights",
+                                 param_hint="--quantize")
 
     _result(pipeline.export(
         model, out, format.value, quantize.value, data, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),

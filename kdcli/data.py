@@ -191,8 +191,8 @@ class Split:
             sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
             window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
         else:
-            window = batch_size
-        order = sample_order(len(self), shuffle_seed, window)
+            window = batch_size  # random access: shuffled sample by sample
+        order = sample_order(len(self), shuffle_seed, window if window > batch_size else None)
         signature = [(tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
         signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
 
@@ -240,7 +240,7 @@ class Split:
                 self._tensors[id(column)] = (column, tf.constant(array))
             tensors.append(self._tensors[id(column)][1])
         labels = tf.constant(self.y)
-        order = sample_order(len(self), shuffle_seed, batch_size)
+        order = sample_order(len(self), shuffle_seed)
 
         def gather(idx):
             x, *rest = [tf.gather(t, idx) for t in tensors]
@@ -254,15 +254,15 @@ class Split:
         return self.read(np.arange(len(self))), self.y
 
 
-def sample_order(n, seed, window):
+def sample_order(n, seed, window=None):
     """The order in which an epoch visits the samples: `arange(n)` unshuffled
-    (seed None); else a seeded permutation in which every `window` consecutive
-    entries come from `window // BLOCK_ROWS` shuffled blocks of contiguous rows
-    (a plain permutation when `window` is small)."""
+    (seed None); else a seeded permutation: sample by sample without `window`;
+    with it, every `window` consecutive entries come from `window // BLOCK_ROWS`
+    shuffled blocks of contiguous rows (for data read from disk)."""
     if seed is None:
         return np.arange(n)
     rng = np.random.default_rng(list(seed) if isinstance(seed, tuple) else seed)
-    if window < 2 * BLOCK_ROWS:
+    if window is None or window < 2 * BLOCK_ROWS:
         return rng.permutation(n)
     blocks = np.array_split(np.arange(n), -(-n // BLOCK_ROWS))
     shuffled = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])

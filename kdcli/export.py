@@ -52,13 +52,7 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         raise KdcliError("--quantize applies to --format tflite; a SavedModel keeps float32 weights")
     if quantize == "int8" and data is None:
         raise KdcliError("--quantize int8 calibrates on real samples: give --data")
-    out = Path(out)
-    if format == "tflite":
-        check_output(out, ".tflite")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise KdcliError(f"{out}: cannot write here ({e.strerror or e})") from e
+    out = check_export_output(out, format)
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
     record = provenance(
@@ -67,8 +61,6 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         data=(read_provenance(model_path) or {}).get("data"),
         calibration=data.describe() if quantize == "int8" else None,
     )
-    if format == "saved_model" and out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
-        raise KdcliError(f"{out}: a folder that is not a SavedModel is there; give another --out")
     try:
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
             saved = Path(tmp) / "saved_model"
@@ -86,6 +78,23 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     record["sha256"] = sha256_file(out)  # ties the sidecar to this very file
     with atomic_path(sidecar(out)) as tmp_record:
         tmp_record.write_text(json.dumps(record, indent=2))
+    return out
+
+
+def check_export_output(out, format):
+    """Refuse an export's output path before any work: a `.tflite` file, or a SavedModel folder
+    (empty, absent, or a previous SavedModel that it replaces)."""
+    out = Path(out)
+    if format == "tflite":
+        check_output(out, ".tflite")
+    elif out.exists() and not out.is_dir():
+        raise KdcliError(f"{out}: exists and is not a folder; a SavedModel is a folder")
+    elif out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
+        raise KdcliError(f"{out}: a folder that is not a SavedModel is there; give another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KdcliError(f"{out}: cannot write here ({e.strerror or e})") from e
     return out
 
 
@@ -136,9 +145,6 @@ def _calibration_samples(data):
 
 def _replace_folder(new, out):
     """Move a finished folder to `out`, replacing what was there only once the new one is in place."""
-    if out.exists() and not out.is_dir():
-        raise KdcliError(f"{out}: exists and is not a folder; a SavedModel is a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     staged = out.with_name(f".{out.name}.new")
     shutil.rmtree(staged, ignore_errors=True)
     shutil.move(str(new), staged)

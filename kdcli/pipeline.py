@@ -166,7 +166,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
         out, batches, len(data.train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k, shard
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
-    reporter.say(f"soft labels: {len(data.y_train)} x {kept} logits ({dtype}, {Path(out).stat().st_size / 1024:.1f} KiB)")
+    reporter.say(f"soft labels: {len(split)} x {kept} logits ({dtype}, {Path(out).stat().st_size / 1024:.1f} KiB)")
     return Path(out)
 
 
@@ -268,7 +268,9 @@ def distill_student(
     history = distill(
         model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
         epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
-        {"student": student, "teacher_sha256": teacher_sha}, strategy, lr_schedule,
+        {"student": student, "teacher_sha256": teacher_sha,
+         "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
+        strategy, lr_schedule,
     )
     metrics = _metrics(model, data, history)
     if teacher_model is not None:
@@ -349,12 +351,12 @@ def export(model, out=None, format="tflite", quantize="none", data=None, data_op
     The data defaults to the one recorded in the model's provenance; `out`
     defaults to a path beside the model (`student-int8.tflite`...).
     """
-    from kdcli.export import default_export_path, export_model
+    from kdcli.export import check_export_output, default_export_path, export_model
 
     reporter = reporter or Reporter(quiet=True)
     require_file(model, "model file")
+    out = check_export_output(out or default_export_path(model, format, quantize), format)
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
-    out = Path(out) if out else default_export_path(model, format, quantize)
     export_model(model, out, format, quantize, dataset, unsafe)
     size = Path(out).stat().st_size if Path(out).is_file() else sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     reporter.say(f"export: {out} ({format}, quantize {quantize}, {size / 1024:.1f} KiB)")

@@ -158,6 +158,8 @@ def shard_rows(n, index, count):
     """Rows `[start, stop)` of shard `index` (0-based) of `count` contiguous, near-equal shards of `n` rows."""
     if not (count >= 1 and 0 <= index < count):
         raise KdcliError(f"--shard must be I/N with 1 <= I <= N, got {index + 1}/{count}")
+    if count > n:
+        raise KdcliError(f"--shard {index + 1}/{count}: more shards than the {n} training samples")
     return n * index // count, n * (index + 1) // count
 
 
@@ -183,6 +185,12 @@ def merge_soft_labels(parts, out, record):
         differs = [k for k in same if a.get(k) != first.get(k)]
         if differs:
             raise KdcliError(f"{path}: does not belong with {first_path} (differs in {', '.join(differs)})")
+    names = ("topk_values", "topk_indices") if first.get("top_k") else ("logits",)
+    for path, a in attrs:
+        with h5py.File(path, "r") as part:
+            for name in names:
+                if name not in part or part[name].shape[0] != a["row_stop"] - a["row_start"]:
+                    raise KdcliError(f"{path}: damaged part ({name} does not hold rows {a['row_start']}..{a['row_stop'] - 1})")
     spans = sorted((a["row_start"], a["row_stop"], path) for path, a in attrs)
     covered = 0
     for start, stop, path in spans:
@@ -193,7 +201,6 @@ def merge_soft_labels(parts, out, record):
         covered = stop
     if covered != first["n"]:
         raise KdcliError(f"rows {covered}..{first['n'] - 1} are in no part; add the missing shard")
-    names = ("topk_values", "topk_indices") if first.get("top_k") else ("logits",)
     n = first["n"]
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:

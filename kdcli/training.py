@@ -145,8 +145,10 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             per_sample = per_sample_loss(y, logits, t)
-            # averaged over the global batch, so summing the replicas' gradients gives the mean
-            loss = tf.nn.compute_average_loss(per_sample)
+            # Averaged over the global batch (counted, since the last one is smaller and may be
+            # split unevenly), so summing the replicas' gradients gives the mean over the batch.
+            global_size = tf.distribute.get_replica_context().all_reduce("sum", tf.shape(per_sample)[0])
+            loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_size)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
@@ -166,7 +168,8 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     if checkpoint_dir is not None:
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
                   "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
-                  "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
+                  "batch_size": batch_size, "replicas": strategy.num_replicas_in_sync,
+                  "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
                   **loss_config}
         checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy))
         if resume:

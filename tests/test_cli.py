@@ -133,7 +133,6 @@ def test_seed_makes_a_run_repeatable(tmp_path):
         (["train-teacher", "--arch", "transformer", "--out", "{tmp}/t.keras"], "unknown teacher 'transformer'"),
         (["train-teacher", "--out", "{tmp}/t.h5"], "give a path ending in .keras"),
         (["soft-labels", "--teacher", "{tmp}/missing.keras", "--data", "digits", "--out", "{tmp}/s.h5"], "no such model file"),
-        (["distill", "--data", "digits", "--out", "{tmp}/s.keras"], "give either --soft-labels or --teacher"),
         (["distill", "--soft-labels", "{tmp}/missing.h5", "--out", "{tmp}/s.keras"], "no such soft-label file"),
         (["evaluate", "{tmp}/missing.keras", "--data", "digits"], "no such model file"),
         (["soft-labels", "--teacher", "{tmp}/t.keras", "--split", "test", "--out", "{tmp}/s.h5"], "--split must be 'train'"),
@@ -179,8 +178,24 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in r.stderr and "error: unknown data set" in r.stderr
 
 
-def test_usage_error_is_exit_2():
-    assert run_cli("distill", "--epochs", "zero").exit_code == 2
+@pytest.mark.parametrize("args", [
+    ["distill", "--epochs", "zero"],
+    ["distill", "--data", "digits"],  # neither --soft-labels nor --teacher
+    ["distill", "--soft-labels", "s.h5", "--teacher", "t.keras"],
+    ["distill", "--soft-labels", "s.h5", "--online"],
+    ["distill", "--soft-labels", "s.h5", "--temperature", "0"],
+    ["train-teacher", "--learning-rate", "-0.1"],
+    ["train-teacher", "--seed", "-1"],
+    ["train-teacher", "--val-split", "1.5"],
+    ["train-teacher", "--image-size", "32x32x3"],
+    ["export", "m.keras", "--format", "saved_model", "--quantize", "int8"],
+])
+def test_usage_errors_exit_2_before_any_work(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run_cli(*args)
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def _run(*args, **kw):

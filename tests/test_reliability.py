@@ -243,3 +243,20 @@ def test_extending_a_run_needs_a_constant_schedule(pipeline, tmp_path):
     r = run_cli(*[a if a != "2" else "3" for a in constant], "--checkpoint-dir", tmp_path / "c", "--resume")
     assert r.exit_code == 0, r.stderr
     assert kdcli.read_provenance(out)["hyperparameters"]["lr_schedule"] == "constant"
+
+
+def test_artifacts_are_readable_like_any_file_and_other_checkpoints_stay(tmp_path):
+    other = tmp_path / "runs" / "other-run"
+    other.mkdir(parents=True)
+    (other / "state.json").write_text("{}")  # another run's checkpoint, waiting for --resume
+    (tmp_path / "runs" / "notes.txt").write_text("mine")
+    old_umask = os.umask(0o022)
+    try:
+        r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "1", "--out", tmp_path / "runs" / "t.keras",
+                    "--checkpoint-dir", tmp_path / "runs")
+    finally:
+        os.umask(old_umask)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "runs" / "t.keras").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["notes.txt", "other-run", "t.keras"]
+    assert (other / "state.json").read_text() == "{}"
