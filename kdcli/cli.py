@@ -71,6 +71,21 @@ Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
 LearningRate = Annotated[float, typer.Option(callback=_positive, help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
+def _augment(value):
+    """Option callback: `none`, `shift` or `shift:N`, else a usage error (exit code 2)."""
+    from kdcli.augment import parse_augment
+
+    try:
+        parse_augment(value)
+    except KdcliError as e:
+        raise typer.BadParameter(str(e).removeprefix("--augment ")) from None
+    return value
+
+
+Augment = Annotated[str, typer.Option(
+    callback=_augment,
+    help="none, shift or shift:N: train on copies of the images shifted by up to N pixels (default about "
+         "1/14 of the side). With distill, the teacher runs on every batch to label the same copies.")]
 Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
 Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
 CheckpointDir = Annotated[
@@ -162,6 +177,7 @@ def train_teacher(
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = Schedule.constant,
+    augment: Augment = "none",
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -174,7 +190,7 @@ def train_teacher(
         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
         checkpoint_dir=checkpoint_dir, resume=resume, mixed_precision=mixed_precision.value,
-        strategy=strategy.value, lr_schedule=lr_schedule.value,
+        strategy=strategy.value, lr_schedule=lr_schedule.value, augment=augment,
     )
     _result(path)
 
@@ -270,6 +286,7 @@ def distill(
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = Schedule.constant,
+    augment: Augment = "none",
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -281,6 +298,9 @@ def distill(
         raise typer.BadParameter("give either --soft-labels or --teacher (not both)", param_hint="--soft-labels")
     if online and teacher is None:
         raise typer.BadParameter("--online runs the teacher on every batch: give --teacher", param_hint="--online")
+    if augment != "none" and teacher is None:
+        raise typer.BadParameter("shifted copies need the teacher's logits for each copy: give --teacher, "
+                                 "not --soft-labels", param_hint="--augment")
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
@@ -288,6 +308,7 @@ def distill(
         seed=seed, online=online, baseline=baseline, data_options=_data_options(val_split, image_size, color_mode),
         unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume,
         mixed_precision=mixed_precision.value, strategy=strategy.value, lr_schedule=lr_schedule.value,
+        augment=augment,
     )
     _result(path)
 

@@ -14,6 +14,7 @@ line does:
 from pathlib import Path
 
 from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
+from kdcli.augment import make_augment
 from kdcli.checkpoints import remove_checkpoints
 from kdcli.console import Reporter
 from kdcli.data import Dataset, load_data
@@ -83,6 +84,7 @@ def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
+    augment="none",
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -101,6 +103,8 @@ def train_teacher(
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
             run only the chief writes `out` and the checkpoints.
         lr_schedule: `constant`, or `cosine` (decay to 0 over the run).
+        augment: `none`, `shift` or `shift:N`: train on randomly shifted
+            copies of the images (see `kdcli.augment`).
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
@@ -111,19 +115,20 @@ def train_teacher(
     reporter = reporter or Reporter(quiet=True)
     check_output(out, ".keras")
     data = resolve_data(data, data_options)
+    make_augment(augment, data.input_shape)  # refuse a bad spec before any work
     strategy_name, strategy = strategy, make_strategy(strategy)
     with strategy.scope():
         model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
-        checkpoint_dir, resume, {"arch": arch}, strategy, lr_schedule,
+        checkpoint_dir, resume, {"arch": arch}, strategy, lr_schedule, augment,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
              "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
-             "replicas": strategy.num_replicas_in_sync}
+             "augment": augment, "replicas": strategy.num_replicas_in_sync}
     if not is_chief(strategy):
         return Path(out), metrics
     save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
@@ -197,6 +202,7 @@ def distill_student(
     temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
+    augment="none",
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -223,6 +229,10 @@ def distill_student(
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
             run only the chief writes `out` and the checkpoints.
         lr_schedule: `constant`, or `cosine` (decay to 0 over the run).
+        augment: `none`, `shift` or `shift:N`: distill on randomly shifted
+            copies of the images, the teacher running on each batch to give
+            its logits for the same copies (implies `online`; needs
+            `teacher`). The baseline is trained on shifted copies too.
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
@@ -237,11 +247,16 @@ def distill_student(
         raise KdcliError("give either --soft-labels or --teacher")
     if online and teacher is None:
         raise KdcliError("--online runs the teacher on every batch: give --teacher")
+    augment = augment or "none"
+    if augment != "none" and teacher is None:
+        raise KdcliError("--augment needs the teacher's logits for each shifted copy: give --teacher, not --soft-labels")
+    online = online or augment != "none"
     reporter = reporter or Reporter(quiet=True)
     require_file(soft_labels or teacher, "soft-label file" if soft_labels else "model file")
     student = student or ("mlp" if soft_labels else "shrink:0.25")
     out = check_output(out or (default_student_path(teacher) if teacher else "student.keras"), ".keras")
     data = resolve_data(data, data_options, soft_labels or teacher)
+    make_augment(augment, data.input_shape)
     strategy_name, strategy = strategy, make_strategy(strategy)  # first: multi-worker must start TensorFlow
     teacher_model = teacher_logits = None
     if soft_labels is not None:
@@ -270,7 +285,7 @@ def distill_student(
         epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
         {"student": student, "teacher_sha256": teacher_sha,
          "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
-        strategy, lr_schedule,
+        strategy, lr_schedule, augment,
     )
     metrics = _metrics(model, data, history)
     if teacher_model is not None:
@@ -279,7 +294,7 @@ def distill_student(
         with strategy.scope():
             scratch = build()  # the same architecture and initial weights (same seed)
         train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
-              checkpoint_dir / "baseline", resume, {"student": student}, strategy, lr_schedule)
+              checkpoint_dir / "baseline", resume, {"student": student}, strategy, lr_schedule, augment)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
@@ -287,7 +302,7 @@ def distill_student(
              "learning_rate": learning_rate, "seed": seed,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once"),
              "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
-             "replicas": strategy.num_replicas_in_sync}
+             "augment": augment, "replicas": strategy.num_replicas_in_sync}
     record = provenance(
         "student", data=data.describe(), teacher_sha256=teacher_sha,
         soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,

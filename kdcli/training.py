@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from kdcli._tf import keras, tf
+from kdcli.augment import make_augment
 from kdcli.checkpoints import Checkpoints
 from kdcli.data import ArrayColumn, Column, Split, iterate
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError
@@ -28,7 +29,7 @@ LR_SCHEDULES = ("cosine", "constant")
 
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant"):
+          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant", augment="none"):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -47,6 +48,8 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
             scope `model` was built; `batch_size` is then per replica.
         lr_schedule: `constant`, or `cosine` (the step size decays from
             `learning_rate` to 0 over the run along a half cosine).
+        augment: `none`, `shift` or `shift:N` (see `kdcli.augment`): train on
+            randomly shifted copies of the images.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -58,14 +61,14 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
     """
     return _fit(
         model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy, lr_schedule,
+        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy, lr_schedule, augment,
     )
 
 
 def distill(
     student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
     epochs=30, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
-    run_config=None, strategy=None, lr_schedule="constant",
+    run_config=None, strategy=None, lr_schedule="constant", augment="none",
 ):
     """Train a student on `data` with the distillation loss.
 
@@ -84,6 +87,8 @@ def distill(
         alpha: weight of the KD term (default 0.9).
         epochs, batch_size, learning_rate, seed, progress: as in `train`.
         checkpoint_dir, resume, run_config, strategy, lr_schedule: as in `train`.
+        augment: as in `train`; needs the live `teacher`, which then gives its
+            logits for the same shifted copies the student sees.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
@@ -94,6 +99,9 @@ def distill(
         raise KdcliError(f"--temperature must be positive, got {temperature}")
     if not 0 <= alpha <= 1:
         raise KdcliError(f"--alpha must be between 0 and 1, got {alpha}")
+    if teacher_logits is not None and augment not in (None, "none"):
+        raise KdcliError("--augment needs the teacher's logits for each shifted copy: give the teacher, "
+                         "not soft labels")
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
 
@@ -104,12 +112,12 @@ def distill(
         student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
         checkpoint_dir, resume,
         {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})}, strategy,
-        lr_schedule,
+        lr_schedule, augment,
     )
 
 
 def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-         checkpoint_dir, resume, loss_config, strategy, lr_schedule):
+         checkpoint_dir, resume, loss_config, strategy, lr_schedule, augment):
     from kdcli.distribute import is_chief, worker_id
 
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
@@ -119,6 +127,10 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     extra = () if teacher_logits is None else (teacher_logits,)
     if lr_schedule not in LR_SCHEDULES:
         raise KdcliError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+    augment = augment or "none"
+    shift = make_augment(augment, data.input_shape)
+    if augment != "none":
+        loss_config = {**loss_config, "augment": augment}
     global_batch = batch_size * strategy.num_replicas_in_sync
     n = len(data.train)
     steps = -(-n // global_batch)
@@ -137,7 +149,10 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
         last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
 
-    def replica_step(x, y, *given_logits):
+    def replica_step(step_seed, x, y, *given_logits):
+        if shift is not None:  # before the teacher runs: it sees the same copies as the student
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            x = shift(x, tf.random.experimental.stateless_fold_in(step_seed, replica))
         if teacher is not None:
             t = teacher(x, training=False)
         else:
@@ -196,7 +211,8 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             batches = strategy.experimental_distribute_dataset(batches.with_options(options))
             for step, batch in enumerate(iterate(batches), start=1):
-                train_step(*batch)
+                # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
+                train_step(tf.constant([seed, epoch * steps + step], tf.int64), *batch)
                 if step % CHECK_EVERY == 0:
                     _check_finite(last_loss, epoch, checkpoints)
                 if progress is not None:
