@@ -97,12 +97,18 @@ def test_runs_repeat_and_shifting_changes_the_result():
 
 def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(pipeline, tmp_path):
     out = tmp_path / "s.keras"
-    r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "2", "--augment", "shift",
-                "--baseline", "--out", out)
+    args = ["distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "2", "--augment", "shift",
+            "--baseline", "--out", out]
+    r = run_cli(*args)
     assert r.exit_code == 0, r.stderr
     record = kdcli.read_provenance(out)
     assert record["hyperparameters"]["augment"] == "shift" and record["hyperparameters"]["mode"] == "online"
     assert "baseline_test_accuracy" in record["metrics"]
+    # stopped after the baseline's first epoch (2 epochs of distillation, then 1 of the baseline), its
+    # checkpoint says how it was trained: on shifted copies too
+    r = kdcli_process(*args, "--checkpoint-dir", tmp_path / "ck", fault=f"step:{3 * STEPS_PER_EPOCH + 1}:KILL")
+    assert r.returncode == -9
+    assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift"
 
 
 def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
