@@ -39,12 +39,14 @@ def measure(data, workdir, seeds, student, epochs):
     for i, (way, args) in enumerate(WAYS.items()):
         rows = []
         for seed in seeds:
-            out = run("distill", "--teacher", teacher, "--student", student, "--epochs", epochs, "--seed", seed,
+            budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: at least 3,000 steps
+            out = run("distill", "--teacher", teacher, "--student", student, *budget, "--seed", seed,
                       *args, "--baseline", "--out", workdir / f"student-{i}-{seed}.keras")
             rows.append(kdcli.read_provenance(out)["metrics"])
         result["ways"][way] = {"scratch": [r["baseline_test_accuracy"] for r in rows],
                                "distilled": [r["test_accuracy"] for r in rows]}
     result["student_params"] = kdcli.load_model(out).count_params()
+    result["epochs"] = kdcli.read_provenance(out)["hyperparameters"]["epochs"]
     return result
 
 
@@ -52,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--student", default="shrink:0.25")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, help="default: kdcli's (30, or at least 3,000 steps)")
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="also write the table, with a heading, to this file")
     args = parser.parse_args()
@@ -71,7 +73,8 @@ def main():
         "",
         f"Written by `make bench-accuracy` (`benchmarks/accuracy.py`). One teacher per data set: "
         f"`kdcli train-teacher {' '.join(TEACHER_RECIPE)}` (kdcli's cnn). For each seed {args.seeds}: "
-        f"`kdcli distill --teacher T --student {args.student} --epochs {args.epochs} --baseline`, with the teacher's "
+        f"`kdcli distill --teacher T --student {args.student}{f' --epochs {args.epochs}' if args.epochs else ''} "
+        "--baseline` (epochs as in the table), with the teacher's "
         "logits computed once (the one-shot default) or with `--augment shift`. `--baseline` trains the same "
         "student architecture from scratch, from the same initial weights, with the same budget and the same "
         "inputs (shifted copies too with `--augment shift`). Test accuracy, mean ± standard deviation over the "
@@ -83,7 +86,7 @@ def main():
     for name, r in results.items():
         for way, w in r["ways"].items():
             s, d = np.array(w["scratch"]) * 100, np.array(w["distilled"]) * 100
-            lines.append(f"| {name} | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | {way} | "
+            lines.append(f"| {name}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | {way} | "
                          f"{s.mean():.2f} ± {s.std():.2f}% | {d.mean():.2f} ± {d.std():.2f}% "
                          f"({r['student_params']:,} params) | {(d - s).mean():+.2f} ({', '.join(f'{g:+.2f}' for g in d - s)}) |")
     print("\n".join(lines))

@@ -269,7 +269,9 @@ def distill(
     depth: Depth = None,
     temperature: Annotated[float, typer.Option(callback=_positive, help="Softens teacher and student distributions in the KD term.")] = 4.0,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term; 1 - alpha weighs the hard labels.")] = 0.9,
-    epochs: Epochs = 30,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Passes over the training split (default: 30, or more on small data, so that training takes "
+                    "at least 3,000 steps).")] = None,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,

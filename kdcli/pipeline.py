@@ -199,7 +199,7 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
-    temperature=4.0, alpha=0.9, epochs=30, batch_size=64, learning_rate=1e-3, seed=0,
+    temperature=4.0, alpha=0.9, epochs=None, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
     augment="none",
@@ -217,7 +217,9 @@ def distill_student(
         student: `mlp`, `cnn`, `shrink:F` or a `.keras` architecture; by
             default `shrink:0.25` with a teacher, `mlp` with soft labels.
         temperature, alpha: the distillation loss's `T` and KD weight.
-        epochs, batch_size, learning_rate, seed: the training budget.
+        epochs, batch_size, learning_rate, seed: the training budget; epochs
+            default to 30, or more on small data so that training takes at
+            least 3,000 steps (`kdcli.training.default_distill_epochs`).
         online: run the teacher on every batch instead of once.
         baseline: also train the same student from scratch on the hard
             labels, with the same budget, and record what distillation gained.
@@ -241,7 +243,7 @@ def distill_student(
     """
     from kdcli.models import build_from_spec, count_params
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
-    from kdcli.training import accuracy, distill, predict_logits, train
+    from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
 
     if (soft_labels is None) == (teacher is None):
         raise KdcliError("give either --soft-labels or --teacher")
@@ -258,6 +260,7 @@ def distill_student(
     data = resolve_data(data, data_options, soft_labels or teacher)
     make_augment(augment, data.input_shape)
     strategy_name, strategy = strategy, make_strategy(strategy)  # first: multi-worker must start TensorFlow
+    epochs = epochs or default_distill_epochs(len(data.train), batch_size * strategy.num_replicas_in_sync)
     teacher_model = teacher_logits = None
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
