@@ -11,26 +11,63 @@ Specs: `none`; `shift`, which moves each image by up to about a fourteenth of
 its smaller side (2 pixels at 28x28, 1 pixel at 8x8) in each direction; or
 `shift:N` for up to N pixels. Inputs of shape `(H, W)` or `(H, W, C)` only.
 The uncovered border is filled with zeros, before the model's normalisation.
+`train-teacher` also takes `auto`, its default: `shift` for the built-in
+cnn, which treats its inputs as images anyway, `none` for anything else.
 """
 
 from kdcli.errors import KdcliError
 
 AUGMENTS = ("none", "shift")
+NEEDS_TEACHER = "--augment needs the teacher's logits for each shifted copy: give --teacher, not --soft-labels"
 
 
-def parse_augment(spec):
-    """`none`, `shift` or `shift:N` as `(kind, pixels)`; pixels is None unless given.
+def parse_augment(spec, allow_auto=False):
+    """`none`, `shift` or `shift:N` (or `auto`, if allowed) as `(kind, pixels)`; pixels is None unless given.
 
     Raises KdcliError for anything else.
     """
-    kind, _, pixels = (spec or "none").partition(":")
-    if kind not in AUGMENTS or (pixels and kind == "none"):
-        raise KdcliError(f"--augment must be none, shift or shift:N, got {spec!r}")
-    if not pixels:
+    kind, colon, pixels = (spec or "none").partition(":")
+    kinds = ("auto", *AUGMENTS) if allow_auto else AUGMENTS
+    if kind not in kinds or (colon and kind != "shift"):
+        raise KdcliError(f"--augment must be {', '.join(kinds)} or shift:N, got {spec!r}")
+    if not colon:
         return kind, None
-    if not pixels.isdigit() or int(pixels) < 1:
+    if not (pixels.isascii() and pixels.isdigit()) or int(pixels) < 1:
         raise KdcliError(f"--augment shift:N needs a whole number of pixels N >= 1, got {spec!r}")
     return kind, int(pixels)
+
+
+def teacher_augment(spec, arch, input_shape):
+    """Resolve `train-teacher --augment auto`: `shift` for the built-in cnn on images, else `none`."""
+    parse_augment(spec, allow_auto=True)
+    if spec == "auto":
+        return "shift" if arch == "cnn" and len(input_shape) in (2, 3) else "none"
+    return spec
+
+
+def resolve_augment(spec, input_shape):
+    """The canonical form of a spec for inputs of `input_shape`: `none`, or `shift:N` with N worked out.
+
+    Equal augmentations get equal specs, as recorded in provenance and checkpoints.
+
+    Raises:
+        KdcliError: a bad spec, inputs that are not images (or look
+            channels-first), or a shift not smaller than the image.
+    """
+    kind, pixels = parse_augment(spec)
+    if kind == "none":
+        return "none"
+    shape = tuple(input_shape)
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] > shape[0]):
+        raise KdcliError(
+            f"--augment {spec} shifts images, shape (H, W) or (H, W, C) with channels last; the data has samples "
+            f"of shape {shape}: use --augment none"
+        )
+    size = min(shape[:2])
+    pixels = pixels or max(1, round(size / 14))
+    if pixels >= size:
+        raise KdcliError(f"--augment {spec}: a shift of {pixels} pixels does not fit images of {size} pixels")
+    return f"shift:{pixels}"
 
 
 def make_augment(spec, input_shape):
@@ -42,21 +79,12 @@ def make_augment(spec, input_shape):
         so runs repeat and resume exactly.
 
     Raises:
-        KdcliError: the inputs are not images, or the shift is not smaller
-            than the image.
+        KdcliError: as `resolve_augment`.
     """
-    kind, pixels = parse_augment(spec)
-    if kind == "none":
+    spec = resolve_augment(spec, input_shape)
+    if spec == "none":
         return None
-    if len(input_shape) not in (2, 3):
-        raise KdcliError(
-            f"--augment {spec} shifts images, shape (H, W) or (H, W, C); the data has samples of shape "
-            f"{tuple(input_shape)}: use --augment none"
-        )
-    size = min(input_shape[:2])
-    pixels = pixels or max(1, round(size / 14))
-    if pixels >= size:
-        raise KdcliError(f"--augment {spec}: a shift of {pixels} pixels does not fit images of {size} pixels")
+    pixels = int(spec.partition(":")[2])
 
     def shift(x, seed):
         return random_shift(x, pixels, seed)

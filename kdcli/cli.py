@@ -45,6 +45,8 @@ Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
              "an .npz or .h5 file, or an image folder")
 Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
+
+
 def _positive(value):
     """Option callback: refuse zero and negative values as a usage error (exit code 2)."""
     if value is not None and value <= 0:
@@ -71,21 +73,34 @@ Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
 LearningRate = Annotated[float, typer.Option(callback=_positive, help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
-def _augment(value):
-    """Option callback: `none`, `shift` or `shift:N`, else a usage error (exit code 2)."""
+
+
+def _check_augment(value, allow_auto):
+    """`none`, `shift` or `shift:N` (or `auto` if allowed), else a usage error (exit code 2)."""
     from kdcli.augment import parse_augment
 
     try:
-        parse_augment(value)
+        parse_augment(value, allow_auto)
     except KdcliError as e:
         raise typer.BadParameter(str(e).removeprefix("--augment ")) from None
     return value
 
 
+def _augment(value):
+    return _check_augment(value, allow_auto=False)
+
+
+def _teacher_augment(value):
+    return _check_augment(value, allow_auto=True)
+
+
+SHIFT_HELP = "shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of the side)"
 Augment = Annotated[str, typer.Option(
     callback=_augment,
-    help="none, shift or shift:N: train on copies of the images shifted by up to N pixels (default about "
-         "1/14 of the side). With distill, the teacher runs on every batch to label the same copies.")]
+    help=f"none, {SHIFT_HELP}; the teacher then runs on every batch to label the same copies.")]
+TeacherAugment = Annotated[str, typer.Option(
+    callback=_teacher_augment,
+    help=f"auto (shift for --arch cnn, else none), none, {SHIFT_HELP}.")]
 Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
 Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
 CheckpointDir = Annotated[
@@ -164,7 +179,7 @@ def train_teacher(
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
     depth: Depth = None,
-    epochs: Epochs = 20,
+    epochs: Epochs = 40,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -176,8 +191,8 @@ def train_teacher(
     resume: Resume = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
-    lr_schedule: LrSchedule = Schedule.constant,
-    augment: Augment = "none",
+    lr_schedule: LrSchedule = Schedule.cosine,
+    augment: TeacherAugment = "auto",
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -295,14 +310,14 @@ def distill(
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
+    from kdcli.augment import NEEDS_TEACHER, parse_augment
 
     if (soft_labels is None) == (teacher is None):
         raise typer.BadParameter("give either --soft-labels or --teacher (not both)", param_hint="--soft-labels")
     if online and teacher is None:
         raise typer.BadParameter("--online runs the teacher on every batch: give --teacher", param_hint="--online")
-    if augment != "none" and teacher is None:
-        raise typer.BadParameter("shifted copies need the teacher's logits for each copy: give --teacher, "
-                                 "not --soft-labels", param_hint="--augment")
+    if parse_augment(augment)[0] != "none" and teacher is None:
+        raise typer.BadParameter(NEEDS_TEACHER.removeprefix("--augment "), param_hint="--augment")
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,

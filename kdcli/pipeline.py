@@ -14,7 +14,7 @@ line does:
 from pathlib import Path
 
 from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
-from kdcli.augment import make_augment
+from kdcli.augment import NEEDS_TEACHER, parse_augment, resolve_augment, teacher_augment
 from kdcli.checkpoints import remove_checkpoints
 from kdcli.console import Reporter
 from kdcli.data import Dataset, load_data
@@ -81,10 +81,10 @@ def _metrics(model, data, history):
 
 
 def train_teacher(
-    data, out, arch="cnn", width=None, depth=None, epochs=20, batch_size=64,
+    data, out, arch="cnn", width=None, depth=None, epochs=40, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
-    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
-    augment="none",
+    checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="cosine",
+    augment="auto",
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -102,9 +102,10 @@ def train_teacher(
         strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
             run only the chief writes `out` and the checkpoints.
-        lr_schedule: `constant`, or `cosine` (decay to 0 over the run).
+        lr_schedule: `cosine` (decay to 0 over the run), or `constant`.
         augment: `none`, `shift` or `shift:N`: train on randomly shifted
-            copies of the images (see `kdcli.augment`).
+            copies of the images (see `kdcli.augment`); `auto` is `shift`
+            for the built-in cnn and `none` for anything else.
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
@@ -115,7 +116,7 @@ def train_teacher(
     reporter = reporter or Reporter(quiet=True)
     check_output(out, ".keras")
     data = resolve_data(data, data_options)
-    make_augment(augment, data.input_shape)  # refuse a bad spec before any work
+    augment = resolve_augment(teacher_augment(augment, arch, data.input_shape), data.input_shape)  # before any work
     strategy_name, strategy = strategy, make_strategy(strategy)
     with strategy.scope():
         model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
@@ -249,18 +250,18 @@ def distill_student(
         raise KdcliError("give either --soft-labels or --teacher")
     if online and teacher is None:
         raise KdcliError("--online runs the teacher on every batch: give --teacher")
-    augment = augment or "none"
-    if augment != "none" and teacher is None:
-        raise KdcliError("--augment needs the teacher's logits for each shifted copy: give --teacher, not --soft-labels")
-    online = online or augment != "none"
+    if parse_augment(augment)[0] != "none" and teacher is None:
+        raise KdcliError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
     require_file(soft_labels or teacher, "soft-label file" if soft_labels else "model file")
     student = student or ("mlp" if soft_labels else "shrink:0.25")
     out = check_output(out or (default_student_path(teacher) if teacher else "student.keras"), ".keras")
     data = resolve_data(data, data_options, soft_labels or teacher)
-    make_augment(augment, data.input_shape)
+    augment = resolve_augment(augment, data.input_shape)
+    online = online or augment != "none"
     strategy_name, strategy = strategy, make_strategy(strategy)  # first: multi-worker must start TensorFlow
-    epochs = epochs or default_distill_epochs(len(data.train), batch_size * strategy.num_replicas_in_sync)
+    if epochs is None:
+        epochs = default_distill_epochs(len(data.train), batch_size * strategy.num_replicas_in_sync)
     teacher_model = teacher_logits = None
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)

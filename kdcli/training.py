@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from kdcli._tf import keras, tf
-from kdcli.augment import make_augment
+from kdcli.augment import NEEDS_TEACHER, make_augment, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints
 from kdcli.data import ArrayColumn, Column, Split, iterate
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError
@@ -115,9 +115,8 @@ def distill(
     if epochs is None:
         replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
         epochs = default_distill_epochs(len(data.train), batch_size * replicas)
-    if teacher_logits is not None and augment not in (None, "none"):
-        raise KdcliError("--augment needs the teacher's logits for each shifted copy: give the teacher, "
-                         "not soft labels")
+    if teacher_logits is not None and parse_augment(augment)[0] != "none":
+        raise KdcliError(NEEDS_TEACHER)
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
 
@@ -143,7 +142,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     extra = () if teacher_logits is None else (teacher_logits,)
     if lr_schedule not in LR_SCHEDULES:
         raise KdcliError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-    augment = augment or "none"
+    augment = resolve_augment(augment, data.input_shape)
     shift = make_augment(augment, data.input_shape)
     if augment != "none":
         loss_config = {**loss_config, "augment": augment}

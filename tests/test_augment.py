@@ -5,7 +5,7 @@ import pytest
 
 import kdcli
 from kdcli._tf import keras, tf
-from kdcli.augment import make_augment, parse_augment, random_shift
+from kdcli.augment import make_augment, parse_augment, random_shift, resolve_augment
 from kdcli.errors import KdcliError
 from kdcli.training import distill, train
 
@@ -45,7 +45,7 @@ def test_the_same_seed_gives_the_same_shifts():
 
 def test_specs_and_default_sizes():
     assert parse_augment("none") == ("none", None) and parse_augment("shift:3") == ("shift", 3)
-    for bad in ("flip", "shift:0", "shift:x", "none:2", "shift:-1"):
+    for bad in ("flip", "shift:0", "shift:x", "none:2", "shift:-1", "none:", "shift:", "shift:\u00b2", "auto"):
         with pytest.raises(KdcliError):
             parse_augment(bad)
     assert make_augment("none", (28, 28)) is None
@@ -57,6 +57,11 @@ def test_specs_and_default_sizes():
         make_augment("shift", (64,))
     with pytest.raises(KdcliError, match="does not fit"):
         make_augment("shift:8", (8, 8))
+    with pytest.raises(KdcliError, match="channels last"):
+        make_augment("shift", (3, 32, 32))
+    # equal augmentations are recorded alike, so --resume accepts either spelling
+    assert resolve_augment("shift", (28, 28, 1)) == resolve_augment("shift:02", (28, 28, 1)) == "shift:2"
+    assert resolve_augment(None, (64,)) == "none"
 
 
 def test_the_teacher_labels_the_very_copies_the_student_sees():
@@ -70,7 +75,7 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     kw = dict(temperature=2.0, alpha=1.0, epochs=1, learning_rate=1e-12)
     history = distill(student, data, teacher=teacher, augment="shift", **kw)
     assert history["loss"][0] < 1e-6
-    with pytest.raises(KdcliError, match="not soft labels"):
+    with pytest.raises(KdcliError, match="not --soft-labels"):
         distill(student, data, teacher_logits=np.zeros((len(data.train), 10), np.float32), augment="shift", **kw)
     # the same student against the teacher's logits for the unshifted inputs: the copies differ
     x_train = data.train.read(np.arange(len(data.train))).astype(np.float32)
@@ -83,16 +88,24 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
 
 def test_runs_repeat_and_shifting_changes_the_result():
     data = kdcli.load_data("digits")
+    teacher = kdcli.build_model("mlp", data, width=16, depth=1, seed=9)
 
-    def weights(augment, seed):
+    def weights(augment, seed, fit=train):
         model = kdcli.build_model("mlp", data, width=16, depth=1, seed=0)
-        train(model, data, epochs=2, seed=seed, augment=augment)
+        fit(model, data, epochs=2, seed=seed, augment=augment)
         return np.concatenate([w.ravel() for w in model.get_weights()])
 
     a = weights("shift", 1)
     np.testing.assert_array_equal(a, weights("shift", 1))
     assert not np.allclose(a, weights("shift", 2))
     assert not np.allclose(a, weights("none", 1))
+
+    def online(model, data, **kw):
+        return distill(model, data, teacher=teacher, **kw)
+
+    a = weights("shift", 1, online)
+    np.testing.assert_array_equal(a, weights("shift", 1, online))
+    assert not np.allclose(a, weights("none", 1, online))
 
 
 def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(pipeline, tmp_path):
@@ -102,13 +115,14 @@ def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(p
     r = run_cli(*args)
     assert r.exit_code == 0, r.stderr
     record = kdcli.read_provenance(out)
-    assert record["hyperparameters"]["augment"] == "shift" and record["hyperparameters"]["mode"] == "online"
+    # recorded as what it did: 1 pixel at 8x8
+    assert record["hyperparameters"]["augment"] == "shift:1" and record["hyperparameters"]["mode"] == "online"
     assert "baseline_test_accuracy" in record["metrics"]
     # stopped after the baseline's first epoch (2 epochs of distillation, then 1 of the baseline), its
     # checkpoint says how it was trained: on shifted copies too
     r = kdcli_process(*args, "--checkpoint-dir", tmp_path / "ck", fault=f"step:{3 * STEPS_PER_EPOCH + 1}:KILL")
     assert r.returncode == -9
-    assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift"
+    assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift:1"
 
 
 def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
@@ -131,10 +145,23 @@ def test_bad_augment_options_are_usage_or_data_errors(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--out", tmp_path / "s.keras")
     assert r.exit_code == 2 and "give --teacher" in r.stderr
     r = run_cli("train-teacher", "--augment", "rotate", "--out", tmp_path / "t.keras")
-    assert r.exit_code == 2 and "none, shift or shift:N" in r.stderr
+    assert r.exit_code == 2 and "auto, none, shift or shift:N" in r.stderr
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--augment", "auto", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 2 and "none, shift or shift:N, got 'auto'" in r.stderr
     flat = tmp_path / "flat.npz"
     rng = np.random.default_rng(0)
     np.savez(flat, x=rng.random((50, 6), np.float32), y=rng.integers(0, 2, 50))
     r = run_cli("train-teacher", "--data", flat, "--arch", "mlp", "--augment", "shift", "--out", tmp_path / "t.keras")
     assert_one_line_error(r, 4, "shifts images")
     assert not (tmp_path / "t.keras").exists()
+
+
+def test_teacher_defaults_shift_a_cnn_teacher_for_40_cosine_epochs(tmp_path):
+    r = run_cli("train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--out", tmp_path / "m.keras")
+    assert r.exit_code == 0, r.stderr
+    hyper = kdcli.read_provenance(tmp_path / "m.keras")["hyperparameters"]
+    assert (hyper["augment"], hyper["epochs"], hyper["lr_schedule"]) == ("none", 40, "cosine")  # auto: not a cnn
+    r = run_cli("train-teacher", "--arch", "cnn", "--width", "4", "--depth", "1", "--epochs", "1",
+                "--out", tmp_path / "c.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(tmp_path / "c.keras")["hyperparameters"]["augment"] == "shift:1"
