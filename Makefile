@@ -42,7 +42,7 @@ demo: $(RUNS)/student-int8.tflite
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md
 
-# Accuracy of teacher, scratch and distilled students over 3 seeds (about 15 minutes):
+# Accuracy of teacher, scratch and distilled students over 3 seeds (about 20 minutes):
 # writes benchmarks/accuracy.md, which the next `make bench` includes in BENCHMARKS.md.
 bench-accuracy: $(STAMP)
 	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
