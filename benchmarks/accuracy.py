@@ -1,8 +1,8 @@
 """Accuracy of the teacher, the student trained from scratch and the distilled student.
 
 For each data set (the bundled digits, and the MNIST benchmark split when
-`../shared/data` is there): one teacher (kdcli's cnn, trained with the
-recipe of the README: `--augment shift --lr-schedule cosine --epochs 40`),
+`../shared/data` is there): one teacher (kdcli's cnn, trained with
+train-teacher's defaults, spelled out: `--augment shift --lr-schedule cosine --epochs 40`),
 then for each seed and each way of distilling, `kdcli distill --teacher ...
 --baseline`, which also trains the same student architecture from scratch,
 from the same initial weights, with the same budget and the same inputs:

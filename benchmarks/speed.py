@@ -109,8 +109,8 @@ def bench_soft_labels_vs_predict(data, teacher_path, workdir):
 def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0, 1, 2)):
     """Target: soft-labels + offline distill is at least 3x faster than keras.distillation.Distiller online.
 
-    Timed on the first seed; accuracies for every seed, since one run's differs from another's by
-    its shuffling alone.
+    Times are medians over the seeds; accuracies are means, since one run's differs from
+    another's by its shuffling alone.
     """
     import keras
 
@@ -120,15 +120,14 @@ def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0
     teacher = kdcli.logits_model(kdcli.load_model(teacher_path))
     x, y = data.train.arrays()
     x_test, y_test = data.test.arrays()
-    ours_acc, online_acc = [], []
+    ours_acc, online_acc, ours_times, online_times = [], [], [], []
     for seed in seeds:
         started = time.perf_counter()
         pipeline.make_soft_labels(teacher_path, data, soft["dir"] / "soft-vs.h5")
         _, metrics = pipeline.distill_student(data, soft["dir"] / "student-vs.keras",
                                               soft_labels=soft["dir"] / "soft-vs.h5", student=student_spec,
                                               epochs=epochs, batch_size=batch_size, seed=seed)
-        if seed == seeds[0]:
-            ours_s = time.perf_counter() - started
+        ours_times.append(time.perf_counter() - started)
         ours_acc.append(metrics["test_accuracy"])
 
         student = kdcli.build_from_spec(student_spec, data, seed=seed, teacher=teacher)
@@ -142,8 +141,7 @@ def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         started = time.perf_counter()
         distiller.fit(x.astype("float32"), y, batch_size=batch_size, epochs=epochs, verbose=0)
-        if seed == seeds[0]:
-            online_s = time.perf_counter() - started
+        online_times.append(time.perf_counter() - started)
         online_acc.append(float(np.mean(np.argmax(student.predict(x_test.astype("float32"), verbose=0), -1) == y_test)))
 
     # the teacher's cost per sample against the student's, from batched inference
@@ -153,6 +151,7 @@ def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0
         model.predict(x.astype("float32"), batch_size=256, verbose=0)
         return time.perf_counter() - started
 
+    ours_s, online_s = median(ours_times), median(online_times)
     return {"kdcli_s": ours_s, "distiller_s": online_s, "speedup": online_s / ours_s,
             "kdcli_accuracy": float(np.mean(ours_acc)), "distiller_accuracy": float(np.mean(online_acc)),
             "kdcli_accuracies": ours_acc, "distiller_accuracies": online_acc, "seeds": list(seeds),
@@ -285,7 +284,7 @@ def markdown(results, machine):
         f"`soft-labels` + offline `distill` against `Distiller` with `LogitsDistillation(temperature=4, "
         f"loss=keras.losses.KLDivergence())` and `student_loss_weight=0.1`; same teacher, student "
         f"(`{d['student']}`), data, {d['epochs']} epochs, batch 64. The teacher costs {d['teacher_cost_ratio']:.1f}x "
-        f"the student per sample (batched inference). Times of seed {d['seeds'][0]}; accuracies averaged over seeds "
+        f"the student per sample (batched inference). Median times and mean accuracies over seeds "
         f"{d['seeds']} (kdcli: {', '.join(f'{100 * a:.2f}' for a in d['kdcli_accuracies'])}%; Distiller: "
         f"{', '.join(f'{100 * a:.2f}' for a in d['distiller_accuracies'])}%).",
         "",

@@ -6,7 +6,7 @@ can be called from Python too:
     import kdcli
     data = kdcli.load_data("digits")
     teacher = kdcli.build_model("cnn", data)
-    kdcli.train(teacher, data, epochs=20)
+    kdcli.train(teacher, data, epochs=40, lr_schedule="cosine", augment="shift")
 
 Importing `kdcli` is cheap: TensorFlow is imported only when a function that
 needs it is first used.

@@ -18,7 +18,8 @@ cnn, which treats its inputs as images anyway, `none` for anything else.
 from kdcli.errors import KdcliError
 
 AUGMENTS = ("none", "shift")
-NEEDS_TEACHER = "--augment needs the teacher's logits for each shifted copy: give --teacher, not --soft-labels"
+NEEDS_TEACHER = ("--augment needs the teacher's logits for each shifted copy: give the teacher (--teacher), "
+                 "not soft labels")
 
 
 def parse_augment(spec, allow_auto=False):
@@ -38,11 +39,16 @@ def parse_augment(spec, allow_auto=False):
 
 
 def teacher_augment(spec, arch, input_shape):
-    """Resolve `train-teacher --augment auto`: `shift` for the built-in cnn on images, else `none`."""
+    """Resolve `train-teacher --augment auto`: `shift` for the built-in cnn on images it can shift, else `none`."""
     parse_augment(spec, allow_auto=True)
-    if spec == "auto":
-        return "shift" if arch == "cnn" and len(input_shape) in (2, 3) else "none"
-    return spec
+    if spec != "auto":
+        return spec
+    if arch != "cnn":
+        return "none"
+    try:
+        return resolve_augment("shift", input_shape)
+    except KdcliError:  # not images kdcli can shift: only an explicit --augment shift is an error
+        return "none"
 
 
 def resolve_augment(spec, input_shape):
@@ -58,7 +64,8 @@ def resolve_augment(spec, input_shape):
     if kind == "none":
         return "none"
     shape = tuple(input_shape)
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] > shape[0]):
+    channels_first = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4)
+    if len(shape) not in (2, 3) or channels_first:
         raise KdcliError(
             f"--augment {spec} shifts images, shape (H, W) or (H, W, C) with channels last; the data has samples "
             f"of shape {shape}: use --augment none"

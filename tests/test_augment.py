@@ -5,7 +5,7 @@ import pytest
 
 import kdcli
 from kdcli._tf import keras, tf
-from kdcli.augment import make_augment, parse_augment, random_shift, resolve_augment
+from kdcli.augment import make_augment, parse_augment, random_shift, resolve_augment, teacher_augment
 from kdcli.errors import KdcliError
 from kdcli.training import distill, train
 
@@ -59,6 +59,12 @@ def test_specs_and_default_sizes():
         make_augment("shift:8", (8, 8))
     with pytest.raises(KdcliError, match="channels last"):
         make_augment("shift", (3, 32, 32))
+    assert resolve_augment("shift", (8, 8, 16)) == "shift:1"  # 16 channels, last
+    # auto shifts only what a cnn teacher can shift, and is never an error
+    assert teacher_augment("auto", "cnn", (28, 28)) == "shift:2"
+    assert teacher_augment("auto", "cnn", (3, 32, 32)) == teacher_augment("auto", "cnn", (1, 64)) == "none"
+    assert teacher_augment("auto", "mlp", (28, 28)) == "none"
+    assert teacher_augment("shift:3", "mlp", (28, 28)) == "shift:3"
     # equal augmentations are recorded alike, so --resume accepts either spelling
     assert resolve_augment("shift", (28, 28, 1)) == resolve_augment("shift:02", (28, 28, 1)) == "shift:2"
     assert resolve_augment(None, (64,)) == "none"
@@ -75,7 +81,7 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     kw = dict(temperature=2.0, alpha=1.0, epochs=1, learning_rate=1e-12)
     history = distill(student, data, teacher=teacher, augment="shift", **kw)
     assert history["loss"][0] < 1e-6
-    with pytest.raises(KdcliError, match="not --soft-labels"):
+    with pytest.raises(KdcliError, match="not soft labels"):
         distill(student, data, teacher_logits=np.zeros((len(data.train), 10), np.float32), augment="shift", **kw)
     # the same student against the teacher's logits for the unshifted inputs: the copies differ
     x_train = data.train.read(np.arange(len(data.train))).astype(np.float32)
@@ -143,7 +149,7 @@ def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
 
 def test_bad_augment_options_are_usage_or_data_errors(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--out", tmp_path / "s.keras")
-    assert r.exit_code == 2 and "give --teacher" in r.stderr
+    assert r.exit_code == 2 and "give the teacher (--teacher)" in r.stderr
     r = run_cli("train-teacher", "--augment", "rotate", "--out", tmp_path / "t.keras")
     assert r.exit_code == 2 and "auto, none, shift or shift:N" in r.stderr
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--augment", "auto", "--out", tmp_path / "s.keras")

@@ -7,6 +7,7 @@ resume and compare with an uninterrupted run.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -25,8 +26,10 @@ def kdcli_process(*args, fault=None):
     env.pop("KDCLI_FAULT", None)
     if fault:
         env["KDCLI_FAULT"] = fault
+    # A job started in the background (nohup, some CI runners) inherits SIGINT ignored, and Python
+    # then never raises KeyboardInterrupt: give the child the default Ctrl-C of a terminal.
     return subprocess.run([sys.executable, "-m", "kdcli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def distill_args(pipeline, out, epochs=3):
