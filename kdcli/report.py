@@ -5,9 +5,29 @@ is the report itself (schema `kdcli.evaluate/1`, see `kdcli.evaluate_models`).
 """
 
 import json
+from pathlib import PurePath
+
+# The columns of the split layout, for terminals too narrow for one table:
+# how good each model is, then how big and fast. Columns not named here go
+# with size and speed.
+ACCURACY_COLUMNS = ("accuracy", "top-5", "agreement", "Δ accuracy", "from scratch (gain)")
+
+# Wider than any terminal: measuring a table at this width gives its natural
+# width, the one at which Rich shrinks no column.
+_UNLIMITED = 10_000
 
 
-def _size(n):
+def format_size(n_bytes):
+    """A size in bytes for people to read, in binary units.
+
+    Args:
+        n_bytes: a number of bytes.
+
+    Returns:
+        The size as `B` (whole bytes), `KiB`, `MiB` or `GiB` (one decimal),
+        such as `512 B` or `1.5 MiB`.
+    """
+    n = n_bytes
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -19,19 +39,42 @@ def _ratio(value):
 
 
 def title(report):
+    """The report's title line: the data, its number of test samples and classes.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        The title as text.
+    """
     data = report["data"]
     return f"{data['spec']}: {data['n_test']} test samples, {data['num_classes']} classes"
 
 
 def footer(report):
-    """How latency was measured, so numbers from two machines are not confused."""
+    """How latency was measured, so numbers from two machines are not confused.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        The footer as one line of text.
+    """
     lat = report["latency"]
     return (f"latency: {lat['method']}; {lat['threads']} threads, TensorFlow {lat['tensorflow']}, "
             f"{lat['cpu_count']} CPUs ({lat['cpu']})")
 
 
 def rows(report):
-    """The header and the rows of text shared by the table and the Markdown."""
+    """The header and the rows of text shared by the table and the Markdown.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        `(header, body)`: the column names, and one list of cell texts per
+        model, its full path first.
+    """
     models = report["models"]
     top5 = any("top5_accuracy" in m for m in models)
     baseline = any("baseline_accuracy" in m for m in models)
@@ -47,7 +90,7 @@ def rows(report):
         body.append([
             m["path"], f"{100 * m['accuracy']:.1f}%",
             *([f"{100 * m['top5_accuracy']:.1f}%" if "top5_accuracy" in m else "—"] if top5 else []),
-            f"{m['params']:,}" if m["params"] is not None else "—", _size(m["size_bytes"]),
+            f"{m['params']:,}" if m["params"] is not None else "—", format_size(m["size_bytes"]),
             f"{m['latency_ms']:.3f}", f"{m['latency_p95_ms']:.3f}", f"{m['throughput']:,.0f}",
             f"{100 * m['agreement']:.1f}%", *ratios,
             *([_baseline(m)] if baseline else []),
@@ -61,22 +104,135 @@ def _baseline(m):
     return f"{100 * m['baseline_accuracy']:.1f}% ({m['distillation_gain_points']:+.1f} pts)"
 
 
-def table(report):
-    """A Rich table of an evaluation report."""
+def labels(report):
+    """Short names for the models: each file's name, or as few of the folders
+    above it as tell it apart from the others' (`a/student.keras`,
+    `b/student.keras`).
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        One label per model, in the report's order.
+    """
+    parts = [PurePath(m["path"]).parts for m in report["models"]]
+    depth = [1] * len(parts)
+
+    def label(i):
+        return PurePath(*parts[i][-depth[i]:]).as_posix() if parts[i] else ""
+
+    while True:
+        names = [label(i) for i in range(len(parts))]
+        # Lengthen only the labels that clash and still can; two copies of
+        # one path keep clashing, but then they name the same file anyway.
+        grow = [i for i, name in enumerate(names) if names.count(name) > 1 and depth[i] < len(parts[i])]
+        if not grow:
+            return names
+        for i in grow:
+            depth[i] += 1
+
+
+def _table(header, body, columns, model_names, **kwargs):
+    """A Rich table of the model column and the named columns.
+
+    The value columns never wrap, so a cell is shown whole or (when Rich must
+    shrink it) cut; `render` only prints tables that fit, so none is cut. The
+    model column may fold: a model name longer than the terminal is the one
+    thing that cannot be helped.
+    """
     from rich.table import Table
 
-    header, body = rows(report)
-    t = Table(title=title(report), caption=footer(report))
+    t = Table(**kwargs)
     t.add_column(header[0], overflow="fold")
-    for name in header[1:]:
+    index = [header.index(name) for name in columns]
+    for name in columns:
         t.add_column(name, justify="right", no_wrap=True)
-    for row in body:
-        t.add_row(*row)
+    for name, row in zip(model_names, body):
+        t.add_row(name, *(row[i] for i in index))
     return t
 
 
+def table(report):
+    """A Rich table of an evaluation report, every column, full model paths.
+
+    It fits wide terminals only; `render` prints a report at any width.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        A `rich.table.Table` with the title and the footer as caption.
+    """
+    header, body = rows(report)
+    return _table(header, body, header[1:], [row[0] for row in body], title=title(report), caption=footer(report))
+
+
+def _fits(console, renderable):
+    # Rich's measure clamps to the width it is given: measure without a limit
+    # to get the width at which nothing is shrunk.
+    width = console.measure(renderable, options=console.options.update_width(_UNLIMITED)).maximum
+    return width <= console.width
+
+
+def render(report, console):
+    """Print a report on a console of any width, cutting no value.
+
+    One table when it fits the console's width (as `table`, with short model
+    labels); otherwise one table for accuracy and one for size and speed, each
+    split further while too wide, each repeating the model column. Then a
+    legend of the labels that are not the full paths, then the footer; both
+    wrap to the width.
+
+    Args:
+        report: an `evaluate_models` report.
+        console: the `rich.console.Console` to print on.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    header, body = rows(report)
+    names = labels(report)
+    single = _table(header, body, header[1:], names, title=title(report))
+    if _fits(console, single):
+        console.print(single)
+    else:
+        console.print(Text(title(report), style="italic"))
+        accuracy = [name for name in header[1:] if name in ACCURACY_COLUMNS]
+        other = [name for name in header[1:] if name not in ACCURACY_COLUMNS]
+        for group_title, columns in (("accuracy", accuracy), ("size and speed", other)):
+            for i, part in enumerate(_split(console, header, body, names, columns)):
+                console.print(_table(header, body, part, names, title=group_title if i == 0 else None))
+    legend = [(name, m["path"]) for name, m in zip(names, report["models"]) if name != m["path"]]
+    if legend:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")  # a long path folds rather than being cut
+        for name, path in legend:
+            grid.add_row(name, path)
+        console.print(grid)
+    console.print(Text(footer(report), style="dim"))
+
+
+def _split(console, header, body, names, columns):
+    """The columns in order, in as few consecutive runs as fit one table each."""
+    parts = []
+    for name in columns:
+        if parts and _fits(console, _table(header, body, [*parts[-1], name], names)):
+            parts[-1].append(name)
+        else:
+            parts.append([name])  # a lone column too wide for the console still gets its table
+    return parts
+
+
 def markdown(report):
-    """The report as a Markdown table (for CI job summaries), with its footer and gates."""
+    """The report as a Markdown table (for CI job summaries), with its footer and gates.
+
+    Args:
+        report: an `evaluate_models` report, with `gates` when they were checked.
+
+    Returns:
+        The Markdown text, ending with a newline.
+    """
     header, body = rows(report)
     lines = [f"### {title(report)}", "", "| " + " | ".join(header) + " |",
              "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
@@ -90,37 +246,91 @@ def markdown(report):
 
 
 def to_json(report):
-    """The report as indented JSON text."""
+    """The report as indented JSON text.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        The JSON text.
+    """
     return json.dumps(report, indent=2)
 
 
-def plot(report, path):
-    """Draw accuracy against batch-1 latency, marker area by size on disk, to a PNG.
+def require_matplotlib():
+    """Refuse `--plot` at once, before any work, when matplotlib is not installed.
 
-    Needs matplotlib (`pip install 'kdcli[plot]'`).
+    Raises:
+        KdcliError: matplotlib is missing (exit code 4), with the command that installs it.
     """
-    from kdcli.artifacts import atomic_path
     from kdcli.errors import KdcliError
 
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         raise KdcliError("--plot needs matplotlib: pip install 'kdcli[plot]'") from None
+
+
+def figure(report):
+    """Accuracy against batch-1 latency, marker area by size on disk.
+
+    Each point is labelled with its model's label (as in `render`), on the
+    side facing the middle of the axes so that no label leaves the figure.
+
+    Args:
+        report: an `evaluate_models` report.
+
+    Returns:
+        A `matplotlib.figure.Figure` (drawn with Agg, outside pyplot).
+
+    Raises:
+        KdcliError: matplotlib is not installed.
+    """
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # A Figure with its own Agg canvas, not pyplot: no global backend to set,
+    # no figure to close.
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     models = report["models"]
     largest = max(m["size_bytes"] for m in models)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in models:
-        ax.scatter(m["latency_ms"], 100 * m["accuracy"], s=60 + 900 * m["size_bytes"] / largest, alpha=0.6)
-        ax.annotate(m["path"], (m["latency_ms"], 100 * m["accuracy"]), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8)
+    points = [(m["latency_ms"], 100 * m["accuracy"]) for m in models]
+    for m, point in zip(models, points):
+        ax.scatter(*point, s=60 + 900 * m["size_bytes"] / largest, alpha=0.6)
+    # Room for the large markers at the edges.
+    ax.margins(0.15)
     ax.set_xlabel("batch-1 latency, median (ms)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title(report) + " (marker area: size on disk)", fontsize=10)
     ax.grid(alpha=0.3)
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for name, (x, y) in zip(labels(report), points):
+        # A label grows away from the nearer edge: leftwards from a point in
+        # the right half, downwards from one in the top half.
+        right, top = x > (x0 + x1) / 2, y > (y0 + y1) / 2
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(-6 if right else 6, -6 if top else 6),
+                    ha="right" if right else "left", va="top" if top else "bottom", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(report, path):
+    """Draw `figure(report)` to a PNG file.
+
+    Needs matplotlib (`pip install 'kdcli[plot]'`).
+
+    Args:
+        report: an `evaluate_models` report.
+        path: the PNG file to write (atomically).
+
+    Raises:
+        KdcliError: matplotlib is not installed.
+    """
+    from kdcli.artifacts import atomic_path
+
+    fig = figure(report)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
