@@ -8,17 +8,31 @@ can be called from Python too:
     teacher = kdcli.build_model("cnn", data)
     kdcli.train(teacher, data, epochs=40, lr_schedule="cosine", augment="shift")
 
+The public API (see each function's docstring):
+
+- data: `load_data`, `Dataset`
+- models: `build_model`, `build_from_spec`, `shrink`, `logits_model`
+- training: `train`, `distill`, `predict_logits`
+- the loss: `distillation_loss`, `distillation_loss_per_sample`
+- files: `load_model`, `save_model`, `read_provenance`, `write_soft_labels`,
+  `read_soft_labels`
+- evaluation: `evaluate_models`
+- the four steps with files, as the CLI runs them: `kdcli.pipeline`
+- errors: `KdcliError` (an expected failure with its exit code), `UsageError`
+  (a bad option value, exit code 2)
+
 Importing `kdcli` is cheap: TensorFlow is imported only when a function that
 needs it is first used.
 """
 
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
 # Public name -> module that defines it, imported on first use.
 _EXPORTS = {
     "KdcliError": "kdcli.errors",
+    "UsageError": "kdcli.errors",
     "Dataset": "kdcli.data",
     "load_data": "kdcli.data",
     "distillation_loss": "kdcli.losses",
@@ -41,7 +55,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def __dir__():
+    # `dir(kdcli)` and `help(kdcli)` list the public API, not only what is imported yet.
+    return sorted({*globals(), *_EXPORTS})
+
+
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(_importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'kdcli' has no attribute {name!r}")

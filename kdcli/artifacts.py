@@ -38,9 +38,9 @@ def atomic_path(path):
     """
     path = Path(path)
     if path.is_dir():
-        raise KdcliError(f"{path}: is a directory; give a file path for --out")
+        raise KdcliError(f"{path}: is a directory; give a file path")
     if path.exists() and not path.is_file():
-        raise KdcliError(f"{path}: is not a regular file; give a file path for --out")
+        raise KdcliError(f"{path}: is not a regular file; give a file path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -70,20 +70,33 @@ def _umask():
     return mask
 
 
-def write_text(path, text):
+def write_text(path, text, append=False):
     """Write a text file (a report) atomically; a device, a pipe or a link to one
-    (`/dev/stdout`, `/dev/full`) is written directly."""
+    (`/dev/stdout`, `/dev/full`) is written directly.
+
+    Args:
+        path: the file.
+        text: what to write.
+        append: add `text` after what the file holds (the whole file is still
+            replaced atomically), as a CI job summary expects.
+    """
     path = Path(path)
     special = path.is_symlink() or (path.exists() and not path.is_file() and not path.is_dir())
     if special or str(path.resolve()).startswith(("/dev/", "/proc/")):
         try:
-            with open(path, "w") as f:
+            with open(path, "a" if append else "w") as f:
                 f.write(text)
         except OSError as e:
             raise KdcliError(f"{path}: cannot write ({e.strerror or e})") from e
         return path
+    try:
+        before = path.read_text() if append and path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise KdcliError(f"{path}: cannot append to it ({getattr(e, 'strerror', None) or e})") from e
+    if before and not before.endswith("\n"):
+        before += "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(before + text)
     return path
 
 
@@ -119,14 +132,43 @@ def _running_cli():
     return Path(sys.argv[0]).name in ("kdcli", "__main__.py")
 
 
-def check_output(path, suffix=None):
+def relative_to_artifact(path, artifact):
+    """`path` as recorded in the provenance of `artifact`: relative to the artifact's folder,
+    so that it resolves wherever that folder is read from (see `locate_recorded`)."""
+    return os.path.relpath(Path(path).absolute(), Path(artifact).absolute().parent)
+
+
+def locate_recorded(path, artifact):
+    """The file or folder that a path recorded in `artifact`'s provenance names, or None.
+
+    A relative path is looked for beside the artifact first (how kdcli records
+    paths), then from the current folder (how older artifacts recorded them).
+    """
+    path = Path(path)
+    candidates = [path] if path.is_absolute() else [Path(os.path.normpath(Path(artifact).parent / path)), path]
+    return next((str(c) for c in candidates if c.exists()), None)
+
+
+def rebase_recorded(path, source, artifact):
+    """A path recorded in the provenance of `source`, as `artifact`'s provenance records it."""
+    found = locate_recorded(path, source) or os.path.normpath(Path(source).parent / path)
+    return relative_to_artifact(found, artifact)
+
+
+def check_output(path, suffix=None, option="--out"):
     """Refuse an output path before any work is done: a wrong suffix, a directory,
-    or a folder that cannot be written."""
+    or a folder that cannot be written.
+
+    Args:
+        path: the output path.
+        suffix: the suffix it must have, if any.
+        option: the command-line option that gave it, named in the error.
+    """
     path = Path(path)
     if path.is_dir():
-        raise KdcliError(f"{path}: is a directory; give a file path for --out")
+        raise KdcliError(f"{path}: is a directory; give a file path for {option}")
     if suffix and path.suffix != suffix:
-        raise KdcliError(f"{path}: give a path ending in {suffix}")
+        raise KdcliError(f"{path}: give a path ending in {suffix} for {option}")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -15,11 +15,10 @@ The uncovered border is filled with zeros, before the model's normalisation.
 cnn, which treats its inputs as images anyway, `none` for anything else.
 """
 
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, UsageError
 
 AUGMENTS = ("none", "shift")
-NEEDS_TEACHER = ("--augment needs the teacher's logits for each shifted copy: give the teacher (--teacher), "
-                 "not soft labels")
+NEEDS_TEACHER = "--augment needs the teacher's logits for each shifted copy: give --teacher, without --soft-labels"
 
 
 def parse_augment(spec, allow_auto=False):
@@ -30,11 +29,11 @@ def parse_augment(spec, allow_auto=False):
     kind, colon, pixels = (spec or "none").partition(":")
     kinds = ("auto", *AUGMENTS) if allow_auto else AUGMENTS
     if kind not in kinds or (colon and kind != "shift"):
-        raise KdcliError(f"--augment must be {', '.join(kinds)} or shift:N, got {spec!r}")
+        raise UsageError(f"--augment must be {', '.join(kinds)} or shift:N, got {spec!r}")
     if not colon:
         return kind, None
     if not (pixels.isascii() and pixels.isdigit()) or int(pixels) < 1:
-        raise KdcliError(f"--augment shift:N needs a whole number of pixels N >= 1, got {spec!r}")
+        raise UsageError(f"--augment shift:N needs a whole number of pixels N >= 1, got {spec!r}")
     return kind, int(pixels)
 
 
@@ -73,7 +72,7 @@ def resolve_augment(spec, input_shape):
     size = min(shape[:2])
     pixels = pixels or max(1, round(size / 14))
     if pixels >= size:
-        raise KdcliError(f"--augment {spec}: a shift of {pixels} pixels does not fit images of {size} pixels")
+        raise UsageError(f"--augment {spec}: a shift of {pixels} pixels does not fit images of {size} pixels")
     return f"shift:{pixels}"
 
 

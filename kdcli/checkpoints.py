@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from kdcli.artifacts import atomic_path
-from kdcli.errors import KdcliError, first_line
+from kdcli.console import plural
+from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.faults import fault_point
 
 STATE = "state.json"
@@ -60,7 +61,9 @@ class Checkpoints:
                 raise ValueError("missing fields")
             return state
         except (OSError, ValueError) as e:
-            raise KdcliError(f"{path}: damaged checkpoint state ({e}); remove {self.directory} to start over") from e
+            raise KdcliError(
+                f"{path}: damaged checkpoint state ({e}); pass --restart instead of --resume to discard it and start over"
+            ) from e
 
     def restore(self):
         """Load the last good checkpoint; returns `(epochs_done, history)`, or `(0, None)` when there is none."""
@@ -72,14 +75,15 @@ class Checkpoints:
                              if self.config.get(k) != state.get("config", {}).get(k))
             raise KdcliError(
                 f"{self.directory}: the checkpoint was made by a different run (differs in {', '.join(changed)}); "
-                "run the same command, or remove the folder, or leave out --resume to start over"
+                "run the same command to continue it, or pass --restart instead of --resume to discard it"
             )
         prefix = self.directory / state["checkpoint"]
         try:
             self._checkpoint.read(str(prefix)).assert_existing_objects_matched()
         except Exception as e:  # TensorFlow raises OpError, ValueError, IndexError... for a damaged file
             raise KdcliError(
-                f"{prefix}: damaged checkpoint ({str(e).strip().splitlines()[0]}); remove {self.directory} to start over"
+                f"{prefix}: damaged checkpoint ({str(e).strip().splitlines()[0]}); pass --restart instead of --resume "
+                "to discard it and start over"
             ) from e
         return int(self.epoch.numpy()), state["history"]
 
@@ -128,6 +132,36 @@ def _checkpoint_epoch(name):
     TensorFlow's `ckpt-3_temp/`), or None for any other name."""
     found = re.fullmatch(r"ckpt-(\d+)(\.index|\.data-.*|_temp)", name)
     return int(found.group(1)) if found else None
+
+
+def claim_checkpoints(directory, resume=False, restart=False):
+    """Before a run that checkpoints in `directory`: never overwrite an earlier run's checkpoint silently.
+
+    An unfinished run's checkpoint (in `directory` or its run folders) is
+    continued with `resume`, discarded with `restart`, and otherwise refused
+    with a line that names both options.
+
+    Raises:
+        UsageError: a checkpoint is there and neither option was given, or both were.
+    """
+    if resume and restart:
+        raise UsageError("give --resume (continue the checkpoint) or --restart (discard it), not both")
+    directory = Path(directory)
+    states = [folder / STATE for folder in (directory, *(directory / name for name in RUN_FOLDERS))]
+    found = [state for state in states if state.is_file()]
+    if not found or resume:
+        return
+    if restart:
+        remove_checkpoints(directory)
+        return
+    try:
+        done = f" ({plural(json.loads(found[0].read_text())['epochs_done'], 'epoch')} done)"
+    except (OSError, ValueError, KeyError, TypeError):
+        done = ""
+    raise UsageError(
+        f"{directory} holds the checkpoint of an unfinished run{done}: pass --resume to continue it, "
+        "or --restart to discard it and start over"
+    )
 
 
 def remove_checkpoints(directory):

@@ -1,9 +1,10 @@
 """The `kdcli` command line: parses options and calls `kdcli.pipeline`.
 
 Conventions: the result (an artifact's path, a report) goes to stdout, talk
-to stderr; an expected error is one `error: ...` line and exit code 4 (bad
-input) or 3 (a failed gate); `--debug` shows tracebacks. TensorFlow is
-imported only inside commands, so `--help` answers at once.
+to stderr; an expected error is one `error: ...` line and its exit code (2 for
+a usage error, with a `try 'kdcli ... --help'` line; 3 for a failed gate; 4 for
+bad input); `--debug` shows tracebacks. TensorFlow is imported only inside
+commands, so `--help` answers at once.
 """
 
 import functools
@@ -14,18 +15,67 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
+from kdcli import __version__
 from kdcli.console import Reporter, stderr
-from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, KdcliError
+from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
+
+try:  # Typer 0.2x carries its own copy of Click
+    from typer._click import exceptions as click_errors
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - older Typer releases use Click itself
+    from click import exceptions as click_errors
+    from click import get_current_context
+
+
+class _Group(TyperGroup):
+    """Typer's command group, with Click's usage errors reported as kdcli reports every error:
+    one `error:` line, then one `try 'kdcli COMMAND --help'` line, exit code 2 (no box)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError:
+            code = EXIT_USAGE  # Typer has printed the help
+        except click_errors.ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            _usage_error(e.format_message(), ctx.command_path if ctx else "kdcli")
+            code = EXIT_USAGE
+        except typer.Abort:
+            _error_line("aborted")
+            code = EXIT_INTERNAL
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="kdcli",
     help="Compress trained Keras models by knowledge distillation.",
+    cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value):
+    if value:
+        typer.echo(f"kdcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print kdcli's version and exit.")] = None,
+):
+    """Compress trained Keras models by knowledge distillation."""
+
+
+# The width of `evaluate`'s table when stdout is not a terminal (a file, a CI log).
+LOG_WIDTH = 150
 
 
 def _choices(name, *values):
@@ -107,6 +157,9 @@ CheckpointDir = Annotated[
     Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
+Restart = Annotated[bool, typer.Option(
+    "--restart", help="Discard the checkpoint of an unfinished run and start over (without --resume or --restart, "
+                      "a checkpoint found is refused).")]
 MixedPrecision = Annotated[
     Precision, typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
 ]
@@ -147,12 +200,26 @@ def command(name, register_with=None):
 def _fail(message, code, debug):
     if debug:
         traceback.print_exc(file=sys.stderr)
-    _error_line(message)
+    if code == EXIT_USAGE:
+        ctx = get_current_context(silent=True)
+        _usage_error(message, ctx.command_path if ctx else "kdcli")
+    else:
+        _error_line(message)
     raise typer.Exit(code)
 
 
 def _error_line(message):
+    """The one line of an expected error, on stderr."""
+    message = " ".join(message.split())  # one line, whatever the message holds
     stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _usage_error(message, command_path):
+    """A usage error: the `error:` line, then where to read about the options."""
+    if message[:1].isupper() and message[1:2].islower():  # Click's "Invalid value..." reads as ours
+        message = message[0].lower() + message[1:]
+    _error_line(message)
+    stderr.print(f"try '{command_path} --help'", markup=False, highlight=False, soft_wrap=True)
 
 
 def _data_options(val_split, image_size, color_mode):
@@ -189,6 +256,7 @@ def train_teacher(
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
+    restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = Schedule.cosine,
@@ -204,7 +272,7 @@ def train_teacher(
         data, out, arch=str(model) if model else arch, width=width, depth=depth, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
-        checkpoint_dir=checkpoint_dir, resume=resume, mixed_precision=mixed_precision.value,
+        checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, mixed_precision=mixed_precision.value,
         strategy=strategy.value, lr_schedule=lr_schedule.value, augment=augment,
     )
     _result(path)
@@ -236,11 +304,12 @@ def soft_labels(
     if ctx.invoked_subcommand:
         return
     if teacher is None:
-        raise typer.BadParameter("Missing option '--teacher'.", param_hint="--teacher")
+        raise UsageError("give the teacher whose logits to write: --teacher model.keras")
+    if split != "train":
+        raise UsageError(f"--split {split}: soft labels are for the training split only (--split train); "
+                         "distilling on test-set labels would leak the evaluation data")
     from kdcli import pipeline
 
-    if split != "train":
-        raise KdcliError("--split must be 'train': distilling on test-set labels would leak the evaluation data")
     _result(pipeline.make_soft_labels(
         teacher, data, out, batch_size, dtype.value, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
         top_k, _shard(shard),
@@ -275,7 +344,9 @@ def merge(
 @command("distill")
 def distill(
     soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (the teacher never runs).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option(help="A teacher .keras file; alone, it is all distill needs (one shot).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(
+        help="A teacher .keras file; alone, it is all distill needs (one shot). With --soft-labels, their teacher, "
+             "used only to derive a shrink:F student.")] = None,
     data: Data = None,
     student: Annotated[Optional[str], typer.Option(
         help="mlp, cnn, shrink:F (the teacher with every width scaled by F) or a .keras architecture; "
@@ -300,6 +371,7 @@ def distill(
              "else student.keras).")] = None,
     checkpoint_dir: CheckpointDir = None,
     resume: Resume = False,
+    restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = Schedule.constant,
@@ -310,20 +382,12 @@ def distill(
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
-    from kdcli.augment import NEEDS_TEACHER, parse_augment
-
-    if (soft_labels is None) == (teacher is None):
-        raise typer.BadParameter("give either --soft-labels or --teacher (not both)", param_hint="--soft-labels")
-    if online and teacher is None:
-        raise typer.BadParameter("--online runs the teacher on every batch: give --teacher", param_hint="--online")
-    if parse_augment(augment)[0] != "none" and teacher is None:
-        raise typer.BadParameter(NEEDS_TEACHER.removeprefix("--augment "), param_hint="--augment")
 
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
         temperature=temperature, alpha=alpha, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         seed=seed, online=online, baseline=baseline, data_options=_data_options(val_split, image_size, color_mode),
-        unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume,
+        unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
         mixed_precision=mixed_precision.value, strategy=strategy.value, lr_schedule=lr_schedule.value,
         augment=augment,
     )
@@ -335,8 +399,11 @@ def evaluate(
     models: Annotated[list[Path], typer.Argument(help="Models (.keras or .tflite) to compare; the first is the reference.")],
     data: Data = None,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the report as JSON to PATH, or to stdout with '-'.")] = None,
-    markdown: Annotated[Optional[Path], typer.Option(help="Write the report as Markdown (for CI job summaries).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Draw accuracy against latency to a PNG (needs kdcli[plot]).")] = None,
+    markdown: Annotated[Optional[str], typer.Option(help="Write the report as Markdown (for CI job summaries).")] = None,
+    append: Annotated[bool, typer.Option(
+        "--append", help="Add the Markdown report to the end of the --markdown file instead of replacing it "
+                         "(as $GITHUB_STEP_SUMMARY expects).")] = False,
+    plot: Annotated[Optional[str], typer.Option(help="Draw accuracy against latency to a PNG (needs: pip install 'kdcli\\[plot]').")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: fail (exit 3) if any model's accuracy is below this fraction, e.g. 0.9.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option(min=0.0, help="Gate: fail (exit 3) if a model loses more than these percentage points against the first.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when computing accuracy.")] = 256,
@@ -352,28 +419,36 @@ def evaluate(
     from rich.console import Console
 
     from kdcli import pipeline, report
-    from kdcli.artifacts import write_text
+    from kdcli.artifacts import check_output, write_text
     from kdcli.errors import EXIT_GATE_FAILED
-    from kdcli.evaluation import check_gates, describe_failure
 
-    from kdcli.artifacts import check_output
-
-    for path, suffix in ((json_out if json_out != "-" else None, None), (markdown, None), (plot, ".png")):
-        if path and not str(path).startswith("/dev/"):
-            check_output(path, suffix)
+    # Every output and optional dependency is checked before the (long) evaluation.
+    for option, path, suffix in (("--json", json_out, None), ("--markdown", markdown, None), ("--plot", plot, ".png")):
+        if path is not None and not path.strip():
+            raise UsageError(f"{option}: the path is empty (an unset variable?); give a file path")
+        if path and path != "-" and not path.startswith("/dev/"):
+            check_output(path, suffix, option)
+    if markdown == "-" or plot == "-":
+        raise UsageError(f"{'--markdown' if markdown == '-' else '--plot'}: '-' (stdout) is for --json; give a file path")
+    if append and not markdown:
+        raise UsageError("--append adds the report to the --markdown file: give --markdown PATH")
+    if plot:
+        report.require_matplotlib()
     result = pipeline.evaluate(
         models, data, batch_size, latency_runs, _data_options(val_split, image_size, color_mode), unsafe
     )
+    from kdcli.evaluation import check_gates, describe_failure
+
     failed = check_gates(result, min_accuracy, max_accuracy_drop)
     if json_out == "-":
         typer.echo(report.to_json(result))
     else:
-        # A report piped to a file or a CI log is read later: don't squeeze it into 80 columns.
-        Console(width=None if sys.stdout.isatty() else 150).print(report.table(result))
+        # A terminal gets a layout that fits it; a file or a CI log, a fixed width read later.
+        report.render(result, Console(width=None if sys.stdout.isatty() else LOG_WIDTH))
         if json_out:
             write_text(json_out, report.to_json(result) + "\n")
     if markdown:
-        write_text(markdown, report.markdown(result))
+        write_text(markdown, report.markdown(result), append=append)
     if plot:
         report.plot(result, plot)
     for gate in failed:
@@ -428,8 +503,8 @@ def info(
 
 
 def main():
-    """Entry point of the `kdcli` console script."""
-    app()
+    """Entry point of the `kdcli` console script and of `python -m kdcli`."""
+    app(prog_name="kdcli")  # the same name, help and completion script however it was started
 
 
 if __name__ == "__main__":

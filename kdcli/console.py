@@ -23,15 +23,17 @@ class Reporter:
 
     def progress(self, description):
         """A progress object for the training loop and batched inference."""
-        return _Bar(description, enabled=not self.quiet and stderr.is_terminal)
+        return _Bar(description, enabled=not self.quiet and stderr.is_terminal, reporter=self)
 
 
 class _Bar:
-    """A Rich progress bar with the `start/advance/stop` protocol of `kdcli.train`."""
+    """A Rich progress bar with the `start/advance/stop` protocol of `kdcli.train`,
+    and `say` for a line of talk (such as where a resumed run continues)."""
 
-    def __init__(self, description, enabled):
+    def __init__(self, description, enabled, reporter):
         self.description = description
         self.enabled = enabled
+        self.say = reporter.say
         self._progress = None
 
     def start(self, total):
@@ -55,3 +57,8 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def plural(count, word):
+    """`1 epoch`, `2 epochs`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

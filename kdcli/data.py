@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.errors import KdcliError, first_line as _first_line
+from kdcli.artifacts import rebase_recorded, relative_to_artifact
+from kdcli.errors import KdcliError, UsageError, first_line as _first_line
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 KNOWN_NAMES = ("digits", *KERAS_DATASETS)
@@ -359,10 +360,16 @@ class Dataset:
             )
         self.num_classes = num_classes
 
-    def describe(self):
-        """A dict for provenance: what the data was and how it looked."""
+    def describe(self, artifact=None):
+        """A dict for provenance: what the data was and how it looked.
+
+        Args:
+            artifact: the file whose provenance records it: a data path is then
+                recorded relative to that file's folder, so that later steps
+                find it from any folder (see `kdcli.artifacts.locate_recorded`).
+        """
         described = {
-            "spec": self.spec,
+            "spec": relative_to_artifact(self.spec, artifact) if artifact and self.spec not in KNOWN_NAMES else self.spec,
             "options": dict(self.options),
             "fingerprint": self.fingerprint,
             "n_train": len(self.train),
@@ -373,6 +380,13 @@ class Dataset:
         if self.class_names:
             described["class_names"] = list(self.class_names)
         return described
+
+
+def rebase_data_record(record, source, artifact):
+    """A data record (`Dataset.describe`) from the provenance of `source`, for that of `artifact`."""
+    if not record or record["spec"] in KNOWN_NAMES:
+        return record
+    return {**record, "spec": rebase_recorded(record["spec"], source, artifact)}
 
 
 def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
@@ -405,7 +419,7 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     """
     spec = str(spec)
     if not 0 < val_split < 1:
-        raise KdcliError(f"--val-split must be between 0 and 1, got {val_split}")
+        raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
     options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode}
     if spec == "digits":
         with resources.as_file(resources.files("kdcli") / "samples" / "digits.npz") as path:
@@ -610,7 +624,7 @@ def _image_geometry(first, image_size, color_mode):
     elif color_mode in modes:
         channels = modes[color_mode]
     else:
-        raise KdcliError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
+        raise UsageError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
     return tuple(image_size) if image_size else native_size, channels
 
 

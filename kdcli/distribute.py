@@ -13,7 +13,7 @@ logical devices (see `kdcli._tf`), so `mirrored` has replicas to mirror on.
 import json
 import os
 
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, UsageError
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 
@@ -28,7 +28,7 @@ def make_strategy(name="default"):
     from kdcli._tf import tf
 
     if name not in STRATEGIES:
-        raise KdcliError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "multi-worker":  # first: it must be made before anything starts TensorFlow's runtime
         return _multi_worker(tf)
     gpus = tf.config.list_logical_devices("GPU")
@@ -43,7 +43,7 @@ def make_strategy(name="default"):
 def _multi_worker(tf):
     config = os.environ.get("TF_CONFIG")
     if not config:
-        raise KdcliError("--strategy multi-worker needs the TF_CONFIG environment variable (cluster and task)")
+        raise UsageError("--strategy multi-worker needs the TF_CONFIG environment variable (cluster and task)")
     try:
         json.loads(config)["cluster"]
     except (ValueError, KeyError, TypeError) as e:

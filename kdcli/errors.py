@@ -22,6 +22,17 @@ class KdcliError(Exception):
         self.exit_code = exit_code
 
 
+class UsageError(KdcliError):
+    """A bad option value, found by the library: exit code 2, like Click's usage errors.
+
+    Args:
+        message: one line that names the option, says what was given and what is expected.
+    """
+
+    def __init__(self, message):
+        super().__init__(message, EXIT_USAGE)
+
+
 def first_line(error):
     """The first line of an exception's message (or its type's name): for one-line errors."""
     text = str(error).strip()

@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from kdcli._tf import native_output_silenced, tf
-from kdcli.artifacts import atomic_path, check_output, load_model, provenance, read_provenance, sha256_file
-from kdcli.errors import KdcliError, first_line
+from kdcli.artifacts import (
+    atomic_path, check_output, load_model, provenance, read_provenance, relative_to_artifact, sha256_file,
+)
+from kdcli.data import rebase_data_record
+from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.models import count_params, logits_model
 
 FORMATS = ("tflite", "saved_model")
@@ -45,21 +48,21 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         >>> export_model("student.keras", "student-int8.tflite", quantize="int8", data=load_data("digits"))
     """
     if format not in FORMATS:
-        raise KdcliError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if quantize not in QUANTIZATIONS:
-        raise KdcliError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+        raise UsageError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
     if format == "saved_model" and quantize != "none":
-        raise KdcliError("--quantize applies to --format tflite; a SavedModel keeps float32 weights")
+        raise UsageError("--quantize applies to --format tflite; a SavedModel keeps float32 weights")
     if quantize == "int8" and data is None:
-        raise KdcliError("--quantize int8 calibrates on real samples: give --data")
+        raise UsageError("--quantize int8 calibrates on real samples: give --data")
     out = check_export_output(out, format)
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
     record = provenance(
-        "export", source=str(model_path), source_sha256=sha256_file(model_path), format=format,
+        "export", source=relative_to_artifact(model_path, out), source_sha256=sha256_file(model_path), format=format,
         quantize=quantize, params=params, trainable_params=trainable,
-        data=(read_provenance(model_path) or {}).get("data"),
-        calibration=data.describe() if quantize == "int8" else None,
+        data=rebase_data_record((read_provenance(model_path) or {}).get("data"), model_path, out),
+        calibration=data.describe(out) if quantize == "int8" else None,
     )
     try:
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:

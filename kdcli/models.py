@@ -6,12 +6,13 @@ the same answers in `evaluate`, in an export and in a user's own
 `model.predict`. They end in logits, with no softmax.
 """
 
+import contextlib
 from pathlib import Path
 
 from kdcli._tf import keras
-from kdcli.errors import KdcliError, first_line as _first_line
+from kdcli.errors import KdcliError, UsageError, first_line as _first_line
+from kdcli.specs import ARCHS, check_shrink_factor, parse_spec
 
-ARCHS = ("mlp", "cnn")
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
 # (width, depth) by role. mlp: `depth` hidden Dense layers of `width` units.
@@ -41,12 +42,12 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
         >>> teacher = build_model("cnn", load_data("digits"))
     """
     if arch not in ARCHS:
-        raise KdcliError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+        raise UsageError(f"--arch {arch!r}: unknown architecture; give {' or '.join(ARCHS)}")
     default_width, default_depth = DEFAULTS[role][arch]
     width = default_width if width is None else width
     depth = default_depth if depth is None else depth
     if width < 1 or depth < 0 or (arch == "cnn" and depth < 1):
-        raise KdcliError(f"--width must be at least 1 and --depth at least {1 if arch == 'cnn' else 0}")
+        raise UsageError(f"--width must be at least 1 and --depth at least {1 if arch == 'cnn' else 0}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     shape = data.input_shape
@@ -121,34 +122,47 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
     if mixed_precision in (None, "off"):
         return model
     if mixed_precision != "bf16":
-        raise KdcliError(f"--mixed-precision must be bf16 or off, got {mixed_precision!r}")
-    return with_dtype_policy(model, "mixed_bfloat16")
+        raise UsageError(f"--mixed-precision must be bf16 or off, got {mixed_precision!r}")
+    with code_allowed(unsafe):
+        return with_dtype_policy(model, "mixed_bfloat16")
 
 
 def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
-    if spec.startswith("shrink:"):
-        try:
-            factor = float(spec.split(":", 1)[1])
-        except ValueError:
-            raise KdcliError(f"--student {spec!r}: the shrink factor must be a number, like shrink:0.25") from None
+    kind, value = parse_spec(spec, role)
+    if kind == "shrink":
         if teacher is None:
-            raise KdcliError(f"--student {spec} derives the student from the teacher: give --teacher")
-        model = logits_model(shrink(teacher, factor, seed))
+            raise UsageError(f"--student {spec} derives the student from the teacher: give --teacher")
+        model = logits_model(shrink(teacher, value, seed, unsafe=unsafe))
         check_compatible(model, data, spec)
         return model
-    if spec in ARCHS:
+    if kind == "builtin":
         return build_model(spec, data, width, depth, role=role, seed=seed)
-    if spec.endswith(".keras"):
-        from kdcli.artifacts import load_model
+    from kdcli.artifacts import load_model
 
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        model = keras.models.clone_model(load_model(spec, unsafe=unsafe))
-        check_compatible(model, data, Path(spec).name)
-        return logits_model(model)
-    raise KdcliError(
-        f"unknown {role} {spec!r}: give one of {', '.join(ARCHS)}, shrink:F or a path to a .keras architecture"
-    )
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    loaded = load_model(spec, unsafe=unsafe)
+    with code_allowed(unsafe):  # cloning deserialises the model again
+        model = keras.models.clone_model(loaded)
+    check_compatible(model, data, Path(spec).name)
+    return logits_model(model)
+
+
+@contextlib.contextmanager
+def code_allowed(unsafe):
+    """Let Keras deserialise code (`Lambda` layers) inside the block when `unsafe`.
+
+    Cloning or rebuilding a model deserialises it again, in safe mode unless
+    told otherwise: a model loaded with `--unsafe` must be rebuilt the same way.
+    """
+    if not unsafe:
+        yield
+        return
+    # Keras exports no scope for this, only a global switch; this is the one it uses itself.
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(False):
+        yield
 
 
 def with_dtype_policy(model, policy):
@@ -281,7 +295,7 @@ _PASS_THROUGH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "Dropout",
 _COPIED = {"Normalization", "Rescaling"}
 
 
-def shrink(model, factor, seed=None):
+def shrink(model, factor, seed=None, unsafe=False):
     """Derive an untrained student from a model by scaling its widths.
 
     Every `Dense` layer's `units` and every convolution's `filters` is
@@ -294,6 +308,7 @@ def shrink(model, factor, seed=None):
         model: the teacher (its weights are not used, but for normalisation).
         factor: the width multiplier, in (0, 1] to shrink.
         seed: seed of the student's weight initialisation.
+        unsafe: the teacher was loaded with `--unsafe` (it may hold code).
 
     Returns:
         A new, untrained `keras.Model` (a softmax output is kept as is;
@@ -306,8 +321,7 @@ def shrink(model, factor, seed=None):
     Example:
         >>> student = shrink(teacher, 0.25)   # about 1/16 of the parameters
     """
-    if not 0 < factor:
-        raise KdcliError(f"shrink factor must be positive, got {factor}")
+    check_shrink_factor(factor)
     if not isinstance(model, (keras.Sequential, keras.Model)) or type(model).__name__ not in ("Sequential", "Functional"):
         raise KdcliError(
             f"shrink works on Sequential and Functional models, not a subclassed {type(model).__name__}; "
@@ -328,7 +342,8 @@ def shrink(model, factor, seed=None):
     if seed is not None:
         keras.utils.set_random_seed(seed)
     try:
-        return _rebuild(model, scale, copy=lambda layer: layer.__class__.__name__ in _COPIED)
+        with code_allowed(unsafe):
+            return _rebuild(model, scale, copy=lambda layer: layer.__class__.__name__ in _COPIED)
     except (ValueError, TypeError) as e:
         raise KdcliError(
             f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"

@@ -13,13 +13,18 @@ line does:
 
 from pathlib import Path
 
-from kdcli.artifacts import check_output, load_model, provenance, read_provenance, save_model, sha256_file
+from kdcli.artifacts import (
+    check_output, load_model, locate_recorded, provenance, read_provenance, rebase_recorded, relative_to_artifact,
+    save_model, sha256_file,
+)
 from kdcli.augment import NEEDS_TEACHER, parse_augment, resolve_augment, teacher_augment
-from kdcli.checkpoints import remove_checkpoints
-from kdcli.console import Reporter
-from kdcli.data import Dataset, load_data
+from kdcli.checkpoints import claim_checkpoints, remove_checkpoints
+from kdcli.console import Reporter, plural
+from kdcli.data import KNOWN_NAMES, Dataset, load_data, rebase_data_record
 from kdcli.distribute import is_chief, make_strategy
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, UsageError
+from kdcli.report import format_size
+from kdcli.specs import parse_spec
 
 
 def require_file(path, what):
@@ -41,20 +46,35 @@ def resolve_data(data, options=None, *recorded_in):
     """
     if isinstance(data, Dataset):
         return data
-    recorded = None
+    recorded = source = None
     for path in recorded_in:
         record = read_provenance(path)
         if record and record.get("data"):
-            recorded = record["data"]
+            recorded, source = record["data"], path
             break
+    located = None
+    if recorded is not None:
+        spec = recorded["spec"]
+        located = spec if spec in KNOWN_NAMES else locate_recorded(spec, source)
     if data is None:
         if recorded is None:
-            raise KdcliError("no --data given and none is recorded in the input files; pass --data")
-        data = recorded["spec"]
+            raise UsageError("no --data given and none is recorded in the input files; pass --data")
+        if located is None:
+            raise KdcliError(
+                f"{spec}: no such data (the path recorded in the provenance of {source}, looked for beside it "
+                "and in the current folder); pass --data"
+            )
+        data = located
     options = {k: v for k, v in (options or {}).items() if v is not None}
-    if recorded is not None and recorded["spec"] == str(data):
+    if located is not None and _same_data(str(data), located):
         options = {**recorded.get("options", {}), **options}
     return load_data(data, **{k: v for k, v in options.items() if v is not None})
+
+
+def _same_data(a, b):
+    if a in KNOWN_NAMES or b in KNOWN_NAMES:
+        return a == b
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def default_checkpoint_dir(out):
@@ -84,7 +104,7 @@ def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=40, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="cosine",
-    augment="auto",
+    augment="auto", restart=False,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -98,6 +118,8 @@ def train_teacher(
         checkpoint_dir: where the per-epoch checkpoints go (default: beside
             `out`, see `default_checkpoint_dir`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
+        restart: discard a checkpoint found there and start over (without
+            `resume` or `restart`, a checkpoint found there is refused).
         mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
         strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
@@ -110,17 +132,20 @@ def train_teacher(
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
     """
-    from kdcli.models import build_from_spec
+    reporter = reporter or Reporter(quiet=True)
+    if parse_spec(arch, "teacher")[0] == "file":
+        require_file(arch, "model file")
+    check_output(out, ".keras")
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
+    claim_checkpoints(checkpoint_dir, resume, restart)
+    from kdcli.models import build_from_spec  # TensorFlow: once the options and files are known to be right
     from kdcli.training import train
 
-    reporter = reporter or Reporter(quiet=True)
-    check_output(out, ".keras")
     data = resolve_data(data, data_options)
     augment = resolve_augment(teacher_augment(augment, arch, data.input_shape), data.input_shape)  # before any work
     strategy_name, strategy = strategy, make_strategy(strategy)
     with strategy.scope():
         model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     history = train(
         model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
         checkpoint_dir, resume, {"arch": arch}, strategy, lr_schedule, augment,
@@ -132,10 +157,10 @@ def train_teacher(
              "augment": augment, "replicas": strategy.num_replicas_in_sync}
     if not is_chief(strategy):
         return Path(out), metrics
-    save_model(model, out, provenance("teacher", data=data.describe(), hyperparameters=hyper, metrics=metrics))
+    save_model(model, out, provenance("teacher", data=data.describe(out), hyperparameters=hyper, metrics=metrics))
     remove_checkpoints(checkpoint_dir)
     reporter.say(
-        f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {epochs} epochs "
+        f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {plural(epochs, 'epoch')} "
         f"({history['seconds']:.1f} s)"
     )
     return Path(out), metrics
@@ -153,17 +178,17 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
     Returns:
         The path written.
     """
-    from kdcli.soft_labels import shard_rows, write_soft_labels
-    from kdcli.training import iter_logits
-
     reporter = reporter or Reporter(quiet=True)
     require_file(teacher, "model file")
     check_output(out, ".h5")
+    from kdcli.soft_labels import shard_rows, write_soft_labels
+    from kdcli.training import iter_logits
+
     data = resolve_data(data, data_options, teacher)
     model = load_teacher(teacher, data, unsafe)
     teacher_sha = sha256_file(teacher)
     record = provenance(
-        "soft-labels", data=data.describe(), teacher=str(Path(teacher).resolve()), teacher_sha256=teacher_sha,
+        "soft-labels", data=data.describe(out), teacher=relative_to_artifact(teacher, out), teacher_sha256=teacher_sha,
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
     split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
@@ -172,7 +197,7 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
         out, batches, len(data.train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k, shard
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
-    reporter.say(f"soft labels: {len(split)} x {kept} logits ({dtype}, {Path(out).stat().st_size / 1024:.1f} KiB)")
+    reporter.say(f"soft labels: {len(split)} x {kept} logits ({dtype}, {format_size(Path(out).stat().st_size)})")
     return Path(out)
 
 
@@ -185,8 +210,13 @@ def merge_soft_labels(parts, out, reporter=None):
         require_file(part, "soft-label part")
     check_output(out, ".h5")
     first = read_provenance(parts[0]) or {}
-    record = provenance("soft-labels", **{k: first.get(k) for k in ("data", "teacher", "teacher_sha256", "hyperparameters")},
-                        merged_from=[str(p) for p in parts])
+    # Paths in a part's provenance are relative to the part's folder; the merged file's, to its own.
+    record = provenance(
+        "soft-labels", data=rebase_data_record(first.get("data"), parts[0], out),
+        teacher=rebase_recorded(first["teacher"], parts[0], out) if first.get("teacher") else None,
+        teacher_sha256=first.get("teacher_sha256"), hyperparameters=first.get("hyperparameters"),
+        merged_from=[relative_to_artifact(p, out) for p in parts],
+    )
     merge(parts, out, record)
     reporter.say(f"soft labels: merged {len(parts)} parts")
     return Path(out)
@@ -203,7 +233,7 @@ def distill_student(
     temperature=4.0, alpha=0.9, epochs=None, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
-    augment="none",
+    augment="none", restart=False,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -214,7 +244,10 @@ def distill_student(
             `T.student.keras` beside a teacher `T.keras`.
         soft_labels: a soft-label `.h5` file (the teacher never runs).
         teacher: a teacher `.keras` file. Its logits for the training split
-            are computed once, in memory, unless `online`.
+            are computed once, in memory, unless `online`. With
+            `soft_labels` too, it must be the teacher they were made with
+            (checked by sha256): it is then used only to derive a `shrink:F`
+            student and to report its accuracy.
         student: `mlp`, `cnn`, `shrink:F` or a `.keras` architecture; by
             default `shrink:0.25` with a teacher, `mlp` with soft labels.
         temperature, alpha: the distillation loss's `T` and KD weight.
@@ -227,6 +260,8 @@ def distill_student(
         checkpoint_dir: where the per-epoch checkpoints go (default: beside
             `out`); removed once `out` is written.
         resume: continue from the last good checkpoint there.
+        restart: discard a checkpoint found there and start over (without
+            `resume` or `restart`, a checkpoint found there is refused).
         mixed_precision: `bf16` to train in bfloat16 (float32 weights and logits).
         strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
             `kdcli.distribute`); `batch_size` is per replica. In a multi-worker
@@ -242,20 +277,27 @@ def distill_student(
         teacher's `teacher_test_accuracy` when it was loaded, and with
         `baseline` the `baseline_test_accuracy` and `distillation_gain_points`.
     """
-    from kdcli.models import build_from_spec, count_params
+    if soft_labels is None and teacher is None:
+        raise UsageError("give --teacher (a .keras model) or --soft-labels (a file from kdcli soft-labels)")
+    if online and (teacher is None or soft_labels is not None):
+        raise UsageError("--online runs the teacher on every batch: give --teacher, without --soft-labels")
+    if parse_augment(augment)[0] != "none" and (teacher is None or soft_labels is not None):
+        raise UsageError(NEEDS_TEACHER)
+    reporter = reporter or Reporter(quiet=True)
+    student = student or ("mlp" if soft_labels else "shrink:0.25")
+    student_kind, _ = parse_spec(student, "student")
+    for path, what in ((soft_labels, "soft-label file"), (teacher, "model file"),
+                       (student if student_kind == "file" else None, "model file")):
+        if path is not None:
+            require_file(path, what)
+    out = check_output(out or (default_student_path(teacher) if teacher and not soft_labels else "student.keras"),
+                       ".keras")
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
+    claim_checkpoints(checkpoint_dir, resume, restart)
+    from kdcli.models import build_from_spec, count_params  # TensorFlow: once the options and files are right
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
 
-    if (soft_labels is None) == (teacher is None):
-        raise KdcliError("give either --soft-labels or --teacher")
-    if online and teacher is None:
-        raise KdcliError("--online runs the teacher on every batch: give --teacher")
-    if parse_augment(augment)[0] != "none" and teacher is None:
-        raise KdcliError(NEEDS_TEACHER)
-    reporter = reporter or Reporter(quiet=True)
-    require_file(soft_labels or teacher, "soft-label file" if soft_labels else "model file")
-    student = student or ("mlp" if soft_labels else "shrink:0.25")
-    out = check_output(out or (default_student_path(teacher) if teacher else "student.keras"), ".keras")
     data = resolve_data(data, data_options, soft_labels or teacher)
     augment = resolve_augment(augment, data.input_shape)
     online = online or augment != "none"
@@ -268,7 +310,9 @@ def distill_student(
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
         teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], open_teacher_logits(soft_labels)
-        if student.startswith("shrink:"):
+        if teacher is not None:
+            _check_teacher_of(soft_labels, teacher, teacher_sha)
+        elif student_kind == "shrink":
             teacher = _recorded_teacher(soft_labels, teacher_sha)
     else:
         teacher_sha = sha256_file(teacher)
@@ -281,7 +325,6 @@ def distill_student(
         return build_from_spec(student, data, "student", width, depth, seed, unsafe, teacher=teacher_model,
                                mixed_precision=mixed_precision)
 
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
     with strategy.scope():
         model = build()
     history = distill(
@@ -308,8 +351,9 @@ def distill_student(
              "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
              "augment": augment, "replicas": strategy.num_replicas_in_sync}
     record = provenance(
-        "student", data=data.describe(), teacher_sha256=teacher_sha,
-        soft_labels=str(soft_labels) if soft_labels else None, teacher=str(teacher) if teacher else None,
+        "student", data=data.describe(out), teacher_sha256=teacher_sha,
+        soft_labels=relative_to_artifact(soft_labels, out) if soft_labels else None,
+        teacher=relative_to_artifact(teacher, out) if teacher else None,
         hyperparameters=hyper, metrics=metrics,
     )
     if not is_chief(strategy):
@@ -322,22 +366,30 @@ def distill_student(
 
 def _recorded_teacher(soft_labels, teacher_sha):
     """The teacher named in a soft-label file's provenance, checked by its sha256."""
-    record = read_provenance(soft_labels) or {}
-    path = record.get("teacher")
-    if path and not Path(path).is_absolute():  # made by another kdcli: relative to the soft labels' folder
-        path = str(Path(soft_labels).parent / path)
+    recorded = (read_provenance(soft_labels) or {}).get("teacher")
+    path = locate_recorded(recorded, soft_labels) if recorded else None
     if not path or not Path(path).is_file() or sha256_file(path) != teacher_sha:
         raise KdcliError(
             f"{soft_labels}: shrink derives the student from the teacher, and the teacher these soft labels "
-            f"were made with ({path or 'not recorded'}) is not there unchanged; use --teacher or another --student"
+            f"were made with ({recorded or 'not recorded'}) is not there unchanged; give its path with --teacher, "
+            "or another --student (mlp, cnn, a .keras architecture)"
         )
     return path
+
+
+def _check_teacher_of(soft_labels, teacher, teacher_sha):
+    """Refuse a `--teacher` given beside `--soft-labels` that is not the teacher they were made with."""
+    if sha256_file(teacher) != teacher_sha:
+        raise KdcliError(
+            f"{teacher}: not the teacher {soft_labels} were made with (its sha256 differs); give that teacher, "
+            "or make soft labels with this one (kdcli soft-labels)"
+        )
 
 
 def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params):
     def describe(path, model, acc):
         return f"{path}: test accuracy {100 * acc:.1f}%, {count_params(model)[0]:,} parameters, " \
-               f"{Path(path).stat().st_size / 1024:.1f} KiB"
+               f"{format_size(Path(path).stat().st_size)}"
 
     if teacher_model is not None:
         reporter.say("teacher " + describe(teacher, teacher_model, metrics["teacher_test_accuracy"]))
@@ -355,12 +407,12 @@ def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=N
 
     The data defaults to the one recorded in the first model's provenance.
     """
-    from kdcli.evaluation import evaluate_models
-
     for path in models:
         if not (Path(path).is_file() or (Path(path).suffix == ".tflite" and Path(path).exists())):
             require_file(path, "model file")
     data = resolve_data(data, data_options, *models)
+    from kdcli.evaluation import evaluate_models  # TensorFlow: only once the inputs are known to be there
+
     return evaluate_models(models, data, batch_size, latency_runs, unsafe)
 
 
@@ -370,13 +422,13 @@ def export(model, out=None, format="tflite", quantize="none", data=None, data_op
     The data defaults to the one recorded in the model's provenance; `out`
     defaults to a path beside the model (`student-int8.tflite`...).
     """
-    from kdcli.export import check_export_output, default_export_path, export_model
-
     reporter = reporter or Reporter(quiet=True)
     require_file(model, "model file")
+    from kdcli.export import check_export_output, default_export_path, export_model  # TensorFlow
+
     out = check_export_output(out or default_export_path(model, format, quantize), format)
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
     export_model(model, out, format, quantize, dataset, unsafe)
     size = Path(out).stat().st_size if Path(out).is_file() else sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
-    reporter.say(f"export: {out} ({format}, quantize {quantize}, {size / 1024:.1f} KiB)")
+    reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(size)})")
     return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from kdcli.artifacts import atomic_path
 from kdcli.data import ArrayColumn, Column, H5Column
-from kdcli.errors import KdcliError
+from kdcli.errors import KdcliError, UsageError
 from kdcli.faults import fault_point
 
 FORMAT = "kdcli-soft-labels"
@@ -99,9 +99,9 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
     from kdcli import __version__
 
     if dtype not in DTYPES:
-        raise KdcliError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if top_k is not None and not 1 <= top_k < num_classes:
-        raise KdcliError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
+        raise UsageError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
     path = Path(path)
     width = top_k or num_classes
     start, stop = shard_rows(n, *shard) if shard else (0, n)
@@ -157,9 +157,9 @@ def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_
 def shard_rows(n, index, count):
     """Rows `[start, stop)` of shard `index` (0-based) of `count` contiguous, near-equal shards of `n` rows."""
     if not (count >= 1 and 0 <= index < count):
-        raise KdcliError(f"--shard must be I/N with 1 <= I <= N, got {index + 1}/{count}")
+        raise UsageError(f"--shard must be I/N with 1 <= I <= N, got {index + 1}/{count}")
     if count > n:
-        raise KdcliError(f"--shard {index + 1}/{count}: more shards than the {n} training samples")
+        raise UsageError(f"--shard {index + 1}/{count}: more shards than the {n} training samples")
     return n * index // count, n * (index + 1) // count
 
 
@@ -175,7 +175,7 @@ def merge_soft_labels(parts, out, record):
     import h5py
 
     if not parts:
-        raise KdcliError("give the part files to merge")
+        raise UsageError("give the part files to merge")
     attrs = [(Path(p), read_attrs(p)) for p in parts]  # a list: a part given twice overlaps itself
     first_path, first = attrs[0]
     same = ("n", "num_classes", "fingerprint", "teacher_sha256", "dtype", "top_k")

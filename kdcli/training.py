@@ -17,9 +17,9 @@ import numpy as np
 
 from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, make_augment, parse_augment, resolve_augment
-from kdcli.checkpoints import Checkpoints
+from kdcli.checkpoints import Checkpoints, claim_checkpoints
 from kdcli.data import ArrayColumn, Column, Split, iterate
-from kdcli.errors import EXIT_INTERRUPTED, KdcliError
+from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sample
 
@@ -48,8 +48,11 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         epochs, batch_size, learning_rate: the budget and the Adam step size.
         seed: seeds the shuffling and any dropout, so a run is repeatable.
         progress: optional object with `start(total_steps)`, `advance(logs)`
-            and `stop()`, told about every step.
-        checkpoint_dir: save a checkpoint there after every epoch.
+            and `stop()`, told about every step, and optionally `say(line)`,
+            told where a resumed run continues.
+        checkpoint_dir: save a checkpoint there after every epoch. An
+            unfinished run's checkpoint found there is refused unless `resume`
+            (see `kdcli.checkpoints.claim_checkpoints`).
         resume: continue from the last good checkpoint in `checkpoint_dir`
             (the result equals an uninterrupted run's, up to float rounding).
         run_config: more JSON-ready facts that identify the run (a teacher's
@@ -109,9 +112,9 @@ def distill(
     if (teacher_logits is None) == (teacher is None):
         raise ValueError("give exactly one of teacher_logits and teacher")
     if temperature <= 0:
-        raise KdcliError(f"--temperature must be positive, got {temperature}")
+        raise UsageError(f"--temperature must be positive, got {temperature}")
     if not 0 <= alpha <= 1:
-        raise KdcliError(f"--alpha must be between 0 and 1, got {alpha}")
+        raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if epochs is None:
         replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
         epochs = default_distill_epochs(len(data.train), batch_size * replicas)
@@ -136,12 +139,12 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
     from kdcli.distribute import is_chief, worker_id
 
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
-        raise KdcliError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
+        raise UsageError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     extra = () if teacher_logits is None else (teacher_logits,)
     if lr_schedule not in LR_SCHEDULES:
-        raise KdcliError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
     augment = resolve_augment(augment, data.input_shape)
     shift = make_augment(augment, data.input_shape)
     if augment != "none":
@@ -202,6 +205,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                   "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
                   **loss_config}
         checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy))
+        claim_checkpoints(checkpoint_dir, resume)
         if resume:
             first_epoch, saved_history = checkpoints.restore()
             history = saved_history or history
@@ -210,6 +214,9 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                     f"{checkpoint_dir}: the checkpoint has {first_epoch} epochs done, more than --epochs {epochs}; "
                     f"give --epochs {first_epoch} or more"
                 )
+            if first_epoch and hasattr(progress, "say"):
+                rest = f", continuing with epoch {first_epoch + 1}" if first_epoch < epochs else ""
+                progress.say(f"resuming from {checkpoint_dir}: {first_epoch} of {epochs} epochs done{rest}")
     if progress is not None:
         progress.start(max(epochs - first_epoch, 0) * steps)
     started = time.perf_counter()

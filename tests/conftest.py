@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny pipeline run once per session through the CLI."""
 
 import os
+import re
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
@@ -16,9 +17,15 @@ def run_cli(*args):
 
 
 def assert_one_line_error(result, code=4, contains=None):
-    """The contract for an expected error: exit code, one `error:` line, no traceback."""
+    """The contract for an expected error: exit code, one `error:` line, no traceback.
+
+    A usage error (code 2) is followed by one `try 'kdcli COMMAND --help'` line.
+    """
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
+    if code == 2:
+        assert len(lines) == 2 and re.fullmatch(r"try 'kdcli( [a-z-]+)* --help'", lines[1]), result.stderr
+        lines = lines[:1]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == ""

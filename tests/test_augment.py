@@ -81,7 +81,7 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     kw = dict(temperature=2.0, alpha=1.0, epochs=1, learning_rate=1e-12)
     history = distill(student, data, teacher=teacher, augment="shift", **kw)
     assert history["loss"][0] < 1e-6
-    with pytest.raises(KdcliError, match="not soft labels"):
+    with pytest.raises(KdcliError, match="without --soft-labels"):
         distill(student, data, teacher_logits=np.zeros((len(data.train), 10), np.float32), augment="shift", **kw)
     # the same student against the teacher's logits for the unshifted inputs: the copies differ
     x_train = data.train.read(np.arange(len(data.train))).astype(np.float32)
@@ -149,7 +149,7 @@ def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
 
 def test_bad_augment_options_are_usage_or_data_errors(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--out", tmp_path / "s.keras")
-    assert r.exit_code == 2 and "give the teacher (--teacher)" in r.stderr
+    assert r.exit_code == 2 and "give --teacher, without --soft-labels" in r.stderr
     r = run_cli("train-teacher", "--augment", "rotate", "--out", tmp_path / "t.keras")
     assert r.exit_code == 2 and "auto, none, shift or shift:N" in r.stderr
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--augment", "auto", "--out", tmp_path / "s.keras")

@@ -143,6 +143,35 @@ def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "3",
                 "--seed", "3", "--temperature", "2", "--out", out, "--resume")
     assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in temperature)")
+    assert "pass --restart instead of --resume" in r.stderr
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "1",
+                "--seed", "3", "--temperature", "2", "--out", out, "--restart")  # the advice, followed
+    assert r.exit_code == 0, r.stderr
+    assert "resuming" not in r.stderr
+
+
+def test_a_rerun_never_discards_a_checkpoint_silently(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 5}:INT")
+    assert r.returncode == 130
+    r = run_cli(*distill_args(pipeline, out))
+    assert_one_line_error(r, 2, "student.ckpt holds the checkpoint of an unfinished run (1 epoch done): "
+                                "pass --resume to continue it, or --restart to discard it and start over")
+    assert state(tmp_path / "student.ckpt" / "student")["epochs_done"] == 1  # untouched
+    r = run_cli(*distill_args(pipeline, out), "--resume")  # the first advice, followed
+    assert r.exit_code == 0, r.stderr
+    assert "1 of 3 epochs done, continuing with epoch 2" in r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_restart_discards_the_checkpoint_and_starts_over(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 1}:KILL")
+    r = run_cli(*distill_args(pipeline, out), "--restart")  # the second advice, followed
+    assert r.exit_code == 0, r.stderr
+    assert "resuming" not in r.stderr
+    assert_same_weights(out, reference)
+    assert not (tmp_path / "student.ckpt").exists()
 
 
 def test_resume_refuses_a_damaged_checkpoint(pipeline, tmp_path):
@@ -156,6 +185,9 @@ def test_resume_refuses_a_damaged_checkpoint(pipeline, tmp_path):
     (checkpoints / "state.json").write_text("{not json")
     r = run_cli(*distill_args(pipeline, out), "--resume")
     assert_one_line_error(r, 4, "damaged checkpoint state")
+    assert "pass --restart instead of --resume" in r.stderr
+    r = run_cli(*distill_args(pipeline, out), "--restart")  # the advice, followed
+    assert r.exit_code == 0, r.stderr
 
 
 def test_non_finite_loss_stops_with_exit_4_and_keeps_the_last_checkpoint(tmp_path):
@@ -263,3 +295,13 @@ def test_artifacts_are_readable_like_any_file_and_other_checkpoints_stay(tmp_pat
     assert (tmp_path / "runs" / "t.keras").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["notes.txt", "other-run", "t.keras"]
     assert (other / "state.json").read_text() == "{}"
+
+
+def test_resume_with_fewer_epochs_than_done_says_how_many_and_that_works(pipeline, tmp_path):
+    out = tmp_path / "student.keras"
+    kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 1}:KILL")
+    r = run_cli(*distill_args(pipeline, out, epochs=1), "--resume")
+    assert_one_line_error(r, 4, "the checkpoint has 2 epochs done, more than --epochs 1; give --epochs 2 or more")
+    r = run_cli(*distill_args(pipeline, out, epochs=2), "--resume")  # the advice, followed
+    assert r.exit_code == 0, r.stderr
+    assert "2 of 2 epochs done" in r.stderr

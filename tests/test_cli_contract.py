@@ -1,0 +1,331 @@
+"""What a newcomer meets: one-line usage errors, exit codes, advice that works when followed,
+paths recorded in provenance, checks before work, the CI snippet, and what a CLI is expected to do."""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+import kdcli
+from kdcli import report
+
+from conftest import assert_one_line_error, run_cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+# --- usage errors: one line, then where to read more; exit code 2 ---------------------------------------
+
+@pytest.mark.parametrize("args, contains", [
+    (["distill", "--bogus"], "no such option: --bogus"),
+    (["distill", "--epochs", "many"], "'--epochs'"),
+    (["soft-labels"], "--teacher"),
+    (["soft-labels", "merge"], "missing argument 'parts'"),
+    (["evaluate"], "missing argument 'models'"),
+    (["--bogus"], "--bogus"),
+])
+def test_usage_errors_are_one_line_and_a_hint(args, contains):
+    r = run_cli(*args)
+    assert_one_line_error(r, 2, contains)
+    assert "╭" not in r.stderr and "Usage:" not in r.stderr  # no box, no usage block
+    command = " ".join(["kdcli", *(a for a in args[:2] if a in ("distill", "soft-labels", "evaluate", "merge"))])
+    assert r.stderr.strip().splitlines()[1] == f"try '{command} --help'"
+
+
+def test_bare_distill_says_what_to_give():
+    r = run_cli("distill")
+    assert_one_line_error(r, 2, "give --teacher (a .keras model) or --soft-labels")
+    assert "not both" not in r.stderr
+
+
+@pytest.mark.parametrize("args, option", [
+    (["distill", "--soft-labels", "{soft}", "--student", "resnet"], "--student 'resnet'"),
+    (["distill", "--teacher", "{teacher}", "--student", "shrink:0"], "--student shrink:0"),
+    (["distill", "--teacher", "{teacher}", "--student", "shrink:big"], "--student shrink:big"),
+    (["soft-labels", "--teacher", "{teacher}", "--top-k", "10", "--out", "{tmp}/s.h5"], "--top-k"),
+    (["soft-labels", "--teacher", "{teacher}", "--split", "test"], "--split test"),
+    (["train-teacher", "--arch", "transformer", "--out", "{tmp}/t.keras"], "--arch 'transformer'"),
+    (["train-teacher", "--model", "{tmp}/arch.h5", "--out", "{tmp}/t.keras"], "--model"),
+    (["distill", "--soft-labels", "{soft}", "--online"], "--online"),
+    (["distill", "--soft-labels", "{soft}", "--resume", "--restart"], "--resume"),
+])
+def test_bad_option_values_exit_2_and_name_the_option(pipeline, tmp_path, args, option):
+    args = [a.format(soft=pipeline["soft"], teacher=pipeline["teacher"], tmp=tmp_path) for a in args]
+    r = run_cli(*args)
+    assert_one_line_error(r, 2, option)
+    assert "--student" not in r.stderr or "--student" in option  # no hint meant for another option
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+# --- checks before work --------------------------------------------------------------------------------
+
+def _tensorflow_imported_after(*args, block=None):
+    """Run the CLI in a fresh interpreter; say whether TensorFlow (the start of any real work) was imported."""
+    code = (
+        "import sys\n"
+        + (f"sys.modules[{block!r}] = None\n" if block else "")
+        + "from kdcli.cli import app\n"
+        "try:\n    app(sys.argv[1:], prog_name='kdcli')\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print(code, 'tensorflow' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120)
+    code, imported = r.stdout.split()
+    return int(code), imported == "True", r.stderr
+
+
+@pytest.mark.parametrize("args, contains", [
+    (["evaluate", "nope.keras"], "nope.keras: no such model file"),
+    (["evaluate", "{teacher}", "--json", "{tmp}"], "give a file path for --json"),
+    (["evaluate", "{teacher}", "--markdown", "{tmp}"], "give a file path for --markdown"),
+    (["evaluate", "{teacher}", "--plot", "{tmp}/plot.jpg"], "ending in .png for --plot"),
+    (["evaluate", "{teacher}", "--json", ""], "--json: the path is empty"),
+    (["evaluate", "{teacher}", "--markdown", ""], "--markdown: the path is empty"),
+    (["evaluate", "{teacher}", "--append"], "--append"),
+    (["soft-labels", "--teacher", "nope.keras"], "no such model file"),
+    (["distill", "--teacher", "nope.keras"], "no such model file"),
+    (["distill", "--soft-labels", "{soft}", "--student", "nope.keras"], "no such model file"),
+    (["train-teacher", "--model", "nope.keras"], "no such model file"),
+    (["export", "nope.keras"], "no such model file"),
+])
+def test_inputs_outputs_and_options_are_checked_before_any_work(pipeline, tmp_path, args, contains):
+    args = [a.format(teacher=pipeline["teacher"], soft=pipeline["soft"], tmp=tmp_path) for a in args]
+    code, tensorflow, stderr = _tensorflow_imported_after(*args)
+    assert code in (2, 4) and contains in stderr, stderr
+    assert not tensorflow
+
+
+def test_plot_without_matplotlib_is_refused_before_any_work(pipeline, tmp_path):
+    code, tensorflow, stderr = _tensorflow_imported_after(
+        "evaluate", pipeline["teacher"], "--plot", tmp_path / "p.png", block="matplotlib")
+    assert code == 4 and "pip install 'kdcli[plot]'" in stderr
+    assert not tensorflow
+
+
+# --- nothing thrown away silently: see test_reliability.py for checkpoints -------------------------------
+
+# --- --unsafe covers the user's own architectures -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lambda_arch(tmp_path_factory):
+    """An untrained architecture with a Lambda layer, saved with plain Keras."""
+    import keras
+
+    inputs = keras.Input((8, 8))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Lambda(lambda t: t / 16.0)(x)
+    outputs = keras.layers.Dense(10)(keras.layers.Dense(16, activation="relu")(x))
+    path = tmp_path_factory.mktemp("lambda") / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def test_unsafe_trains_a_teacher_and_a_student_with_lambda_layers(pipeline, lambda_arch, tmp_path):
+    r = run_cli("train-teacher", "--model", lambda_arch, "--epochs", "1", "--out", tmp_path / "t.keras")
+    assert_one_line_error(r, 4, "pass --unsafe")
+    r = run_cli("train-teacher", "--model", lambda_arch, "--epochs", "1", "--unsafe", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", lambda_arch, "--epochs", "1", "--unsafe",
+                "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.load_model(tmp_path / "s.keras", unsafe=True).count_params() == \
+        kdcli.load_model(lambda_arch, unsafe=True).count_params()
+
+
+# --- paths in provenance resolve from the artifact ------------------------------------------------------------
+
+@pytest.fixture
+def tabular(tmp_path, monkeypatch):
+    """A teacher trained inside data/ on data/tabular.npz, as a user working in that folder would."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    x = rng.normal(size=(300, 6)).astype("float32")
+    np.savez(tmp_path / "data" / "tabular.npz", x=x, y=(x[:, 0] > 0).astype("int64"))
+    monkeypatch.chdir(tmp_path / "data")
+    r = run_cli("train-teacher", "--data", "tabular.npz", "--arch", "mlp", "--width", "8", "--epochs", "1",
+                "--out", "runs/tabular.keras")
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_recorded_data_paths_resolve_from_the_artifact(tabular):
+    assert kdcli.read_provenance("data/runs/tabular.keras")["data"]["spec"] == "../tabular.npz"
+    r = run_cli("soft-labels", "--teacher", "data/runs/tabular.keras", "--out", "soft.h5")
+    assert r.exit_code == 0, r.stderr
+    # and the soft labels record the data and the teacher relative to themselves
+    record = kdcli.read_provenance("soft.h5")
+    assert (record["data"]["spec"], record["teacher"]) == ("data/tabular.npz", "data/runs/tabular.keras")
+    r = run_cli("distill", "--soft-labels", "soft.h5", "--student", "shrink:0.5", "--epochs", "1", "--out", "s.keras")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_missing_recorded_path_says_where_it_came_from_and_pass_data_works(tabular):
+    shutil.move("data/tabular.npz", "moved.npz")
+    r = run_cli("soft-labels", "--teacher", "data/runs/tabular.keras", "--out", "soft.h5")
+    assert_one_line_error(r, 4, "../tabular.npz: no such data (the path recorded in the provenance of "
+                                "data/runs/tabular.keras")
+    assert r.stderr.rstrip().endswith("pass --data")
+    r = run_cli("soft-labels", "--teacher", "data/runs/tabular.keras", "--out", "soft.h5", "--data", "moved.npz")
+    assert r.exit_code == 0, r.stderr
+
+
+# --- advice that can be followed ---------------------------------------------------------------------------------
+
+def test_shrink_with_soft_labels_whose_teacher_moved_then_give_it_with_teacher(pipeline, tmp_path):
+    shutil.copy(pipeline["soft"], tmp_path / "soft.h5")
+    soft = tmp_path / "soft.h5"
+    record = kdcli.read_provenance(soft)
+    assert record["teacher"] == "teacher.keras"  # beside the soft labels when they were made
+    args = ["distill", "--soft-labels", soft, "--student", "shrink:0.5", "--epochs", "1", "--out", tmp_path / "s.keras"]
+    r = run_cli(*args)
+    assert_one_line_error(r, 4, "give its path with --teacher")
+    r = run_cli(*args, "--teacher", pipeline["teacher"])  # the advice, followed
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["mode"] == "soft-labels"
+    # another teacher than the soft labels' is refused
+    other = tmp_path / "other.keras"
+    assert run_cli("train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "1", "--out", other).exit_code == 0
+    assert_one_line_error(run_cli(*args, "--teacher", other), 4, "not the teacher")
+
+
+def test_online_with_soft_labels_advice_works(pipeline, tmp_path):
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--online", "--epochs", "1")
+    assert_one_line_error(r, 2, "give --teacher, without --soft-labels")
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--online", "--epochs", "1",
+                "--student", "mlp", "--width", "8", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_augment_with_soft_labels_advice_works(pipeline, tmp_path):
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--epochs", "1")
+    assert_one_line_error(r, 2, "give --teacher, without --soft-labels")
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--augment", "shift", "--epochs", "1",
+                "--student", "mlp", "--width", "8", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+
+
+# --- the README's CI snippet, in CI and on a laptop -------------------------------------------------------------
+
+def _readme_ci_target():
+    blocks = re.findall(r"```make\n(.*?)```", README.read_text(), re.S)
+    target = [b for b in blocks if "GITHUB_STEP_SUMMARY" in b]
+    assert len(target) == 1
+    return target[0]
+
+
+@pytest.mark.parametrize("in_ci", [True, False])
+def test_the_readme_ci_snippet_works_in_ci_and_on_a_laptop(pipeline, tmp_path, in_ci):
+    (tmp_path / "runs").mkdir()
+    for name in ("teacher", "student"):
+        shutil.copy(pipeline[name], tmp_path / "runs" / f"{name}.keras")
+    (tmp_path / "Makefile").write_text(_readme_ci_target())
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's kdcli
+    summary = tmp_path / ("summary.md" if in_ci else "report.md")
+    if in_ci:
+        env["GITHUB_STEP_SUMMARY"] = str(summary)
+        summary.write_text("## an earlier step\n")
+    target = re.match(r"([\w-]+):", _readme_ci_target()).group(1)
+    r = subprocess.run(["make", "-s", target], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    # The tiny test student may fail a gate (exit 3): the snippet itself must work either way.
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert all(line.startswith("error: gate failed") for line in errors), r.stderr
+    assert "teacher.keras" in summary.read_text()
+    if in_ci:
+        assert summary.read_text().startswith("## an earlier step\n")  # appended, as GitHub expects
+
+
+def test_markdown_append_adds_to_the_file_and_the_default_replaces_it(pipeline, tmp_path):
+    md = tmp_path / "report.md"
+    for _ in range(2):
+        r = run_cli("evaluate", pipeline["teacher"], "--markdown", md, "--append", "--latency-runs", "10")
+        assert r.exit_code == 0, r.stderr
+    assert md.read_text().count("### digits") == 2
+    r = run_cli("evaluate", pipeline["teacher"], "--markdown", md, "--latency-runs", "10")
+    assert md.read_text().count("### digits") == 1
+
+
+# --- what people expect of a CLI ----------------------------------------------------------------------------------
+
+def test_version():
+    r = run_cli("--version")
+    assert r.exit_code == 0 and r.stdout == f"kdcli {kdcli.__version__}\n"
+
+
+def test_shell_completion_is_offered():
+    r = run_cli("--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "kdcli", "--show-completion", "bash"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "_KDCLI_COMPLETE" in r.stdout
+
+
+def test_plot_help_shows_the_extra_to_install():
+    r = run_cli("evaluate", "--help")
+    assert "kdcli[plot]" in " ".join(r.stdout.split())
+
+
+def test_help_and_dir_show_the_public_api():
+    import pydoc
+
+    names = set(dir(kdcli))
+    assert {"load_data", "build_model", "distill", "train", "distillation_loss", "KdcliError"} <= names
+    text = pydoc.render_doc(kdcli)
+    for name in ("load_data", "distillation_loss", "read_soft_labels", "pipeline"):
+        assert name in text
+
+
+def test_one_epoch_is_singular(tmp_path):
+    r = run_cli("train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "1", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    assert "after 1 epoch (" in r.stderr
+
+
+# --- the report of real models fits the terminal -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def baseline_report(pipeline, tmp_path_factory):
+    """evaluate's JSON for the pipeline's teacher and student and a student made with --baseline."""
+    out = tmp_path_factory.mktemp("baseline") / "a-rather-long-folder-name" / "student-with-baseline.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--epochs", "1", "--baseline", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], out, "--json", "-", "--latency-runs", "10")
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+@pytest.mark.parametrize("with_baseline", [True, False])
+def test_the_report_of_real_models_fits_80_100_120_columns(baseline_report, width, with_baseline):
+    result = dict(baseline_report)
+    if not with_baseline:
+        result["models"] = result["models"][:2]
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    report.render(result, console)
+    text = console.file.getvalue()
+    assert max(map(len, text.splitlines())) <= width and "…" not in text
+    header, body = report.rows(result)
+    assert ("from scratch (gain)" in text) == with_baseline
+    for row in body:
+        for value in row[1:]:
+            assert any(value in line for line in text.splitlines()), (value, text)
+    joined = "".join(text.split())
+    for model in result["models"]:
+        assert "".join(model["path"].split()) in joined
+
+
+def test_a_report_to_a_file_or_log_has_a_fixed_width(pipeline):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--latency-runs", "10")
+    assert r.exit_code == 0, r.stderr
+    from kdcli.cli import LOG_WIDTH
+
+    assert max(map(len, r.stdout.splitlines())) <= LOG_WIDTH and "…" not in r.stdout
