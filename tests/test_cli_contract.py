@@ -329,3 +329,16 @@ def test_a_report_to_a_file_or_log_has_a_fixed_width(pipeline):
     from kdcli.cli import LOG_WIDTH
 
     assert max(map(len, r.stdout.splitlines())) <= LOG_WIDTH and "…" not in r.stdout
+
+
+def test_the_readme_json_example_has_the_keys_evaluate_writes(pipeline):
+    example = json.loads(re.search(r"`kdcli.evaluate/1`.*?```json\n(.*?)```", README.read_text(), re.S).group(1))
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--min-accuracy", "0.1", "--json", "-",
+                "--latency-runs", "10")
+    real = json.loads(r.stdout)
+    assert example.keys() == real.keys()
+    for section in ("data", "latency"):
+        assert example[section].keys() == real[section].keys(), section
+    for shown, written in zip(example["models"], real["models"]):
+        assert shown.keys() == written.keys()
+    assert [g.keys() for g in example["gates"]] == [g.keys() for g in real["gates"]]
