@@ -13,7 +13,10 @@ The public API (see each function's docstring):
 - data: `load_data`, `Dataset`
 - models: `build_model`, `build_from_spec`, `shrink`, `logits_model`
 - training: `train`, `distill`, `predict_logits`
-- the loss: `distillation_loss`, `distillation_loss_per_sample`
+- methods: `make_method` (by name: `kd`, `dkd`, `dist`), `KD`, `DKD`, `DIST`
+  (see `kdcli.methods`)
+- the losses: `distillation_loss`, `distillation_loss_per_sample`,
+  `dkd_loss_per_sample`, `dist_loss`, `standardize_logits`
 - files: `load_model`, `save_model`, `read_provenance`, `write_soft_labels`,
   `read_soft_labels`
 - evaluation: `evaluate_models`
@@ -37,6 +40,13 @@ _EXPORTS = {
     "load_data": "kdcli.data",
     "distillation_loss": "kdcli.losses",
     "distillation_loss_per_sample": "kdcli.losses",
+    "dkd_loss_per_sample": "kdcli.losses",
+    "dist_loss": "kdcli.losses",
+    "standardize_logits": "kdcli.losses",
+    "make_method": "kdcli.methods",
+    "KD": "kdcli.methods.kd",
+    "DKD": "kdcli.methods.dkd",
+    "DIST": "kdcli.methods.dist",
     "build_model": "kdcli.models",
     "build_from_spec": "kdcli.models",
     "logits_model": "kdcli.models",

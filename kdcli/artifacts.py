@@ -133,8 +133,11 @@ def _running_cli():
 
 
 def relative_to_artifact(path, artifact):
-    """`path` as recorded in the provenance of `artifact`: relative to the artifact's folder,
-    so that it resolves wherever that folder is read from (see `locate_recorded`)."""
+    """`path` as recorded in the provenance of `artifact`: a relative path becomes relative to
+    the artifact's folder, so that it resolves wherever that folder is read from (see
+    `locate_recorded`); an absolute path stays absolute, as the user gave it."""
+    if Path(path).is_absolute():
+        return str(path)
     return os.path.relpath(Path(path).absolute(), Path(artifact).absolute().parent)
 
 

@@ -20,8 +20,6 @@ from kdcli.faults import fault_point
 
 STATE = "state.json"
 KEEP = 2
-# The run folders `distill` keeps inside its checkpoint folder (the student, and the --baseline twin).
-RUN_FOLDERS = ("student", "baseline")
 
 
 class Checkpoints:
@@ -36,9 +34,10 @@ class Checkpoints:
             every worker takes part in writing a checkpoint (the variables are
             synchronised), but the others write to a scratch folder they remove.
         worker: this worker's id, naming its scratch folder.
+        extra: more variables to save and restore: a method's own (projectors).
     """
 
-    def __init__(self, directory, model, optimizer, config, chief=True, worker=0):
+    def __init__(self, directory, model, optimizer, config, chief=True, worker=0, extra=()):
         from kdcli._tf import tf
 
         self._tf = tf
@@ -48,7 +47,8 @@ class Checkpoints:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Dropout's RNG state lives in seed generators the model does not checkpoint itself.
         rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng)
+        more = {"method": list(extra)} if extra else {}
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng, **more)
 
     def _state(self):
         path = self.directory / STATE
@@ -71,8 +71,7 @@ class Checkpoints:
         if state is None:
             return 0, None
         if state.get("config") != self.config:
-            changed = sorted(k for k in set(self.config) | set(state.get("config", {}))
-                             if self.config.get(k) != state.get("config", {}).get(k))
+            changed = _differences(self.config, state.get("config", {}))
             raise KdcliError(
                 f"{self.directory}: the checkpoint was made by a different run (differs in {', '.join(changed)}); "
                 "run the same command to continue it, or pass --restart instead of --resume to discard it"
@@ -127,6 +126,18 @@ class Checkpoints:
 
 
 
+def _differences(a, b, prefix=""):
+    """The keys whose values differ between two configs, nested ones as `method.temperature`."""
+    changed = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            changed += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 def _checkpoint_epoch(name):
     """The epoch of a checkpoint file kdcli wrote (`ckpt-3.index`, `ckpt-3.data-...`,
     TensorFlow's `ckpt-3_temp/`), or None for any other name."""
@@ -134,52 +145,60 @@ def _checkpoint_epoch(name):
     return int(found.group(1)) if found else None
 
 
-def claim_checkpoints(directory, resume=False, restart=False):
-    """Before a run that checkpoints in `directory`: never overwrite an earlier run's checkpoint silently.
+def check_checkpoints(folders, resume=False, restart=False):
+    """Before any work: never lose an unfinished run's checkpoint silently.
 
-    An unfinished run's checkpoint (in `directory` or its run folders) is
-    continued with `resume`, discarded with `restart`, and otherwise refused
-    with a line that names both options.
+    Args:
+        folders: the checkpoint folders of the command's training runs (one
+            per run: a teacher's, or a student's and its `--baseline` twin's).
+        resume: the unfinished runs will be continued.
+        restart: their checkpoints will be discarded (by `claim_checkpoints`,
+            when training starts).
+
+    Returns:
+        The folders that hold an unfinished run's checkpoint.
 
     Raises:
         UsageError: a checkpoint is there and neither option was given, or both were.
     """
     if resume and restart:
         raise UsageError("give --resume (continue the checkpoint) or --restart (discard it), not both")
-    directory = Path(directory)
-    states = [folder / STATE for folder in (directory, *(directory / name for name in RUN_FOLDERS))]
-    found = [state for state in states if state.is_file()]
-    if not found or resume:
-        return
-    if restart:
-        remove_checkpoints(directory)
-        return
-    try:
-        done = f" ({plural(json.loads(found[0].read_text())['epochs_done'], 'epoch')} done)"
-    except (OSError, ValueError, KeyError, TypeError):
-        done = ""
-    raise UsageError(
-        f"{directory} holds the checkpoint of an unfinished run{done}: pass --resume to continue it, "
-        "or --restart to discard it and start over"
-    )
+    found = [Path(folder) for folder in folders if (Path(folder) / STATE).is_file()]
+    if found and not (resume or restart):
+        try:
+            done = f" ({plural(json.loads((found[0] / STATE).read_text())['epochs_done'], 'epoch')} done)"
+        except (OSError, ValueError, KeyError, TypeError):
+            done = ""
+        raise UsageError(
+            f"{found[0]} holds the checkpoint of an unfinished run{done}: pass --resume to continue it, "
+            "or --restart to discard it and start over"
+        )
+    return found
 
 
-def remove_checkpoints(directory):
-    """Delete the checkpoints of a finished run, once its result is safely written.
+def claim_checkpoints(folder, resume=False, restart=False):
+    """When a run starts: check `folder` as `check_checkpoints` does, and with `restart` discard its checkpoint."""
+    if check_checkpoints([folder], resume, restart) and restart:
+        remove_checkpoints([folder])
 
-    Only the files kdcli writes for a run (`state.json`, `ckpt-N...`) go, in
-    `directory` and in its run folders (`student/`, `baseline/`, workers'
-    `.worker-N/`); folders left empty are removed; anything else is kept.
+
+def remove_checkpoints(folders, parent=None):
+    """Delete the checkpoints of runs, once their results are safely written (or with `--restart`).
+
+    Only the files kdcli writes for a run (`state.json`, `ckpt-N...`, workers'
+    scratch folders `.worker-N/`) go; a folder left empty is removed, and so
+    is `parent` (the folder holding the runs' folders) when left empty.
+    Anything else, another command's checkpoints included, is kept.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        return
-    runs = [directory / name for name in RUN_FOLDERS] + sorted(directory.glob(".worker-*"))
-    for folder in [*runs, directory]:
+    for folder in map(Path, folders):
         if not folder.is_dir():
             continue
+        for scratch in sorted(folder.glob(".worker-*")):
+            shutil.rmtree(scratch, ignore_errors=True)
         for path in folder.iterdir():
             if path.name == STATE or path.name.startswith(".state.") or _checkpoint_epoch(path.name) is not None:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()
+    if parent is not None and Path(parent).is_dir() and not any(Path(parent).iterdir()):
+        Path(parent).rmdir()

@@ -20,13 +20,11 @@ from typer.core import TyperGroup
 from kdcli import __version__
 from kdcli.console import Reporter, stderr
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
+from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
 
-try:  # Typer 0.2x carries its own copy of Click
-    from typer._click import exceptions as click_errors
-    from typer._click.globals import get_current_context
-except ImportError:  # pragma: no cover - older Typer releases use Click itself
-    from click import exceptions as click_errors
-    from click import get_current_context
+# Typer (0.26 and later, see pyproject.toml) carries its own copy of Click.
+from typer._click import exceptions as click_errors
+from typer._click.globals import get_current_context
 
 
 class _Group(TyperGroup):
@@ -40,10 +38,10 @@ class _Group(TyperGroup):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError:
             code = EXIT_USAGE  # Typer has printed the help
-        except click_errors.ClickException as e:
+        except click_errors.ClickException as e:  # usage errors (exit code 2) and the like
             ctx = getattr(e, "ctx", None)
             _usage_error(e.format_message(), ctx.command_path if ctx else "kdcli")
-            code = EXIT_USAGE
+            code = e.exit_code
         except typer.Abort:
             _error_line("aborted")
             code = EXIT_INTERNAL
@@ -90,6 +88,7 @@ LogitsType = _choices("LogitsType", "float32", "float16")
 ExportFormat = _choices("ExportFormat", "tflite", "saved_model")
 Schedule = _choices("Schedule", "cosine", "constant")
 Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
+MethodName = _choices("MethodName", *distill_methods())
 
 
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
@@ -269,7 +268,7 @@ def train_teacher(
     from kdcli import pipeline
 
     path, _ = pipeline.train_teacher(
-        data, out, arch=str(model) if model else arch, width=width, depth=depth, epochs=epochs,
+        data, out, arch=arch, model=model, width=width, depth=depth, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
         checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, mixed_precision=mixed_precision.value,
@@ -353,8 +352,18 @@ def distill(
              "default shrink:0.25 with --teacher, mlp with --soft-labels.")] = None,
     width: Width = None,
     depth: Depth = None,
-    temperature: Annotated[float, typer.Option(callback=_positive, help="Softens teacher and student distributions in the KD term.")] = 4.0,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term; 1 - alpha weighs the hard labels.")] = 0.9,
+    method: Annotated[MethodName, typer.Option(
+        help="kd (Hinton et al.), dkd (decoupled KD, Zhao et al.) or dist (correlations, Huang et al.).")
+    ] = MethodName(DEFAULT_METHOD),
+    temperature: Annotated[Optional[float], typer.Option(help=option_help("--temperature"))] = None,
+    alpha: Annotated[Optional[float], typer.Option(help=option_help("--alpha"))] = None,
+    dkd_alpha: Annotated[Optional[float], typer.Option(help=option_help("--dkd-alpha"))] = None,
+    dkd_beta: Annotated[Optional[float], typer.Option(help=option_help("--dkd-beta"))] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help=option_help("--warmup-epochs"))] = None,
+    beta: Annotated[Optional[float], typer.Option(help=option_help("--beta"))] = None,
+    gamma: Annotated[Optional[float], typer.Option(help=option_help("--gamma"))] = None,
+    standardize_logits: Annotated[bool, typer.Option(
+        "--standardize-logits", help=option_help("--standardize-logits"))] = False,
     epochs: Annotated[Optional[int], typer.Option(
         min=1, help="Passes over the training split (default: 30, or more on small data, so that training takes "
                     "at least 3,000 steps).")] = None,
@@ -382,10 +391,16 @@ def distill(
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
+    from kdcli.methods import method_from_options
 
+    chosen = method_from_options(method.value, {
+        "--temperature": temperature, "--alpha": alpha, "--dkd-alpha": dkd_alpha, "--dkd-beta": dkd_beta,
+        "--warmup-epochs": warmup_epochs, "--beta": beta, "--gamma": gamma,
+        "--standardize-logits": True if standardize_logits else None,
+    })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
-        temperature=temperature, alpha=alpha, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        method=chosen, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         seed=seed, online=online, baseline=baseline, data_options=_data_options(val_split, image_size, color_mode),
         unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
         mixed_precision=mixed_precision.value, strategy=strategy.value, lr_schedule=lr_schedule.value,

@@ -369,7 +369,7 @@ class Dataset:
                 find it from any folder (see `kdcli.artifacts.locate_recorded`).
         """
         described = {
-            "spec": relative_to_artifact(self.spec, artifact) if artifact and self.spec not in KNOWN_NAMES else self.spec,
+            "spec": relative_to_artifact(self.spec, artifact) if artifact and not is_named(self.spec) else self.spec,
             "options": dict(self.options),
             "fingerprint": self.fingerprint,
             "n_train": len(self.train),
@@ -382,9 +382,14 @@ class Dataset:
         return described
 
 
+def is_named(spec):
+    """Whether a `--data` value names a data set (`digits`, `mnist`...) rather than a path."""
+    return str(spec) in KNOWN_NAMES
+
+
 def rebase_data_record(record, source, artifact):
     """A data record (`Dataset.describe`) from the provenance of `source`, for that of `artifact`."""
-    if not record or record["spec"] in KNOWN_NAMES:
+    if not record or is_named(record["spec"]):
         return record
     return {**record, "spec": rebase_recorded(record["spec"], source, artifact)}
 

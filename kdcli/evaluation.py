@@ -216,6 +216,8 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
             "throughput": measure_throughput(runner.call, batch),
             "agreement": float(np.mean(predictions == first_predictions)),
         }
+        # The distillation method of a student (or of the student an export was made from).
+        entry["method"] = record.get("method") or (record.get("hyperparameters") or {}).get("method")
         if data.num_classes > 5:
             top5 = np.argsort(logits, axis=-1)[:, -5:]
             entry["top5_accuracy"] = float(np.mean(np.any(top5 == data.y_test[:, None], axis=-1)))

@@ -58,10 +58,12 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     out = check_export_output(out, format)
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
+    source_record = read_provenance(model_path) or {}
     record = provenance(
         "export", source=relative_to_artifact(model_path, out), source_sha256=sha256_file(model_path), format=format,
         quantize=quantize, params=params, trainable_params=trainable,
-        data=rebase_data_record((read_provenance(model_path) or {}).get("data"), model_path, out),
+        data=rebase_data_record(source_record.get("data"), model_path, out),
+        method=(source_record.get("hyperparameters") or {}).get("method"),
         calibration=data.describe(out) if quantize == "int8" else None,
     )
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
-from kdcli.specs import ARCHS, check_shrink_factor, parse_spec
+from kdcli.specs import ARCHS, check_shrink_factor, parse_spec, unknown_spec
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
@@ -42,7 +42,7 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
         >>> teacher = build_model("cnn", load_data("digits"))
     """
     if arch not in ARCHS:
-        raise UsageError(f"--arch {arch!r}: unknown architecture; give {' or '.join(ARCHS)}")
+        raise unknown_spec(arch)
     default_width, default_depth = DEFAULTS[role][arch]
     width = default_width if width is None else width
     depth = default_depth if depth is None else depth

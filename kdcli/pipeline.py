@@ -18,11 +18,12 @@ from kdcli.artifacts import (
     save_model, sha256_file,
 )
 from kdcli.augment import NEEDS_TEACHER, parse_augment, resolve_augment, teacher_augment
-from kdcli.checkpoints import claim_checkpoints, remove_checkpoints
+from kdcli.checkpoints import check_checkpoints, remove_checkpoints
 from kdcli.console import Reporter, plural
-from kdcli.data import KNOWN_NAMES, Dataset, load_data, rebase_data_record
+from kdcli.data import Dataset, is_named, load_data, rebase_data_record
 from kdcli.distribute import is_chief, make_strategy
 from kdcli.errors import KdcliError, UsageError
+from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.report import format_size
 from kdcli.specs import parse_spec
 
@@ -55,7 +56,7 @@ def resolve_data(data, options=None, *recorded_in):
     located = None
     if recorded is not None:
         spec = recorded["spec"]
-        located = spec if spec in KNOWN_NAMES else locate_recorded(spec, source)
+        located = spec if is_named(spec) else locate_recorded(spec, source)
     if data is None:
         if recorded is None:
             raise UsageError("no --data given and none is recorded in the input files; pass --data")
@@ -72,7 +73,7 @@ def resolve_data(data, options=None, *recorded_in):
 
 
 def _same_data(a, b):
-    if a in KNOWN_NAMES or b in KNOWN_NAMES:
+    if is_named(a) or is_named(b):
         return a == b
     return Path(a).resolve() == Path(b).resolve()
 
@@ -104,7 +105,7 @@ def train_teacher(
     data, out, arch="cnn", width=None, depth=None, epochs=40, batch_size=64,
     learning_rate=1e-3, seed=0, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="cosine",
-    augment="auto", restart=False,
+    augment="auto", restart=False, model=None,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -113,6 +114,8 @@ def train_teacher(
         out: the `.keras` file to write.
         arch: a built-in architecture (`cnn`, `mlp`) or a `.keras` file holding
             an untrained architecture of the user's.
+        model: a `.keras` file holding an untrained architecture of the user's,
+            instead of `arch` (`train-teacher --model`).
         width, depth: knobs of the built-in architectures.
         epochs, batch_size, learning_rate, seed: the training budget.
         checkpoint_dir: where the per-epoch checkpoints go (default: beside
@@ -133,11 +136,13 @@ def train_teacher(
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
     """
     reporter = reporter or Reporter(quiet=True)
-    if parse_spec(arch, "teacher")[0] == "file":
+    if model is not None:
+        arch = str(model)
+    if parse_spec(arch, "teacher", "--model" if model is not None else "--arch")[0] == "file":
         require_file(arch, "model file")
     check_output(out, ".keras")
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
-    claim_checkpoints(checkpoint_dir, resume, restart)
+    check_checkpoints([checkpoint_dir], resume, restart)
     from kdcli.models import build_from_spec  # TensorFlow: once the options and files are known to be right
     from kdcli.training import train
 
@@ -147,8 +152,9 @@ def train_teacher(
     with strategy.scope():
         model = build_from_spec(arch, data, "teacher", width, depth, seed, unsafe, mixed_precision=mixed_precision)
     history = train(
-        model, data, epochs, batch_size, learning_rate, seed, reporter.progress("training teacher"),
-        checkpoint_dir, resume, {"arch": arch}, strategy, lr_schedule, augment,
+        model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
+        run_config={"arch": arch}, strategy=strategy, lr_schedule=lr_schedule, augment=augment,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, "epochs": epochs,
@@ -158,7 +164,7 @@ def train_teacher(
     if not is_chief(strategy):
         return Path(out), metrics
     save_model(model, out, provenance("teacher", data=data.describe(out), hyperparameters=hyper, metrics=metrics))
-    remove_checkpoints(checkpoint_dir)
+    remove_checkpoints([checkpoint_dir])
     reporter.say(
         f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {plural(epochs, 'epoch')} "
         f"({history['seconds']:.1f} s)"
@@ -230,7 +236,7 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, soft_labels=None, teacher=None, student=None, width=None, depth=None,
-    temperature=4.0, alpha=0.9, epochs=None, batch_size=64, learning_rate=1e-3, seed=0,
+    method=None, epochs=None, batch_size=64, learning_rate=1e-3, seed=0,
     online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
     checkpoint_dir=None, resume=False, mixed_precision=None, strategy="default", lr_schedule="constant",
     augment="none", restart=False,
@@ -250,7 +256,9 @@ def distill_student(
             student and to report its accuracy.
         student: `mlp`, `cnn`, `shrink:F` or a `.keras` architecture; by
             default `shrink:0.25` with a teacher, `mlp` with soft labels.
-        temperature, alpha: the distillation loss's `T` and KD weight.
+        method: a `kdcli.methods.Method`, or a name in `kdcli.methods.REGISTRY`
+            (with its default parameters); by default `kd` (Hinton's loss,
+            `T = 4`, `alpha = 0.9`).
         epochs, batch_size, learning_rate, seed: the training budget; epochs
             default to 30, or more on small data so that training takes at
             least 3,000 steps (`kdcli.training.default_distill_epochs`).
@@ -286,6 +294,9 @@ def distill_student(
     reporter = reporter or Reporter(quiet=True)
     student = student or ("mlp" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
+    method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
+    if method.needs_live_teacher and (teacher is None or soft_labels is not None):
+        raise UsageError(f"--method {method.name} reads the live teacher's layers: give --teacher, without --soft-labels")
     for path, what in ((soft_labels, "soft-label file"), (teacher, "model file"),
                        (student if student_kind == "file" else None, "model file")):
         if path is not None:
@@ -293,7 +304,9 @@ def distill_student(
     out = check_output(out or (default_student_path(teacher) if teacher and not soft_labels else "student.keras"),
                        ".keras")
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out)
-    claim_checkpoints(checkpoint_dir, resume, restart)
+    # The student's run and its --baseline twin's, each in its own folder.
+    run_folders = [checkpoint_dir / "student", *([checkpoint_dir / "baseline"] if baseline else [])]
+    check_checkpoints(run_folders, resume, restart)
     from kdcli.models import build_from_spec, count_params  # TensorFlow: once the options and files are right
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
@@ -327,12 +340,15 @@ def distill_student(
 
     with strategy.scope():
         model = build()
+    budget = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+              "strategy": strategy, "lr_schedule": lr_schedule, "augment": augment, "resume": resume,
+              "restart": restart}
     history = distill(
-        model, data, teacher_logits, teacher_model if teacher_logits is None else None, temperature, alpha,
-        epochs, batch_size, learning_rate, seed, reporter.progress("distilling"), checkpoint_dir / "student", resume,
-        {"student": student, "teacher_sha256": teacher_sha,
-         "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
-        strategy, lr_schedule, augment,
+        model, data, teacher_logits=teacher_logits, teacher=teacher_model if teacher_logits is None else None,
+        method=method, progress=reporter.progress("distilling"), checkpoint_dir=run_folders[0],
+        run_config={"student": student, "teacher_sha256": teacher_sha,
+                    "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
+        **budget,
     )
     metrics = _metrics(model, data, history)
     if teacher_model is not None:
@@ -340,12 +356,12 @@ def distill_student(
     if baseline:
         with strategy.scope():
             scratch = build()  # the same architecture and initial weights (same seed)
-        train(scratch, data, epochs, batch_size, learning_rate, seed, reporter.progress("baseline"),
-              checkpoint_dir / "baseline", resume, {"student": student}, strategy, lr_schedule, augment)
+        train(scratch, data, progress=reporter.progress("baseline"), checkpoint_dir=run_folders[1],
+              run_config={"student": student}, **budget)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
-    hyper = {"student": student, "width": width, "depth": depth, "temperature": temperature,
-             "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
+    hyper = {"student": student, "width": width, "depth": depth, "method": method.config(),
+             "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "seed": seed,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once"),
              "mixed_precision": mixed_precision or "off", "strategy": strategy_name, "lr_schedule": lr_schedule,
@@ -359,7 +375,7 @@ def distill_student(
     if not is_chief(strategy):
         return out, metrics
     save_model(model, out, record)
-    remove_checkpoints(checkpoint_dir)
+    remove_checkpoints(run_folders, parent=checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics
 

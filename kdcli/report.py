@@ -10,7 +10,7 @@ from pathlib import PurePath
 # The columns of the split layout, for terminals too narrow for one table:
 # how good each model is, then how big and fast. Columns not named here go
 # with size and speed.
-ACCURACY_COLUMNS = ("accuracy", "top-5", "agreement", "Δ accuracy", "from scratch (gain)")
+ACCURACY_COLUMNS = ("method", "accuracy", "top-5", "agreement", "Δ accuracy", "from scratch (gain)")
 
 # Wider than any terminal: measuring a table at this width gives its natural
 # width, the one at which Rich shrinks no column.
@@ -78,7 +78,9 @@ def rows(report):
     models = report["models"]
     top5 = any("top5_accuracy" in m for m in models)
     baseline = any("baseline_accuracy" in m for m in models)
-    header = ["model", "accuracy", *(["top-5"] if top5 else []), "params", "size", "latency ms", "p95 ms",
+    methods = any(m.get("method") for m in models)
+    header = ["model", *(["method"] if methods else []), "accuracy", *(["top-5"] if top5 else []), "params",
+              "size", "latency ms", "p95 ms",
               "samples/s", "agreement", "smaller", "faster", "Δ accuracy",
               *(["from scratch (gain)"] if baseline else [])]
     body = []
@@ -88,7 +90,7 @@ def rows(report):
              f"{m['accuracy_change_points']:+.1f} pts"] if i else ["—", "—", "—"]
         )
         body.append([
-            m["path"], f"{100 * m['accuracy']:.1f}%",
+            m["path"], *([method_label(m.get("method"))] if methods else []), f"{100 * m['accuracy']:.1f}%",
             *([f"{100 * m['top5_accuracy']:.1f}%" if "top5_accuracy" in m else "—"] if top5 else []),
             f"{m['params']:,}" if m["params"] is not None else "—", format_size(m["size_bytes"]),
             f"{m['latency_ms']:.3f}", f"{m['latency_p95_ms']:.3f}", f"{m['throughput']:,.0f}",
@@ -96,6 +98,13 @@ def rows(report):
             *([_baseline(m)] if baseline else []),
         ])
     return header, body
+
+
+def method_label(config):
+    """A method's name for the table: `kd`, `dkd`, `dist`, with `+ls` for logit standardisation; `—` for none."""
+    if not config:
+        return "—"
+    return config["name"] + ("+ls" if config.get("standardize") else "")
 
 
 def _baseline(m):

@@ -9,13 +9,15 @@ from kdcli.errors import UsageError
 ARCHS = ("mlp", "cnn")
 
 
-def parse_spec(spec, role="student"):
+def parse_spec(spec, role="student", option=None):
     """Check a model spec before any work is done, and say what kind it is.
 
     Args:
         spec: a `--student` value (`mlp`, `cnn`, `shrink:F`, `arch.keras`), or
             for a teacher an `--arch` value (`mlp`, `cnn`) or a `--model` path.
-        role: `student` or `teacher`, which says the option to name in errors.
+        role: `student` or `teacher`; a teacher cannot be `shrink:F`.
+        option: the option named in errors (default `--student` for a
+            student, `--arch` for a teacher).
 
     Returns:
         `("shrink", factor)`, `("builtin", name)` or `("file", path)`.
@@ -23,6 +25,7 @@ def parse_spec(spec, role="student"):
     Raises:
         UsageError: the spec is none of those (exit code 2).
     """
+    option = option or ("--student" if role == "student" else "--arch")
     if role == "student" and spec.startswith("shrink:"):
         try:
             factor = float(spec.split(":", 1)[1])
@@ -34,11 +37,18 @@ def parse_spec(spec, role="student"):
         return "builtin", spec
     if spec.endswith(".keras"):
         return "file", spec
+    if option == "--model" or Path(spec).suffix or "/" in spec:
+        raise UsageError(f"{option} {spec}: give a .keras file saved with model.save()")
+    raise unknown_spec(spec, role, option)
+
+
+def unknown_spec(spec, role="teacher", option=None):
+    """The error for a model name that is no built-in architecture (exit code 2)."""
     if role == "student":
-        raise UsageError(f"--student {spec!r}: unknown student; give mlp, cnn, shrink:F or a .keras architecture")
-    if Path(spec).suffix or "/" in spec:
-        raise UsageError(f"--model {spec}: give a .keras file saved with model.save()")
-    raise UsageError(f"--arch {spec!r}: unknown architecture; give cnn or mlp, or your own with --model arch.keras")
+        return UsageError(f"{option or '--student'} {spec!r}: unknown student; "
+                          "give mlp, cnn, shrink:F or a .keras architecture")
+    return UsageError(f"{option or '--arch'} {spec!r}: unknown architecture; "
+                      "give cnn or mlp, or your own with --model arch.keras")
 
 
 def check_shrink_factor(factor):

@@ -18,10 +18,12 @@ import numpy as np
 from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, make_augment, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
+from kdcli.console import plural
 from kdcli.data import ArrayColumn, Column, Split, iterate
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
-from kdcli.losses import distillation_loss_per_sample, hard_label_loss_per_sample
+from kdcli.methods import DEFAULT_METHOD, make_method
+from kdcli.methods.hard import HardLabels
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
@@ -39,7 +41,8 @@ def default_distill_epochs(n_samples, global_batch):
 
 
 def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant", augment="none"):
+          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant", augment="none",
+          restart=False):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -52,9 +55,10 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
             told where a resumed run continues.
         checkpoint_dir: save a checkpoint there after every epoch. An
             unfinished run's checkpoint found there is refused unless `resume`
-            (see `kdcli.checkpoints.claim_checkpoints`).
+            or `restart` (see `kdcli.checkpoints.check_checkpoints`).
         resume: continue from the last good checkpoint in `checkpoint_dir`
             (the result equals an uninterrupted run's, up to float rounding).
+        restart: discard a checkpoint found in `checkpoint_dir` and start over.
         run_config: more JSON-ready facts that identify the run (a teacher's
             sha256...): `resume` refuses checkpoints whose facts differ.
         strategy: a `tf.distribute.Strategy` (see `kdcli.distribute`) in whose
@@ -73,17 +77,18 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         >>> history = train(teacher, data, epochs=20)
     """
     return _fit(
-        model, data, hard_label_loss_per_sample, None, None, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume, {"loss": "hard labels", **(run_config or {})}, strategy, lr_schedule, augment,
+        model, data, method=HardLabels(), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        seed=seed, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, run_config=run_config,
+        strategy=strategy, lr_schedule=lr_schedule, augment=augment, restart=restart,
     )
 
 
 def distill(
-    student, data, teacher_logits=None, teacher=None, temperature=4.0, alpha=0.9,
-    epochs=None, batch_size=64, learning_rate=1e-3, seed=0, progress=None, checkpoint_dir=None, resume=False,
-    run_config=None, strategy=None, lr_schedule="constant", augment="none",
+    student, data, teacher_logits=None, teacher=None, method=None, epochs=None, batch_size=64, learning_rate=1e-3,
+    seed=0, progress=None, checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant",
+    augment="none", restart=False,
 ):
-    """Train a student on `data` with the distillation loss.
+    """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
     `i` belongs to training sample `i` (offline distillation: the teacher
@@ -96,48 +101,51 @@ def distill(
         teacher_logits: an `(N, C)` array, or a `kdcli.data.Column` streaming
             them (`kdcli.read_soft_labels(path).column`).
         teacher: a live teacher (see `kdcli.logits_model` for softmax teachers).
-        temperature: `T` of the KD term (default 4).
-        alpha: weight of the KD term (default 0.9).
+        method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
+            `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
+            with `T = 4`, `alpha = 0.9`.
         epochs: passes over the training split; by default 30, or more on
             small data so that the run takes at least 3,000 steps
             (`default_distill_epochs`).
         batch_size, learning_rate, seed, progress: as in `train`.
-        checkpoint_dir, resume, run_config, strategy, lr_schedule: as in `train`.
+        checkpoint_dir, resume, restart, run_config, strategy, lr_schedule: as in `train`.
         augment: as in `train`; needs the live `teacher`, which then gives its
             logits for the same shifted copies the student sees.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
+
+    Example:
+        >>> distill(student, data, teacher_logits=logits, method=make_method("dkd", beta=2.0))
     """
+    method = method or make_method(DEFAULT_METHOD)
+    if not method.uses_teacher:
+        raise ValueError(f"method {method.name} does not learn from a teacher: use train()")
     if (teacher_logits is None) == (teacher is None):
         raise ValueError("give exactly one of teacher_logits and teacher")
-    if temperature <= 0:
-        raise UsageError(f"--temperature must be positive, got {temperature}")
-    if not 0 <= alpha <= 1:
-        raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if epochs is None:
         replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
         epochs = default_distill_epochs(len(data.train), batch_size * replicas)
     if teacher_logits is not None and parse_augment(augment)[0] != "none":
-        raise KdcliError(NEEDS_TEACHER)
+        raise UsageError(NEEDS_TEACHER)
+    if teacher_logits is not None and method.needs_live_teacher:
+        raise UsageError(f"--method {method.name} reads the live teacher's layers: give --teacher, without --soft-labels")
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
-
-    def loss(labels, student_logits, t):
-        return distillation_loss_per_sample(labels, student_logits, t, temperature, alpha)
-
     return _fit(
-        student, data, loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-        checkpoint_dir, resume,
-        {"loss": "distillation", "temperature": temperature, "alpha": alpha, **(run_config or {})}, strategy,
-        lr_schedule, augment,
+        student, data, method=method, teacher_logits=teacher_logits, teacher=teacher, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress,
+        checkpoint_dir=checkpoint_dir, resume=resume, run_config=run_config, strategy=strategy,
+        lr_schedule=lr_schedule, augment=augment, restart=restart,
     )
 
 
-def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_size, learning_rate, seed, progress,
-         checkpoint_dir, resume, loss_config, strategy, lr_schedule, augment):
+def _fit(model, data, *, method, teacher_logits=None, teacher=None, epochs, batch_size, learning_rate, seed,
+         progress, checkpoint_dir, resume, restart, run_config, strategy, lr_schedule, augment):
+    """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
     from kdcli.distribute import is_chief, worker_id
 
+    loss_config = {"method": method.config(), **(run_config or {})}
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise UsageError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
     strategy = strategy or tf.distribute.get_strategy()
@@ -158,7 +166,9 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
             loss_config = {**loss_config, "epochs": epochs}  # the schedule spans the run: resume keeps it
         optimizer = keras.optimizers.Adam(rate)
-        optimizer.build(model.trainable_variables)
+        method.build(model, teacher)
+        trained = [*model.trainable_variables, *method.variables]
+        optimizer.build(trained)
         # Running sums live on the device(s): reading them waits for the step, so the
         # loop reads them only every CHECK_EVERY steps and at the end of an epoch.
         summed = {"synchronization": tf.VariableSynchronization.ON_READ, "aggregation": tf.VariableAggregation.SUM,
@@ -167,7 +177,7 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
         last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
 
-    def replica_step(step_seed, x, y, *given_logits):
+    def replica_step(step_seed, epoch_number, x, y, *given_logits):
         if shift is not None:  # before the teacher runs: it sees the same copies as the student
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             x = shift(x, tf.random.experimental.stateless_fold_in(step_seed, replica))
@@ -177,17 +187,23 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             t = given_logits[0] if given_logits else None
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            per_sample = per_sample_loss(y, logits, t)
+            per_sample, batch_term = method.loss(y, logits, t, epoch_number)
             # Averaged over the global batch (counted, since the last one is smaller and may be
             # split unevenly), so summing the replicas' gradients gives the mean over the batch.
-            global_size = tf.distribute.get_replica_context().all_reduce("sum", tf.shape(per_sample)[0])
+            local_size = tf.shape(per_sample)[0]
+            global_size = tf.distribute.get_replica_context().all_reduce("sum", local_size)
             loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_size)
+            if batch_term is not None:  # a statistic of each replica's share, weighted by that share
+                loss += batch_term * tf.cast(local_size, batch_term.dtype) / tf.cast(global_size, batch_term.dtype)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        grads = tape.gradient(loss, trained)
+        optimizer.apply_gradients(zip(grads, trained))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
-        loss_sum.assign_add(tf.reduce_sum(tf.cast(per_sample, tf.float64)))
+        summed_loss = tf.reduce_sum(tf.cast(per_sample, tf.float64))
+        if batch_term is not None:  # counted per sample, like the rest, for the epoch's mean loss
+            summed_loss += tf.cast(batch_term, tf.float64) * tf.cast(local_size, tf.float64)
+        loss_sum.assign_add(summed_loss)
         correct_sum.assign_add(correct)
         # A non-finite loss sticks in last_loss until the loop reads it.
         last_loss.assign(tf.where(tf.math.is_finite(last_loss), tf.cast(loss, tf.float32), last_loss))
@@ -204,14 +220,15 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
                   "batch_size": batch_size, "replicas": strategy.num_replicas_in_sync,
                   "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
                   **loss_config}
-        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy))
-        claim_checkpoints(checkpoint_dir, resume)
+        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy),
+                                  extra=method.variables)
+        claim_checkpoints(checkpoint_dir, resume, restart)
         if resume:
             first_epoch, saved_history = checkpoints.restore()
             history = saved_history or history
             if first_epoch > epochs:
                 raise KdcliError(
-                    f"{checkpoint_dir}: the checkpoint has {first_epoch} epochs done, more than --epochs {epochs}; "
+                    f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done, more than --epochs {epochs}; "
                     f"give --epochs {first_epoch} or more"
                 )
             if first_epoch and hasattr(progress, "say"):
@@ -228,13 +245,14 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
             correct_sum.assign(0)
             last_loss.assign(0.0)
             # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
+            epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
             batches = data.train.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra)
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             batches = strategy.experimental_distribute_dataset(batches.with_options(options))
             for step, batch in enumerate(iterate(batches), start=1):
                 # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
-                train_step(tf.constant([seed, epoch * steps + step], tf.int64), *batch)
+                train_step(tf.constant([seed, epoch * steps + step], tf.int64), epoch_number, *batch)
                 if step % CHECK_EVERY == 0:
                     _check_finite(last_loss, epoch, checkpoints)
                 if progress is not None:
@@ -250,9 +268,10 @@ def _fit(model, data, per_sample_loss, teacher_logits, teacher, epochs, batch_si
         if checkpoints is None:
             raise
         if epoch == 0:
-            raise KdcliError("interrupted in epoch 1, before any checkpoint", EXIT_INTERRUPTED) from None
+            raise KdcliError(f"interrupted in epoch 1, before any checkpoint in {checkpoints.directory}",
+                             EXIT_INTERRUPTED) from None
         raise KdcliError(
-            f"interrupted in epoch {epoch + 1}; the {epoch} epochs done are saved in {checkpoints.directory}: "
+            f"interrupted in epoch {epoch + 1}; the {plural(epoch, 'epoch')} done are saved in {checkpoints.directory}: "
             "run the same command with --resume to continue", EXIT_INTERRUPTED,
         ) from None
     finally:

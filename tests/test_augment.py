@@ -7,6 +7,7 @@ import kdcli
 from kdcli._tf import keras, tf
 from kdcli.augment import make_augment, parse_augment, random_shift, resolve_augment, teacher_augment
 from kdcli.errors import KdcliError
+from kdcli.methods.kd import KD
 from kdcli.training import distill, train
 
 from conftest import assert_one_line_error, run_cli
@@ -78,7 +79,7 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     teacher = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
     student = keras.models.clone_model(teacher)
     student.set_weights(teacher.get_weights())
-    kw = dict(temperature=2.0, alpha=1.0, epochs=1, learning_rate=1e-12)
+    kw = dict(method=KD(temperature=2.0, alpha=1.0), epochs=1, learning_rate=1e-12)
     history = distill(student, data, teacher=teacher, augment="shift", **kw)
     assert history["loss"][0] < 1e-6
     with pytest.raises(KdcliError, match="without --soft-labels"):

@@ -42,8 +42,8 @@ def test_artifacts_carry_provenance(pipeline):
     student = kdcli.read_provenance(pipeline["student"])
     assert student["kind"] == "student"
     assert student["teacher_sha256"] == sha256_file(pipeline["teacher"])
-    assert student["hyperparameters"]["temperature"] == 4.0
-    assert student["hyperparameters"]["alpha"] == 0.9
+    assert student["hyperparameters"]["method"] == {"name": "kd", "temperature": 4.0, "alpha": 0.9,
+                                                    "standardize": False}
     assert student["hyperparameters"]["mode"] == "soft-labels"
     r = run_cli("info", pipeline["student"])
     assert r.exit_code == 0 and json.loads(r.stdout) == student

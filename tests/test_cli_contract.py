@@ -54,6 +54,7 @@ def test_bare_distill_says_what_to_give():
     (["soft-labels", "--teacher", "{teacher}", "--split", "test"], "--split test"),
     (["train-teacher", "--arch", "transformer", "--out", "{tmp}/t.keras"], "--arch 'transformer'"),
     (["train-teacher", "--model", "{tmp}/arch.h5", "--out", "{tmp}/t.keras"], "--model"),
+    (["train-teacher", "--model", "myarch", "--out", "{tmp}/t.keras"], "--model myarch: give a .keras file"),
     (["distill", "--soft-labels", "{soft}", "--online"], "--online"),
     (["distill", "--soft-labels", "{soft}", "--resume", "--restart"], "--resume"),
 ])
@@ -180,21 +181,41 @@ def test_a_missing_recorded_path_says_where_it_came_from_and_pass_data_works(tab
 
 # --- advice that can be followed ---------------------------------------------------------------------------------
 
-def test_shrink_with_soft_labels_whose_teacher_moved_then_give_it_with_teacher(pipeline, tmp_path):
-    shutil.copy(pipeline["soft"], tmp_path / "soft.h5")
+def test_shrink_with_soft_labels_whose_teacher_moved_then_give_it_with_teacher(pipeline, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    shutil.copy(pipeline["teacher"], "models/teacher.keras")
+    assert run_cli("soft-labels", "--teacher", "models/teacher.keras", "--out", "soft.h5").exit_code == 0
     soft = tmp_path / "soft.h5"
-    record = kdcli.read_provenance(soft)
-    assert record["teacher"] == "teacher.keras"  # beside the soft labels when they were made
+    assert kdcli.read_provenance(soft)["teacher"] == "models/teacher.keras"  # relative to the soft labels
+    shutil.rmtree("models")  # the teacher goes elsewhere
     args = ["distill", "--soft-labels", soft, "--student", "shrink:0.5", "--epochs", "1", "--out", tmp_path / "s.keras"]
     r = run_cli(*args)
     assert_one_line_error(r, 4, "give its path with --teacher")
     r = run_cli(*args, "--teacher", pipeline["teacher"])  # the advice, followed
     assert r.exit_code == 0, r.stderr
     assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["mode"] == "soft-labels"
-    # another teacher than the soft labels' is refused
+    # another teacher than the soft labels' is refused; the advice (make soft labels with it), followed, works
     other = tmp_path / "other.keras"
     assert run_cli("train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "1", "--out", other).exit_code == 0
-    assert_one_line_error(run_cli(*args, "--teacher", other), 4, "not the teacher")
+    r = run_cli(*args, "--teacher", other)
+    assert_one_line_error(r, 4, "not the teacher")
+    assert "make soft labels with this one (kdcli soft-labels)" in r.stderr
+    assert run_cli("soft-labels", "--teacher", other, "--out", soft).exit_code == 0
+    assert run_cli(*args, "--teacher", other).exit_code == 0
+
+
+def test_an_absolute_data_path_stays_absolute_in_provenance(tmp_path, monkeypatch):
+    np.savez(tmp_path / "tab.npz", x=np.random.default_rng(0).normal(size=(200, 4)), y=np.arange(200) % 2)
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("train-teacher", "--data", tmp_path / "tab.npz", "--arch", "mlp", "--width", "8", "--epochs", "1",
+                "--out", "runs/t.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance("runs/t.keras")["data"]["spec"] == str(tmp_path / "tab.npz")
+    shutil.copytree("runs", tmp_path / "elsewhere" / "deeper" / "runs")  # moved, the data stays found
+    r = run_cli("soft-labels", "--teacher", tmp_path / "elsewhere" / "deeper" / "runs" / "t.keras",
+                "--out", tmp_path / "s.h5")
+    assert r.exit_code == 0, r.stderr
 
 
 def test_online_with_soft_labels_advice_works(pipeline, tmp_path):
@@ -278,10 +299,12 @@ def test_help_and_dir_show_the_public_api():
     import pydoc
 
     names = set(dir(kdcli))
-    assert {"load_data", "build_model", "distill", "train", "distillation_loss", "KdcliError"} <= names
-    text = pydoc.render_doc(kdcli)
-    for name in ("load_data", "distillation_loss", "read_soft_labels", "pipeline"):
-        assert name in text
+    assert {"load_data", "build_model", "distill", "train", "distillation_loss", "make_method", "KdcliError"} <= names
+    text = pydoc.render_doc(kdcli, renderer=pydoc.plaintext)
+    # signatures, which only the listing of the functions themselves shows
+    for signature in ("load_data(spec, val_split=0.2", "distill(student, data, teacher_logits=None",
+                      "dkd_loss_per_sample(labels, student_logits"):
+        assert signature in text
 
 
 def test_one_epoch_is_singular(tmp_path):
@@ -342,3 +365,26 @@ def test_the_readme_json_example_has_the_keys_evaluate_writes(pipeline):
     for shown, written in zip(example["models"], real["models"]):
         assert shown.keys() == written.keys()
     assert [g.keys() for g in example["gates"]] == [g.keys() for g in real["gates"]]
+
+
+def test_every_option_of_every_subcommand_is_in_the_readme():
+    import typer
+
+    from kdcli.cli import app
+
+    readme = README.read_text()
+    group = typer.main.get_command(app)
+    missing, seen = [], set()
+
+    def visit(command, path):
+        for param in command.params:
+            for opt in param.opts:
+                seen.add(opt)
+                if opt.startswith("--") and not re.search(rf"{re.escape(opt)}\b", readme):
+                    missing.append(f"{path} {opt}")
+        for name, sub in getattr(command, "commands", {}).items():
+            visit(sub, f"{path} {name}")
+
+    visit(group, "kdcli")
+    assert len(seen) > 50  # every subcommand's options were visited
+    assert not missing, missing

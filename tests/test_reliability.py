@@ -142,7 +142,7 @@ def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "3",
                 "--seed", "3", "--temperature", "2", "--out", out, "--resume")
-    assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in temperature)")
+    assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in method.temperature)")
     assert "pass --restart instead of --resume" in r.stderr
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "1",
                 "--seed", "3", "--temperature", "2", "--out", out, "--restart")  # the advice, followed
@@ -155,7 +155,7 @@ def test_a_rerun_never_discards_a_checkpoint_silently(pipeline, reference, tmp_p
     r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 5}:INT")
     assert r.returncode == 130
     r = run_cli(*distill_args(pipeline, out))
-    assert_one_line_error(r, 2, "student.ckpt holds the checkpoint of an unfinished run (1 epoch done): "
+    assert_one_line_error(r, 2, "student.ckpt/student holds the checkpoint of an unfinished run (1 epoch done): "
                                 "pass --resume to continue it, or --restart to discard it and start over")
     assert state(tmp_path / "student.ckpt" / "student")["epochs_done"] == 1  # untouched
     r = run_cli(*distill_args(pipeline, out), "--resume")  # the first advice, followed
@@ -305,3 +305,30 @@ def test_resume_with_fewer_epochs_than_done_says_how_many_and_that_works(pipelin
     r = run_cli(*distill_args(pipeline, out, epochs=2), "--resume")  # the advice, followed
     assert r.exit_code == 0, r.stderr
     assert "2 of 2 epochs done" in r.stderr
+
+
+def test_checkpoints_of_another_command_in_the_same_folder_are_kept(pipeline, tmp_path):
+    """A teacher's and a student's runs may share a --checkpoint-dir: each sees and removes only its own."""
+    ck = tmp_path / "ck"
+    teacher = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-dir", ck,
+               "--out", tmp_path / "t.keras"]
+    r = kdcli_process(*teacher, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    assert r.returncode == -9 and state(ck)["epochs_done"] == 1
+    r = run_cli(*distill_args(pipeline, tmp_path / "s.keras", epochs=1), "--checkpoint-dir", ck)
+    assert r.exit_code == 0, r.stderr  # the teacher's checkpoint is not the student's
+    assert state(ck)["epochs_done"] == 1  # and it is still there
+    r = run_cli(*teacher, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "1 of 2 epochs done" in r.stderr
+    assert not ck.exists()
+
+
+def test_restart_discards_nothing_when_the_command_fails_before_training(tmp_path):
+    ck = tmp_path / "ck"
+    args = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-dir", ck,
+            "--out", tmp_path / "t.keras"]
+    kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
+    assert state(ck)["epochs_done"] == 1
+    r = run_cli(*args, "--restart", "--data", "digitz")
+    assert_one_line_error(r, 4, "unknown data set 'digitz'")
+    assert state(ck)["epochs_done"] == 1  # the checkpoint is only discarded when training starts

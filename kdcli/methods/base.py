@@ -1,0 +1,103 @@
+"""The interface between a distillation method and the training loop.
+
+A method is a dataclass whose fields are its parameters. It says what it
+needs (teacher logits or none, a live teacher or not, which outputs), owns
+any trainable variables of its own, gives its JSON config for provenance and
+for the checkpoint's identity, and computes its loss. The training loop
+calls these and knows no method by name; `kdcli.methods.REGISTRY` finds a
+method by name.
+
+This module and the methods' own modules import no TensorFlow until a loss is
+computed, so the command line can build and check a method at once.
+"""
+
+import dataclasses
+from typing import ClassVar
+
+from kdcli.errors import UsageError
+
+
+def param(default, option, help):
+    """A method parameter: its default, the command-line option that sets it, and what it means."""
+    return dataclasses.field(default=default, metadata={"option": option, "help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A way to train a model, seen from the training loop.
+
+    Class attributes:
+        name: the name in `kdcli.methods.REGISTRY` (`distill --method NAME`).
+        uses_teacher: the loss reads the teacher's logits (hard-label
+            training does not).
+        needs_live_teacher: the teacher must run on every batch (a method
+            reading intermediate layers); soft-label files cannot serve it.
+        outputs: what the loss reads from the student and the teacher; for
+            now always `("logits",)`.
+    """
+
+    name: ClassVar[str] = ""
+    uses_teacher: ClassVar[bool] = True
+    needs_live_teacher: ClassVar[bool] = False
+    outputs: ClassVar[tuple] = ("logits",)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Refuse bad parameter values (`UsageError`, naming the option). Nothing to check by default."""
+
+    def build(self, student, teacher=None):
+        """Create the method's own trainable variables (a projector...), inside the strategy's scope.
+
+        None by default. Called once, before the optimizer is built.
+        """
+
+    @property
+    def variables(self):
+        """Trainable variables the method owns: the optimizer trains them and the checkpoints
+        hold them, but the saved student leaves them out."""
+        return []
+
+    def config(self):
+        """The method's JSON-ready identity: its name and parameters."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+    def loss(self, labels, student_logits, teacher_logits, epoch):
+        """The loss of a batch (of one replica's share of it, under `tf.distribute`).
+
+        Args:
+            labels: integer class ids, shape `(batch,)`.
+            student_logits: shape `(batch, C)`.
+            teacher_logits: shape `(batch, C)`, or None when `uses_teacher` is false.
+            epoch: the 1-based epoch number, a float32 scalar tensor (for warm-ups).
+
+        Returns:
+            `(per_sample, batch_term)`: a `(batch,)` tensor the loop averages over
+            the global batch, and a scalar statistic of the batch (or None) that
+            the loop averages over the replicas, weighted by their shares of it.
+        """
+        raise NotImplementedError
+
+    # Checks shared by the methods' `check`: each rule once, with its option in the message.
+
+    def _option(self, field):
+        return next(f.metadata["option"] for f in dataclasses.fields(self) if f.name == field)
+
+    def require_positive(self, *fields):
+        for field in fields:
+            value = getattr(self, field)
+            if not value > 0:
+                raise UsageError(f"{self._option(field)} must be positive, got {value}")
+
+    def require_at_least_zero(self, *fields):
+        for field in fields:
+            value = getattr(self, field)
+            if not value >= 0:
+                raise UsageError(f"{self._option(field)} must be 0 or more, got {value}")
+
+    def require_fraction(self, *fields):
+        for field in fields:
+            value = getattr(self, field)
+            if not 0 <= value <= 1:
+                raise UsageError(f"{self._option(field)} must be between 0 and 1, got {value}")

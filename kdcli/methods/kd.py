@@ -1,0 +1,33 @@
+"""Hinton's knowledge distillation (Hinton, Vinyals and Dean, 2015), see `kdcli.losses`."""
+
+import dataclasses
+
+from kdcli.methods.base import Method, param
+
+
+@dataclasses.dataclass(frozen=True)
+class KD(Method):
+    """`alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)`.
+
+    Args:
+        temperature: `T`, which softens both distributions.
+        alpha: weight of the KD term; `1 - alpha` weighs the hard labels.
+        standardize: logit standardisation (Sun et al., CVPR 2024): the KD
+            term compares standardised logits (`kdcli.losses.standardize_logits`).
+    """
+
+    name = "kd"
+    temperature: float = param(4.0, "--temperature", "softens teacher and student distributions")
+    alpha: float = param(0.9, "--alpha", "weight of the KD term; 1 - alpha weighs the hard labels")
+    standardize: bool = param(False, "--standardize-logits", "compare standardised logits in the KD term")
+
+    def check(self):
+        self.require_positive("temperature")
+        self.require_fraction("alpha")
+
+    def loss(self, labels, student_logits, teacher_logits, epoch):
+        from kdcli.losses import distillation_loss_per_sample
+
+        kwargs = {"standardize": True} if self.standardize else {}
+        return distillation_loss_per_sample(
+            labels, student_logits, teacher_logits, self.temperature, self.alpha, **kwargs), None
