@@ -1,6 +1,6 @@
 # make demo: set up .venv, run the pipeline on the bundled digits sample (teacher, soft
 # labels, student, int8 export) and print the comparison.
-# make test: set up .venv with the test dependencies and run the test suite.
+# make test: set up .venv with the test dependencies, lint (ruff) and run the test suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
+	$(BIN)/ruff check kdcli tests benchmarks samples
 	$(BIN)/python -m pytest -q
 
 # The pipeline as file targets: each step reruns only when its input changed.

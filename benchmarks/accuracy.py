@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import kdcli
+
 from common import kdcli as run, mnist_split
 
 TEACHER_RECIPE = ("--augment", "shift", "--lr-schedule", "cosine", "--epochs", "40")

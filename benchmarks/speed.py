@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 import kdcli
-from common import ROOT, mnist_split
+from kdcli.runs import Budget
 from kdcli.soft_labels import teacher_logits
+
+from common import ROOT, mnist_split
 
 REPEATS = 3
 
@@ -126,7 +128,7 @@ def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0
         pipeline.make_soft_labels(teacher_path, data, soft["dir"] / "soft-vs.h5")
         _, metrics = pipeline.distill_student(data, soft["dir"] / "student-vs.keras",
                                               soft_labels=soft["dir"] / "soft-vs.h5", student=student_spec,
-                                              epochs=epochs, batch_size=batch_size, seed=seed)
+                                              budget=Budget(epochs=epochs, batch_size=batch_size, seed=seed))
         ours_times.append(time.perf_counter() - started)
         ours_acc.append(metrics["test_accuracy"])
 
@@ -230,7 +232,7 @@ def bench_compact(data, soft, student_spec, epochs):
         path = soft["dir"] / f"compact-{name.replace(' ', '').replace(',', '-')}.h5"
         pipeline.make_soft_labels(soft["teacher"], data, path, **options)
         _, metrics = pipeline.distill_student(data, soft["dir"] / "compact.keras", soft_labels=path,
-                                              student=student_spec, epochs=epochs)
+                                              student=student_spec, budget=Budget(epochs=epochs))
         rows.append({"soft_labels": name, "bytes": path.stat().st_size, "accuracy": metrics["test_accuracy"]})
     return rows
 
@@ -381,7 +383,8 @@ def main():
 
         step("teacher")
         teacher = tmp / "teacher.keras"
-        pipeline.train_teacher(data, teacher, epochs=2 if args.quick else 5)
+        pipeline.train_teacher(data, teacher, budget=Budget(epochs=2 if args.quick else 5, lr_schedule="cosine",
+                                                            augment="auto"))
         soft = {"teacher": teacher, "path": tmp / "soft.h5", "dir": tmp}
         pipeline.make_soft_labels(teacher, data, soft["path"])
         results = {}

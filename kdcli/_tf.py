@@ -43,8 +43,8 @@ def _import_quietly():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_output_silenced():
-        import tensorflow  # noqa: F401
         import keras  # noqa: F401
+        import tensorflow  # noqa: F401
 
         tensorflow.config.list_physical_devices()
         _split_cpu(tensorflow)

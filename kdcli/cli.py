@@ -15,16 +15,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
-
-from kdcli import __version__
-from kdcli.console import Reporter, stderr
-from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
-from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
 
 # Typer (0.26 and later, see pyproject.toml) carries its own copy of Click.
 from typer._click import exceptions as click_errors
 from typer._click.globals import get_current_context
+from typer.core import TyperGroup
+
+from kdcli import __version__
+from kdcli.console import Reporter, stderr
+from kdcli.data import COLOR_MODES
+from kdcli.distribute import STRATEGIES
+from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
+from kdcli.export import FORMATS, QUANTIZATIONS
+from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
+from kdcli.runs import Budget, Runtime
+from kdcli.soft_labels import DTYPES
+from kdcli.specs import LR_SCHEDULES, PRECISIONS
 
 
 class _Group(TyperGroup):
@@ -81,14 +87,16 @@ def _choices(name, *values):
     return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-ColorModeChoice = _choices("ColorModeChoice", "auto", "grayscale", "rgb")
-Precision = _choices("Precision", "off", "bf16")
-StrategyName = _choices("StrategyName", "auto", "default", "mirrored", "multi-worker")
-LogitsType = _choices("LogitsType", "float32", "float16")
-ExportFormat = _choices("ExportFormat", "tflite", "saved_model")
-Schedule = _choices("Schedule", "cosine", "constant")
-Quantization = _choices("Quantization", "none", "float16", "dynamic", "int8")
+# The choices come from the modules that check them (none imports TensorFlow).
+ColorModeChoice = _choices("ColorModeChoice", *COLOR_MODES)
+Precision = _choices("Precision", *PRECISIONS)
+StrategyName = _choices("StrategyName", *STRATEGIES)
+LogitsType = _choices("LogitsType", *DTYPES)
+ExportFormat = _choices("ExportFormat", *FORMATS)
+Schedule = _choices("Schedule", *LR_SCHEDULES)
+Quantization = _choices("Quantization", *QUANTIZATIONS)
 MethodName = _choices("MethodName", *distill_methods())
+DEFAULT_METHOD_CHOICE = MethodName(DEFAULT_METHOD)
 
 
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
@@ -96,62 +104,29 @@ DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Ke
 Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
 
 
-def _positive(value):
-    """Option callback: refuse zero and negative values as a usage error (exit code 2)."""
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"must be positive, got {value}")
-    return value
-
-
-def _fraction(value):
-    if value is not None and not 0 < value < 1:
-        raise typer.BadParameter(f"must be between 0 and 1, got {value}")
-    return value
-
-
 ValSplit = Annotated[
     Optional[float],
-    typer.Option(callback=_fraction, help="Share held out for testing when the data has no test split (default 0.2)."),
+    typer.Option(help="Share held out for testing when the data has no test split (default 0.2)."),
 ]
 ImageSize = Annotated[
     Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
 ]
 ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
-Seed = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of initialisation, shuffling and dropout.")]
-Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training split.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Samples per training step.")]
-LearningRate = Annotated[float, typer.Option(callback=_positive, help="Adam step size (the peak of the schedule).")]
+# Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
+Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
+Epochs = Annotated[int, typer.Option(help="Passes over the training split.")]
+BatchSize = Annotated[int, typer.Option(help="Samples per training step.")]
+LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
-
-
-def _check_augment(value, allow_auto):
-    """`none`, `shift` or `shift:N` (or `auto` if allowed), else a usage error (exit code 2)."""
-    from kdcli.augment import parse_augment
-
-    try:
-        parse_augment(value, allow_auto)
-    except KdcliError as e:
-        raise typer.BadParameter(str(e).removeprefix("--augment ")) from None
-    return value
-
-
-def _augment(value):
-    return _check_augment(value, allow_auto=False)
-
-
-def _teacher_augment(value):
-    return _check_augment(value, allow_auto=True)
 
 
 SHIFT_HELP = "shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of the side)"
 Augment = Annotated[str, typer.Option(
-    callback=_augment,
     help=f"none, {SHIFT_HELP}; the teacher then runs on every batch to label the same copies.")]
 TeacherAugment = Annotated[str, typer.Option(
-    callback=_teacher_augment,
     help=f"auto (shift for --arch cnn, else none), none, {SHIFT_HELP}.")]
-Width = Annotated[Optional[int], typer.Option(min=1, help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
-Depth = Annotated[Optional[int], typer.Option(min=0, help="Hidden layers (mlp) or convolution blocks (cnn).")]
+Width = Annotated[Optional[int], typer.Option(help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
+Depth = Annotated[Optional[int], typer.Option(help="Hidden layers (mlp) or convolution blocks (cnn).")]
 CheckpointDir = Annotated[
     Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
 ]
@@ -233,6 +208,12 @@ def _data_options(val_split, image_size, color_mode):
     return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
 
 
+def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart):
+    """The `Runtime` of the training commands' shared options."""
+    return Runtime(strategy=strategy.value, mixed_precision=mixed_precision.value, checkpoint_dir=checkpoint_dir,
+                   resume=resume, restart=restart)
+
+
 def _result(path):
     """Print an artifact's path, alone, on stdout."""
     typer.echo(str(path))
@@ -268,11 +249,11 @@ def train_teacher(
     from kdcli import pipeline
 
     path, _ = pipeline.train_teacher(
-        data, out, arch=arch, model=model, width=width, depth=depth, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        data, out, arch=arch, model=model, width=width, depth=depth,
+        budget=Budget(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule.value, seed=seed, augment=augment),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
-        checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, mixed_precision=mixed_precision.value,
-        strategy=strategy.value, lr_schedule=lr_schedule.value, augment=augment,
     )
     _result(path)
 
@@ -288,7 +269,7 @@ def soft_labels(
     data: Data = None,
     out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
     dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits.")] = LogitsType.float32,
-    top_k: Annotated[Optional[int], typer.Option(min=1, help="Keep only the K largest logits of each sample (smaller files).")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Keep only the K largest logits of each sample (smaller files).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="I/N: write only the I-th of N contiguous parts of the rows (1 <= I <= N), for parallel runs; join them with 'soft-labels merge'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
     split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
@@ -354,7 +335,7 @@ def distill(
     depth: Depth = None,
     method: Annotated[MethodName, typer.Option(
         help="kd (Hinton et al.), dkd (decoupled KD, Zhao et al.) or dist (correlations, Huang et al.).")
-    ] = MethodName(DEFAULT_METHOD),
+    ] = DEFAULT_METHOD_CHOICE,
     temperature: Annotated[Optional[float], typer.Option(help=option_help("--temperature"))] = None,
     alpha: Annotated[Optional[float], typer.Option(help=option_help("--alpha"))] = None,
     dkd_alpha: Annotated[Optional[float], typer.Option(help=option_help("--dkd-alpha"))] = None,
@@ -365,7 +346,7 @@ def distill(
     standardize_logits: Annotated[bool, typer.Option(
         "--standardize-logits", help=option_help("--standardize-logits"))] = False,
     epochs: Annotated[Optional[int], typer.Option(
-        min=1, help="Passes over the training split (default: 30, or more on small data, so that training takes "
+        help="Passes over the training split (default: 30, or more on small data, so that training takes "
                     "at least 3,000 steps).")] = None,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
@@ -400,11 +381,11 @@ def distill(
     })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
-        method=chosen, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        seed=seed, online=online, baseline=baseline, data_options=_data_options(val_split, image_size, color_mode),
-        unsafe=unsafe, reporter=Reporter(quiet), checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
-        mixed_precision=mixed_precision.value, strategy=strategy.value, lr_schedule=lr_schedule.value,
-        augment=augment,
+        method=chosen, online=online, baseline=baseline,
+        budget=Budget(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule.value, seed=seed, augment=augment),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
+        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)
 

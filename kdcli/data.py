@@ -31,6 +31,7 @@ from kdcli.errors import KdcliError, UsageError, first_line as _first_line
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 KNOWN_NAMES = ("digits", *KERAS_DATASETS)
+COLOR_MODES = ("auto", "grayscale", "rgb")
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHOLE_KEYS = ("x", "y")
 SPLIT_SEED = 0
@@ -623,13 +624,13 @@ def _image_geometry(first, image_size, color_mode):
             native_size, native_mode = (im.size[1], im.size[0]), im.mode
     except OSError as e:
         raise KdcliError(f"{first}: unreadable image ({_first_line(e)})") from e
-    modes = {"grayscale": 1, "rgb": 3}
+    modes = {"grayscale": 1, "rgb": 3}  # see COLOR_MODES
     if color_mode == "auto":  # palette ("P") images are colour, though they have one band
         channels = 1 if native_mode in ("1", "L", "LA", "I", "I;16", "F") else 3
     elif color_mode in modes:
         channels = modes[color_mode]
     else:
-        raise UsageError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
+        raise UsageError(f"--color-mode must be one of {', '.join(COLOR_MODES)}, got {color_mode!r}")
     return tuple(image_size) if image_size else native_size, channels
 
 

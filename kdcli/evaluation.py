@@ -18,7 +18,7 @@ import numpy as np
 from kdcli._tf import native_output_silenced, tf
 from kdcli.artifacts import load_model, read_provenance
 from kdcli.errors import KdcliError
-from kdcli.models import check_compatible, count_params, logits_model
+from kdcli.models import check_compatible, check_shapes, count_params, logits_model
 from kdcli.training import predict_logits
 
 SCHEMA = "kdcli.evaluate/1"
@@ -126,13 +126,7 @@ class TFLiteRunner:
         return interpreter
 
     def check(self, data, name):
-        if self.input_shape != tuple(data.input_shape):
-            raise KdcliError(
-                f"{name}: the model takes inputs of shape {self.input_shape}, "
-                f"the data has samples of shape {tuple(data.input_shape)}"
-            )
-        if self.num_outputs != data.num_classes:
-            raise KdcliError(f"{name}: the model has {self.num_outputs} outputs, the data has {data.num_classes} classes")
+        check_shapes(self.input_shape, self.num_outputs, data, name)
 
     def _run(self, interpreter, x):
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

@@ -5,6 +5,9 @@ supports on every version. Exports carry provenance like every artifact: a
 `.tflite` file in a sidecar `<file>.kdcli.json` (the flatbuffer has no room
 for it without extra tools), a SavedModel in `assets.extra/kdcli.json` (a
 folder TF Serving ignores).
+
+TensorFlow is imported when a model is exported, so that the command line
+can take its choices (`FORMATS`, `QUANTIZATIONS`) from here at once.
 """
 
 import json
@@ -14,13 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli._tf import native_output_silenced, tf
 from kdcli.artifacts import (
-    atomic_path, check_output, load_model, provenance, read_provenance, relative_to_artifact, sha256_file,
+    atomic_path,
+    check_output,
+    load_model,
+    provenance,
+    read_provenance,
+    relative_to_artifact,
+    sha256_file,
 )
 from kdcli.data import rebase_data_record
 from kdcli.errors import KdcliError, UsageError, first_line
-from kdcli.models import count_params, logits_model
 
 FORMATS = ("tflite", "saved_model")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -56,6 +63,8 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     if quantize == "int8" and data is None:
         raise UsageError("--quantize int8 calibrates on real samples: give --data")
     out = check_export_output(out, format)
+    from kdcli.models import count_params, logits_model
+
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
     source_record = read_provenance(model_path) or {}
@@ -118,6 +127,8 @@ def sidecar(path):
 
 
 def _convert(saved, quantize, data):
+    from kdcli._tf import native_output_silenced, tf
+
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
-from kdcli.specs import ARCHS, check_shrink_factor, parse_spec, unknown_spec
+from kdcli.specs import ARCHS, PRECISIONS, check_shrink_factor, parse_spec, unknown_spec
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
@@ -121,8 +121,8 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
     model = _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher)
     if mixed_precision in (None, "off"):
         return model
-    if mixed_precision != "bf16":
-        raise UsageError(f"--mixed-precision must be bf16 or off, got {mixed_precision!r}")
+    if mixed_precision not in PRECISIONS:
+        raise UsageError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}, got {mixed_precision!r}")
     with code_allowed(unsafe):
         return with_dtype_policy(model, "mixed_bfloat16")
 
@@ -224,14 +224,18 @@ def check_compatible(model, data, name):
     The model must take samples of the data's shape and have an output for
     each class the data's labels name (`data.num_classes`).
     """
-    in_shape = tuple(model.input_shape[1:])
+    check_shapes(tuple(model.input_shape[1:]), model.output_shape[-1], data, name)
+
+
+def check_shapes(in_shape, outputs, data, name):
+    """Refuse a model (Keras or TFLite) that takes samples of shape `in_shape` (None: any size
+    along that axis) and has `outputs` outputs, when they do not fit the data."""
     if len(in_shape) != len(data.input_shape) or any(
         m is not None and m != d for m, d in zip(in_shape, data.input_shape)
     ):
         raise KdcliError(
             f"{name}: the model takes inputs of shape {in_shape}, the data has samples of shape {data.input_shape}"
         )
-    outputs = model.output_shape[-1]
     if outputs != data.num_classes:
         raise KdcliError(f"{name}: the model has {outputs} outputs, the data has {data.num_classes} classes")
 

@@ -1,5 +1,6 @@
-"""Model specs as the command line gives them (`--student`, `--arch`, `--model`), checked
-before any work: this module imports no TensorFlow."""
+"""Option values checked before any work: model specs as the command line gives them
+(`--student`, `--arch`, `--model`), and the choices of the training options. This module
+imports no TensorFlow, so the command line checks them, and lists them in its help, at once."""
 
 from pathlib import Path
 
@@ -7,6 +8,9 @@ from kdcli.errors import UsageError
 
 # The built-in architectures (see `kdcli.models.build_model`).
 ARCHS = ("mlp", "cnn")
+# Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
+LR_SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("off", "bf16")
 
 
 def parse_spec(spec, role="student", option=None):

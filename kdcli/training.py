@@ -11,6 +11,7 @@ loss averaging (`tf.nn.compute_average_loss`, ready for `tf.distribute`), of
 speed, and of what happens between epochs.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -24,10 +25,10 @@ from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
+from kdcli.runs import Budget
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
-LR_SCHEDULES = ("cosine", "constant")
 # A student matching a teacher's whole distribution learns more slowly than one fitting
 # hard labels: on the 1,438 digits, 30 epochs (690 steps) left it 2 points below its
 # scratch twin and 130 epochs (2,990 steps) put it above. So distill runs at least 3,000 steps.
@@ -40,16 +41,17 @@ def default_distill_epochs(n_samples, global_batch):
     return max(DISTILL_EPOCHS, -(-DISTILL_MIN_STEPS // steps_per_epoch))
 
 
-def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, progress=None,
-          checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant", augment="none",
-          restart=False):
+def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
+          run_config=None, strategy=None, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
         model: a Keras model that outputs logits.
         data: the `Dataset`.
-        epochs, batch_size, learning_rate: the budget and the Adam step size.
-        seed: seeds the shuffling and any dropout, so a run is repeatable.
+        budget: a `kdcli.runs.Budget` (epochs, batch size, step size and its
+            schedule, seed, augmentation), or its fields as keywords
+            (`epochs=20` by default, `batch_size=64`, `learning_rate=1e-3`,
+            `lr_schedule="constant"`, `seed=0`, `augment="none"`).
         progress: optional object with `start(total_steps)`, `advance(logs)`
             and `stop()`, told about every step, and optionally `say(line)`,
             told where a resumed run continues.
@@ -62,11 +64,7 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
         run_config: more JSON-ready facts that identify the run (a teacher's
             sha256...): `resume` refuses checkpoints whose facts differ.
         strategy: a `tf.distribute.Strategy` (see `kdcli.distribute`) in whose
-            scope `model` was built; `batch_size` is then per replica.
-        lr_schedule: `constant`, or `cosine` (the step size decays from
-            `learning_rate` to 0 over the run along a half cosine).
-        augment: `none`, `shift` or `shift:N` (see `kdcli.augment`): train on
-            randomly shifted copies of the images.
+            scope `model` was built; the batch size is then per replica.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -74,20 +72,17 @@ def train(model, data, epochs=20, batch_size=64, learning_rate=1e-3, seed=0, pro
 
     Example:
         >>> teacher = build_model("cnn", data)
-        >>> history = train(teacher, data, epochs=20)
+        >>> history = train(teacher, data, epochs=20, lr_schedule="cosine")
     """
+    budget = _budget(budget, options, epochs=20)
     return _fit(
-        model, data, method=HardLabels(), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        seed=seed, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, run_config=run_config,
-        strategy=strategy, lr_schedule=lr_schedule, augment=augment, restart=restart,
+        model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
+        restart=restart, run_config=run_config, strategy=strategy,
     )
 
 
-def distill(
-    student, data, teacher_logits=None, teacher=None, method=None, epochs=None, batch_size=64, learning_rate=1e-3,
-    seed=0, progress=None, checkpoint_dir=None, resume=False, run_config=None, strategy=None, lr_schedule="constant",
-    augment="none", restart=False,
-):
+def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
+            checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -98,62 +93,65 @@ def distill(
     Args:
         student: the Keras model to train; it outputs logits.
         data: the `Dataset`.
+        budget: as in `train`; its epochs default to 30, or more on small data
+            so that the run takes at least 3,000 steps (`default_distill_epochs`).
+            Its `augment` needs the live `teacher`, which then gives its
+            logits for the same shifted copies the student sees.
         teacher_logits: an `(N, C)` array, or a `kdcli.data.Column` streaming
             them (`kdcli.read_soft_labels(path).column`).
         teacher: a live teacher (see `kdcli.logits_model` for softmax teachers).
         method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
-        epochs: passes over the training split; by default 30, or more on
-            small data so that the run takes at least 3,000 steps
-            (`default_distill_epochs`).
-        batch_size, learning_rate, seed, progress: as in `train`.
-        checkpoint_dir, resume, restart, run_config, strategy, lr_schedule: as in `train`.
-        augment: as in `train`; needs the live `teacher`, which then gives its
-            logits for the same shifted copies the student sees.
+        progress, checkpoint_dir, resume, restart, run_config, strategy: as in `train`.
+        **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
         A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
 
     Example:
-        >>> distill(student, data, teacher_logits=logits, method=make_method("dkd", beta=2.0))
+        >>> distill(student, data, teacher_logits=logits, method=make_method("dkd", beta=2.0), epochs=50)
     """
+    budget = _budget(budget, options)
     method = method or make_method(DEFAULT_METHOD)
     if not method.uses_teacher:
         raise ValueError(f"method {method.name} does not learn from a teacher: use train()")
     if (teacher_logits is None) == (teacher is None):
         raise ValueError("give exactly one of teacher_logits and teacher")
-    if epochs is None:
+    if budget.epochs is None:
         replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
-        epochs = default_distill_epochs(len(data.train), batch_size * replicas)
-    if teacher_logits is not None and parse_augment(augment)[0] != "none":
+        budget = dataclasses.replace(budget, epochs=default_distill_epochs(len(data.train), budget.batch_size * replicas))
+    if teacher_logits is not None and parse_augment(budget.augment)[0] != "none":
         raise UsageError(NEEDS_TEACHER)
     if teacher_logits is not None and method.needs_live_teacher:
         raise UsageError(f"--method {method.name} reads the live teacher's layers: give --teacher, without --soft-labels")
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
     return _fit(
-        student, data, method=method, teacher_logits=teacher_logits, teacher=teacher, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress,
-        checkpoint_dir=checkpoint_dir, resume=resume, run_config=run_config, strategy=strategy,
-        lr_schedule=lr_schedule, augment=augment, restart=restart,
+        student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
+        checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
     )
 
 
-def _fit(model, data, *, method, teacher_logits=None, teacher=None, epochs, batch_size, learning_rate, seed,
-         progress, checkpoint_dir, resume, restart, run_config, strategy, lr_schedule, augment):
+def _budget(budget, options, **defaults):
+    """The `Budget` given, or one made from keywords (validated there, once)."""
+    if budget is not None and options:
+        raise TypeError(f"give a budget or its fields ({', '.join(options)}), not both")
+    return budget or Budget(**{**defaults, **options})
+
+
+def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,
+         restart, run_config, strategy):
     """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
     from kdcli.distribute import is_chief, worker_id
 
     loss_config = {"method": method.config(), **(run_config or {})}
-    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
-        raise UsageError("--epochs and --batch-size must be at least 1 and --learning-rate positive")
+    epochs, batch_size, learning_rate, seed = budget.epochs, budget.batch_size, budget.learning_rate, budget.seed
+    lr_schedule = budget.lr_schedule
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     extra = () if teacher_logits is None else (teacher_logits,)
-    if lr_schedule not in LR_SCHEDULES:
-        raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-    augment = resolve_augment(augment, data.input_shape)
+    augment = resolve_augment(budget.augment, data.input_shape)
     shift = make_augment(augment, data.input_shape)
     if augment != "none":
         loss_config = {**loss_config, "augment": augment}

@@ -1,13 +1,20 @@
-"""Shared fixtures: a tiny pipeline run once per session through the CLI."""
+"""Shared test helpers (running kdcli in-process and in subprocesses, the error contract, checkpoint
+checks) and fixtures: a tiny pipeline run once per session through the CLI."""
 
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import kdcli
 from kdcli.cli import app
 
 
@@ -31,6 +38,47 @@ def assert_one_line_error(result, code=4, contains=None):
     assert result.stdout == ""
     if contains:
         assert contains in lines[0], lines[0]
+
+
+STEPS_PER_EPOCH = 23  # 1,438 digits at batch 64
+
+
+def kdcli_process(*args, fault=None):
+    """Run `python -m kdcli` to the end; `fault` (`POINT:N:SIGNAL`, see kdcli/faults.py) interrupts it."""
+    env = dict(os.environ)
+    env.pop("KDCLI_FAULT", None)
+    if fault:
+        env["KDCLI_FAULT"] = fault
+    # A job started in the background (nohup, some CI runners) inherits SIGINT ignored, and Python
+    # then never raises KeyboardInterrupt: give the child the default Ctrl-C of a terminal.
+    return subprocess.run([sys.executable, "-m", "kdcli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def assert_same_weights(path, reference):
+    """The model at `path` has the `reference` weights, to 1e-6."""
+    weights = kdcli.load_model(path).get_weights()
+    assert len(weights) == len(reference)
+    for a, b in zip(weights, reference):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def state(checkpoint_dir):
+    """The `state.json` of a checkpoint folder."""
+    return json.loads((checkpoint_dir / "state.json").read_text())
+
+
+def start_kdcli(*args, env=None):
+    """Start kdcli in a subprocess (a worker of a cluster...); see `finish`."""
+    return subprocess.Popen([sys.executable, "-m", "kdcli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def finish(process, timeout=300):
+    """Wait for a process of `start_kdcli`; it must succeed. Returns its stdout."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out
 
 
 @pytest.fixture(scope="session")

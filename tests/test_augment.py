@@ -10,8 +10,7 @@ from kdcli.errors import KdcliError
 from kdcli.methods.kd import KD
 from kdcli.training import distill, train
 
-from conftest import assert_one_line_error, run_cli
-from test_reliability import STEPS_PER_EPOCH, assert_same_weights, kdcli_process, state
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state
 
 
 def shifted(image, dr, dc):

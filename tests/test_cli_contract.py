@@ -302,7 +302,7 @@ def test_help_and_dir_show_the_public_api():
     assert {"load_data", "build_model", "distill", "train", "distillation_loss", "make_method", "KdcliError"} <= names
     text = pydoc.render_doc(kdcli, renderer=pydoc.plaintext)
     # signatures, which only the listing of the functions themselves shows
-    for signature in ("load_data(spec, val_split=0.2", "distill(student, data, teacher_logits=None",
+    for signature in ("load_data(spec, val_split=0.2", "distill(student, data, budget=None",
                       "dkd_loss_per_sample(labels, student_logits"):
         assert signature in text
 

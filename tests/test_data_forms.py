@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kdcli
-from kdcli.data import H5Column, SCAN_ROWS
+from kdcli.data import SCAN_ROWS, H5Column
 
 from conftest import assert_one_line_error, run_cli
 

@@ -1,28 +1,14 @@
 """tf.distribute training (mirrored, multi-worker) and sharded soft labels."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 
 import kdcli
 
-from conftest import assert_one_line_error, run_cli
-
-
-def kdcli_process(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "kdcli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-
-
-def finish(process, timeout=300):
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err
-    return out
+from conftest import assert_one_line_error, finish, run_cli, start_kdcli
 
 
 def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, tmp_path):
@@ -32,9 +18,9 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, t
              x_test=digits.x_test, y_test=digits.y_test)
     args = ["distill", "--teacher", pipeline["teacher"], "--data", tmp_path / "odd.npz", "--student", "mlp",
             "--epochs", "4", "--seed", "2"]
-    default = finish(kdcli_process(*args, "--batch-size", "64", "--out", tmp_path / "default.keras"))
+    default = finish(start_kdcli(*args, "--batch-size", "64", "--out", tmp_path / "default.keras"))
     # 2 replicas x 32 = the same global batch of 64: the same steps, up to float rounding
-    mirrored = finish(kdcli_process(*args, "--strategy", "mirrored", "--batch-size", "32",
+    mirrored = finish(start_kdcli(*args, "--strategy", "mirrored", "--batch-size", "32",
                                     "--out", tmp_path / "mirrored.keras", env={"KDCLI_CPU_DEVICES": "2"}))
     assert default.strip() == str(tmp_path / "default.keras") and mirrored.strip() == str(tmp_path / "mirrored.keras")
     a, b = (kdcli.read_provenance(tmp_path / f"{n}.keras") for n in ("default", "mirrored"))
@@ -60,7 +46,7 @@ def test_multi_worker_writes_exactly_one_student(pipeline, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     out = tmp_path / "run" / "student.keras"
     workers = [
-        kdcli_process("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2",
+        start_kdcli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2",
                       "--strategy", "multi-worker", "--batch-size", "32", "--out", out,
                       env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
         for i in range(2)
@@ -142,3 +128,21 @@ def test_bad_shard_is_a_usage_error(pipeline, tmp_path):
     for shard in ("0/3", "4/3", "two"):
         r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--shard", shard, "--out", tmp_path / "s.h5")
         assert r.exit_code == 2
+
+
+def test_multi_worker_trains_with_a_batch_statistic_method(pipeline, tmp_path):
+    """DIST's correlations are computed by each worker over its share of the batch."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    out = tmp_path / "student.keras"
+    workers = [
+        start_kdcli("distill", "--soft-labels", pipeline["soft"], "--method", "dist", "--student", "mlp",
+                      "--epochs", "3", "--strategy", "multi-worker", "--batch-size", "32", "--out", out,
+                      env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]
+    for w in workers:
+        finish(w)
+    record = kdcli.read_provenance(out)
+    assert record["hyperparameters"]["method"]["name"] == "dist"
+    assert record["hyperparameters"]["replicas"] == 2
+    assert record["metrics"]["test_accuracy"] > 0.3

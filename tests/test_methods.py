@@ -1,6 +1,5 @@
 """Distillation methods as objects: the registry, the CLI's --method, every teacher mode, resume, baseline."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -14,8 +13,7 @@ from kdcli import methods
 from kdcli.methods import REGISTRY, make_method, method_from_options
 from kdcli.training import distill
 
-from conftest import assert_one_line_error, run_cli
-from test_reliability import STEPS_PER_EPOCH, assert_same_weights, kdcli_process
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli
 
 METHOD_ARGS = {
     "kd": [],

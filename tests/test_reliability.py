@@ -5,31 +5,15 @@ SIGKILL or SIGINT at exact points (`KDCLI_FAULT`, see kdcli/faults.py), then
 resume and compare with an uninterrupted run.
 """
 
-import json
 import os
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import kdcli
 
-from conftest import assert_one_line_error, run_cli
-
-STEPS_PER_EPOCH = 23  # 1,438 digits at batch 64
-
-
-def kdcli_process(*args, fault=None):
-    env = dict(os.environ)
-    env.pop("KDCLI_FAULT", None)
-    if fault:
-        env["KDCLI_FAULT"] = fault
-    # A job started in the background (nohup, some CI runners) inherits SIGINT ignored, and Python
-    # then never raises KeyboardInterrupt: give the child the default Ctrl-C of a terminal.
-    return subprocess.run([sys.executable, "-m", "kdcli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state
 
 
 def distill_args(pipeline, out, epochs=3):
@@ -44,17 +28,6 @@ def reference(pipeline, tmp_path_factory):
     r = run_cli(*distill_args(pipeline, out))
     assert r.exit_code == 0, r.stderr
     return kdcli.load_model(out).get_weights()
-
-
-def assert_same_weights(path, reference):
-    weights = kdcli.load_model(path).get_weights()
-    assert len(weights) == len(reference)
-    for a, b in zip(weights, reference):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-
-
-def state(checkpoint_dir):
-    return json.loads((checkpoint_dir / "state.json").read_text())
 
 
 def test_sigkill_during_an_epoch_then_resume(pipeline, reference, tmp_path):

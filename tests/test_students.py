@@ -44,7 +44,7 @@ def test_one_shot_on_a_plain_keras_teacher(textbook_teacher):
     teacher = kdcli.load_model(textbook_teacher)
     student = kdcli.load_model(out)
     # Dense(128) -> Dense(32); the output layer keeps its 10 classes, as logits
-    assert [l.units for l in student.layers if hasattr(l, "units")] == [32, 10]
+    assert [layer.units for layer in student.layers if hasattr(layer, "units")] == [32, 10]
     assert student.layers[-1].get_config()["activation"] == "linear"
     assert record["metrics"]["teacher_test_accuracy"] > 0.9
     assert record["metrics"]["test_accuracy"] > 0.75  # 15 epochs of a 2,410-parameter student; chance is 0.1
@@ -78,7 +78,7 @@ def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
     student = shrink(teacher, 0.25)
     ratio = teacher.count_params() / student.count_params()
     assert 12 < ratio < 20, ratio
-    convs = [l.filters for l in student.layers if hasattr(l, "filters")]
+    convs = [layer.filters for layer in student.layers if hasattr(layer, "filters")]
     assert convs == [8, 8, 16, 16]
     assert student.layers[-1].units == 10
     # normalisation statistics are the teacher's
@@ -103,7 +103,7 @@ def test_shrink_functional_model_with_residual_add_and_batchnorm():
     z = keras.layers.DepthwiseConv2D(3)(z)
     outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(z)))
     student = shrink(keras.Model(inputs, outputs), 0.5)
-    assert [l.filters for l in student.layers if hasattr(l, "filters")] == [8, 8, 16]
+    assert [layer.filters for layer in student.layers if hasattr(layer, "filters")] == [8, 8, 16]
     assert student.output_shape == (None, 5)
 
 
@@ -124,8 +124,8 @@ def test_shrink_from_soft_labels_uses_the_recorded_teacher(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "shrink:0.5", "--epochs", "1", "--out", out)
     assert r.exit_code == 0, r.stderr
     teacher = kdcli.load_model(pipeline["teacher"])
-    assert [l.units for l in kdcli.load_model(out).layers if hasattr(l, "units")] == [
-        l.units // 2 for l in teacher.layers[:-1] if hasattr(l, "units")] + [10]
+    assert [layer.units for layer in kdcli.load_model(out).layers if hasattr(layer, "units")] == [
+        layer.units // 2 for layer in teacher.layers[:-1] if hasattr(layer, "units")] + [10]
 
 
 def test_user_architecture_with_the_wrong_outputs_is_refused(tmp_path, pipeline):

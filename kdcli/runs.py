@@ -1,0 +1,102 @@
+"""Typed runs: the options of a training run as a few frozen dataclasses, each validated once.
+
+`Budget` says how a model trains (passes, batch, step size and its schedule,
+seed, augmentation); `Runtime` says where and how safely (the `tf.distribute`
+strategy, precision, checkpoints). The command line builds them from its
+options, the library takes them by keyword, and the artifacts' provenance is
+written from them. Each rule lives in one `__post_init__`, with one message
+that names the option. This module imports no TensorFlow, so a bad value is
+refused at once.
+
+    >>> Budget(epochs=10, lr_schedule="cosine").record()["epochs"]
+    10
+"""
+
+import dataclasses
+from pathlib import Path
+
+from kdcli.augment import parse_augment
+from kdcli.distribute import STRATEGIES
+from kdcli.errors import UsageError
+from kdcli.specs import LR_SCHEDULES, PRECISIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How a model trains.
+
+    Args:
+        epochs: passes over the training split; None lets `distill` choose
+            (30, or more on small data: see `kdcli.training.default_distill_epochs`).
+        batch_size: samples per step on each replica.
+        learning_rate: Adam's step size (the peak of the schedule).
+        lr_schedule: `constant`, or `cosine` (decays to 0 over the run).
+        seed: seeds initialisation, shuffling, dropout and augmentation.
+        augment: `none`, `shift`, `shift:N` (see `kdcli.augment`), or `auto`
+            (`train-teacher`: shift for the built-in cnn).
+    """
+
+    epochs: int | None = None
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    seed: int = 0
+    augment: str = "none"
+
+    def __post_init__(self):
+        if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise UsageError(f"--epochs must be a whole number of at least 1, got {self.epochs!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise UsageError(f"--batch-size must be a whole number of at least 1, got {self.batch_size!r}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}")
+        parse_augment(self.augment, allow_auto=True)
+
+    def record(self):
+        """The budget for provenance."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Where and how safely a run goes.
+
+    Args:
+        strategy: `default`, `mirrored`, `multi-worker` or `auto` (see
+            `kdcli.distribute`); `Budget.batch_size` is then per replica.
+        mixed_precision: `off`, or `bf16` (bfloat16 computation, float32
+            weights and logits).
+        checkpoint_dir: where the checkpoints go; None: beside the output
+            (`runs/student.keras` -> `runs/student.ckpt/`).
+        resume: continue from the last good checkpoint there.
+        restart: discard a checkpoint found there and start over (without
+            `resume` or `restart`, a checkpoint found there is refused; both
+            at once are refused by `kdcli.checkpoints.check_checkpoints`).
+    """
+
+    strategy: str = "default"
+    mixed_precision: str = "off"
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    restart: bool = False
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise UsageError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
+
+    def checkpoints_for(self, out):
+        """The checkpoint folder of a run writing `out`."""
+        if self.checkpoint_dir is not None:
+            return Path(self.checkpoint_dir)
+        out = Path(out)
+        return out.with_name(f"{out.stem}.ckpt")
+
+    def record(self):
+        """What provenance keeps of the runtime: how the run computed (not where it saved)."""
+        return {"strategy": self.strategy, "mixed_precision": self.mixed_precision}
