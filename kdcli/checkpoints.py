@@ -13,10 +13,10 @@ import re
 import shutil
 from pathlib import Path
 
-from kdcli.artifacts import atomic_path
 from kdcli.console import plural
 from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.faults import fault_point
+from kdcli.files import atomic_path
 
 STATE = "state.json"
 KEEP = 2

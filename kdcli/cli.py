@@ -415,8 +415,8 @@ def evaluate(
     from rich.console import Console
 
     from kdcli import pipeline, report
-    from kdcli.artifacts import check_output, write_text
     from kdcli.errors import EXIT_GATE_FAILED
+    from kdcli.files import check_output, write_text
 
     # Every output and optional dependency is checked before the (long) evaluation.
     for option, path, suffix in (("--json", json_out, None), ("--markdown", markdown, None), ("--plot", plot, ".png")):

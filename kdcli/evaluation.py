@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from kdcli._tf import native_output_silenced, tf
-from kdcli.artifacts import load_model, read_provenance
+from kdcli.artifacts import read_provenance
 from kdcli.errors import KdcliError
+from kdcli.model_files import load_model
 from kdcli.models import check_compatible, check_shapes, count_params, logits_model
 from kdcli.training import predict_logits
 

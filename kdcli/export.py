@@ -17,17 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.artifacts import (
-    atomic_path,
-    check_output,
-    load_model,
-    provenance,
-    read_provenance,
-    relative_to_artifact,
-    sha256_file,
-)
 from kdcli.data import rebase_data_record
 from kdcli.errors import KdcliError, UsageError, first_line
+from kdcli.files import atomic_path, check_output, provenance, relative_to_artifact, sha256_file
+from kdcli.model_files import load_model, read_model_provenance
 
 FORMATS = ("tflite", "saved_model")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -67,7 +60,7 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
 
     model = logits_model(load_model(model_path, unsafe=unsafe))
     params, trainable = count_params(model)
-    source_record = read_provenance(model_path) or {}
+    source_record = read_model_provenance(model_path) or {}
     record = provenance(
         "export", source=relative_to_artifact(model_path, out), source_sha256=sha256_file(model_path), format=format,
         quantize=quantize, params=params, trainable_params=trainable,
@@ -124,6 +117,22 @@ def default_export_path(model_path, format, quantize):
 def sidecar(path):
     """The provenance file of a `.tflite` export."""
     return Path(f"{path}.kdcli.json")
+
+
+def read_export_provenance(path):
+    """The provenance record of a `.tflite` export (its sidecar) or a SavedModel folder, or None.
+
+    A sidecar belongs to the `.tflite` file whose sha256 it records: a stale one is ignored.
+    """
+    path = Path(path)
+    record_file = sidecar(path) if path.suffix == ".tflite" else path / "assets.extra" / "kdcli.json"
+    try:
+        record = json.loads(record_file.read_text()) if record_file.is_file() else None
+    except (OSError, ValueError) as e:
+        raise KdcliError(f"{record_file}: cannot read provenance ({first_line(e)})") from e
+    if record and path.suffix == ".tflite" and record.get("sha256") != sha256_file(path):
+        return None
+    return record
 
 
 def _convert(saved, quantize, data):

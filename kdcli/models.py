@@ -137,7 +137,7 @@ def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
         return model
     if kind == "builtin":
         return build_model(spec, data, width, depth, role=role, seed=seed)
-    from kdcli.artifacts import load_model
+    from kdcli.model_files import load_model
 
     if seed is not None:
         keras.utils.set_random_seed(seed)

@@ -14,24 +14,16 @@ line does:
 import dataclasses
 from pathlib import Path
 
-from kdcli.artifacts import (
-    check_output,
-    load_model,
-    locate_recorded,
-    provenance,
-    read_provenance,
-    rebase_recorded,
-    relative_to_artifact,
-    save_model,
-    sha256_file,
-)
+from kdcli.artifacts import read_provenance
 from kdcli.augment import NEEDS_TEACHER, parse_augment, resolve_augment, teacher_augment
 from kdcli.checkpoints import check_checkpoints, remove_checkpoints
 from kdcli.console import Reporter, plural
 from kdcli.data import Dataset, is_named, load_data, rebase_data_record
 from kdcli.distribute import is_chief, make_strategy
 from kdcli.errors import KdcliError, UsageError
+from kdcli.files import check_output, locate_recorded, provenance, rebase_recorded, relative_to_artifact, sha256_file
 from kdcli.methods import DEFAULT_METHOD, make_method
+from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
 from kdcli.runs import Budget, Runtime
 from kdcli.specs import parse_spec

@@ -338,7 +338,7 @@ def plot(report, path):
     Raises:
         KdcliError: matplotlib is not installed.
     """
-    from kdcli.artifacts import atomic_path
+    from kdcli.files import atomic_path
 
     fig = figure(report)
     with atomic_path(path) as tmp:

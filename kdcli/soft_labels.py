@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.artifacts import atomic_path
 from kdcli.data import ArrayColumn, Column, H5Column
-from kdcli.errors import KdcliError, UsageError
+from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.faults import fault_point
+from kdcli.files import atomic_path
 
 FORMAT = "kdcli-soft-labels"
 FORMAT_VERSION = 2  # the newest this kdcli reads; files with full logits are written as version 1
@@ -245,6 +245,14 @@ class TopKColumn(Column):
         out = np.repeat(np.log(left)[:, None], self.num_classes, axis=1)
         np.put_along_axis(out, indices, values, axis=1)
         return out.astype(np.float32)
+
+
+def read_soft_label_provenance(path):
+    """The provenance record of a soft-label file, or None when it has none."""
+    try:
+        return json.loads(read_attrs(path).get("provenance", "null"))
+    except ValueError as e:
+        raise KdcliError(f"{path}: damaged provenance ({first_line(e)})") from e
 
 
 def read_attrs(path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kdcli
-from kdcli.artifacts import sha256_file
+from kdcli.files import sha256_file
 
 from conftest import assert_one_line_error, run_cli
 

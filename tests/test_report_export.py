@@ -127,7 +127,7 @@ def test_each_tflite_quantization(pipeline, exports, quantize):
     path = exports[quantize]
     record = kdcli.read_provenance(path)
     assert record["kind"] == "export" and record["quantize"] == quantize
-    from kdcli.artifacts import sha256_file
+    from kdcli.files import sha256_file
 
     assert record["source_sha256"] == sha256_file(pipeline["student"])
     from kdcli.evaluation import TFLiteRunner

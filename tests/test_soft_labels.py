@@ -51,7 +51,7 @@ def test_soft_labels_file_matches_teacher_logits(pipeline):
     np.testing.assert_allclose(soft.logits, kdcli.predict_logits(teacher, data.x_train), rtol=1e-5, atol=1e-5)
     assert soft.logits.shape == (len(data.y_train), 10)
     assert soft.attrs["fingerprint"] == data.fingerprint
-    from kdcli.artifacts import sha256_file
+    from kdcli.files import sha256_file
 
     assert soft.attrs["teacher_sha256"] == sha256_file(pipeline["teacher"])
 

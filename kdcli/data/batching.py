@@ -1,0 +1,168 @@
+"""Splits and their batches: shuffled, streamed `tf.data` pipelines over columns."""
+
+import contextlib
+import re
+
+import numpy as np
+
+from kdcli.data.columns import ArrayColumn
+from kdcli.errors import KdcliError, first_line as _first_line
+
+# Shuffling of data on disk: blocks of contiguous rows, read a window of blocks at a time.
+BLOCK_ROWS = 1024
+WINDOW_BLOCKS = 8
+WINDOW_BYTES = 64 << 20
+# In-memory arrays up to this size are batched by TensorFlow ops rather than Python.
+NATIVE_BYTES = 1 << 30
+# Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
+_ERROR_MARK = "kdcli-error: "
+
+
+class Split:
+    """One split of a data set: labels in memory, inputs read from a `Column`.
+
+    Args:
+        x: the `Column` holding the inputs.
+        rows: the column's rows that belong to this split (sorted), or None for all.
+        y: the labels of the split, integer class ids.
+    """
+
+    def __init__(self, x, rows, y):
+        self.x, self.rows, self.y = x, rows, np.asarray(y, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.y)
+
+    def subset(self, start, stop):
+        """The samples `[start, stop)` of this split, as a `Split`."""
+        rows = np.arange(start, stop) if self.rows is None else self.rows[start:stop]
+        return Split(self.x, rows, self.y[start:stop])
+
+    def read(self, idx):
+        """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities."""
+        x = self.x.read(idx if self.rows is None else self.rows[idx])
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise KdcliError(f"{self.x.label} holds NaN or infinite values")
+        return x
+
+    def batches(self, batch_size, shuffle_seed=None, extra=()):
+        """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32.
+
+        In-memory arrays and image files are shuffled sample by sample. Columns
+        on disk (`sequential`, an `.h5`) are shuffled by windows: the rows are
+        cut into blocks, the blocks are shuffled, and the samples of a window of
+        `WINDOW_BLOCKS` blocks (at most `WINDOW_BYTES`) are read together, in a
+        few contiguous reads, and shuffled among themselves. Memory stays
+        bounded by a window, whatever the size of the data.
+
+        Args:
+            batch_size: samples per batch (the last batch may be smaller).
+            shuffle_seed: shuffle the samples with this seed (an int or a tuple of
+                ints, like `(seed, epoch)`), or keep their order (None).
+            extra: more `Column`s whose row `i` belongs to sample `i` (soft labels).
+        """
+        from kdcli._tf import tf
+
+        columns = (self.x, *extra)
+        if all(isinstance(c, ArrayColumn) for c in columns) and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
+            return self._native_batches(batch_size, shuffle_seed, extra)
+        if any(c.sequential for c in columns):
+            sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
+            window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
+        else:
+            window = batch_size  # random access: shuffled sample by sample
+        order = sample_order(len(self), shuffle_seed, window if window > batch_size else None)
+        signature = [(tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
+        signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
+
+        def load(chunk):
+            idx = order[chunk * window:(chunk + 1) * window]
+            sorter = np.argsort(idx)
+            back = np.empty_like(sorter)
+            back[sorter] = np.arange(len(sorter))
+            idx = idx[sorter]  # sorted reads stream; `back` restores the shuffled order
+            try:
+                extras = [c.read(idx)[back].astype(np.float32) for c in extra]
+                if not all(np.all(np.isfinite(e)) for e in extras):
+                    raise KdcliError(f"{extra[0].label}: holds NaN or infinite values; regenerate it")
+                return (self.read(idx)[back].astype(np.float32), self.y[idx][back], *extras)
+            except KdcliError as e:
+                raise RuntimeError(_ERROR_MARK + str(e)) from None
+            except Exception as e:
+                raise RuntimeError(f"{_ERROR_MARK}cannot read the data ({_first_line(e)})") from None
+
+        def tf_load(chunk):
+            tensors = tf.numpy_function(load, [chunk], [dtype for dtype, _ in signature], stateful=False)
+            for t, (_, shape) in zip(tensors, signature):
+                t.set_shape(shape)
+            return tuple(tensors)
+
+        ds = tf.data.Dataset.range(-(-len(self) // window))
+        ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if window != batch_size:
+            ds = ds.unbatch().batch(batch_size)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _native_batches(self, batch_size, shuffle_seed, extra):
+        """In-memory arrays: the same batches, gathered by TensorFlow ops (no Python per batch)."""
+        from kdcli._tf import tf
+
+        if not hasattr(self, "_tensors"):
+            self._tensors = {}
+        tensors = []
+        for column in (self.x, *extra):
+            if id(column) not in self._tensors:
+                array = column.array if column is not self.x or self.rows is None else column.array[self.rows]
+                if column is not self.x and not np.all(np.isfinite(array)):
+                    raise KdcliError(f"{column.label}: holds NaN or infinite values; regenerate it")
+                # the column is kept with its tensor, so its id cannot be reused by another column
+                self._tensors[id(column)] = (column, tf.constant(array))
+            tensors.append(self._tensors[id(column)][1])
+        labels = tf.constant(self.y)
+        order = sample_order(len(self), shuffle_seed)
+
+        def gather(idx):
+            x, *rest = [tf.gather(t, idx) for t in tensors]
+            return (tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    def arrays(self):
+        """The whole split in memory, `(x, y)`; for small data and notebooks."""
+        return self.read(np.arange(len(self))), self.y
+
+
+def sample_order(n, seed, window=None):
+    """The order in which an epoch visits the samples: `arange(n)` unshuffled
+    (seed None); else a seeded permutation: sample by sample without `window`;
+    with it, every `window` consecutive entries come from `window // BLOCK_ROWS`
+    shuffled blocks of contiguous rows (for data read from disk)."""
+    if seed is None:
+        return np.arange(n)
+    rng = np.random.default_rng(list(seed) if isinstance(seed, tuple) else seed)
+    if window is None or window < 2 * BLOCK_ROWS:
+        return rng.permutation(n)
+    blocks = np.array_split(np.arange(n), -(-n // BLOCK_ROWS))
+    shuffled = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
+    return np.concatenate([rng.permutation(shuffled[i:i + window]) for i in range(0, n, window)])
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turn an error raised while `Split.batches` reads data back into a one-line `KdcliError`."""
+    from kdcli._tf import tf
+
+    try:
+        yield
+    except tf.errors.OpError as e:
+        found = re.search(re.escape(_ERROR_MARK) + r"(.*)", e.message)
+        if found:
+            raise KdcliError(found.group(1).strip()) from None
+        raise
+
+
+def iterate(ds):
+    """Iterate a `Split.batches` dataset; a data error becomes a one-line `KdcliError`."""
+    with data_errors():
+        yield from ds

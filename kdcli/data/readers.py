@@ -1,0 +1,244 @@
+"""Readers of every `--data` form: the bundled digits, `.npz`, `.h5`, image folders, Keras' cache."""
+
+import gzip
+import os
+import pickle
+import tarfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn
+from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, make_dataset
+from kdcli.data.validation import check_image, check_inputs
+from kdcli.errors import KdcliError, UsageError, first_line as _first_line
+
+COLOR_MODES = ("auto", "grayscale", "rgb")
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+WHOLE_KEYS = ("x", "y")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
+    """Load a data set named by a `--data` value.
+
+    Args:
+        spec: `digits` (the bundled sample); `mnist`, `fashion_mnist`,
+            `cifar10` or `cifar100` from Keras' cache; a path to an `.npz` or
+            `.h5` file holding `x_train, y_train, x_test, y_test`, or `x, y`;
+            or a folder of images with one sub-folder per class (and `train/`,
+            `test/` sub-folders when present).
+        val_split: share of samples held out for testing when the source has
+            no split; stratified by class, with a fixed seed, so every step
+            of a pipeline sees the same split.
+        image_size: `(height, width)` that images are resized to; by default
+            the size of the first image.
+        color_mode: `grayscale`, `rgb`, or `auto` (the first image's).
+
+    Returns:
+        A `Dataset`.
+
+    Raises:
+        KdcliError: the name is unknown, the file is missing or unreadable,
+            or it is not a valid classification data set.
+
+    Example:
+        >>> data = load_data("digits")
+        >>> data.input_shape, len(data.train), len(data.test)
+        ((8, 8), 1438, 359)
+    """
+    spec = str(spec)
+    if not 0 < val_split < 1:
+        raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
+    options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode}
+    if spec == "digits":
+        with resources.as_file(resources.files("kdcli") / "samples" / "digits.npz") as path:
+            return _from_arrays(spec, options, _read_npz(path))
+    if spec in KERAS_DATASETS:
+        return _from_arrays(spec, options, _read_keras_cache(spec))
+    path = Path(spec)
+    if path.is_dir():
+        return _from_image_folder(spec, path, options)
+    if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
+        if not path.exists():
+            raise KdcliError(
+                f"unknown data set {spec!r}: give one of {', '.join(KNOWN_NAMES)}, "
+                "a path to an .npz or .h5 file, or an image folder"
+            )
+        raise KdcliError(f"{spec}: unsupported data file; expected .npz, .h5 or an image folder")
+    if not path.is_file():
+        raise KdcliError(f"{spec}: no such file")
+    if path.suffix.lower() == ".npz":
+        return _from_arrays(spec, options, _read_npz(path))
+    return _from_h5(spec, path, options)
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            wanted = _pick_keys(path, list(f.keys()))
+            return {k: f[k] for k in wanted}
+    except KdcliError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise KdcliError(f"{path}: cannot read .npz file ({_first_line(e)})") from e
+
+
+def _from_h5(spec, path, options):
+    """Inputs stay on disk (streamed by rows); labels are read into memory."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            keys = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+            wanted = _pick_keys(path, keys)
+            labels = {k: f[k][()] for k in wanted if k.startswith("y")}
+        columns = {k: H5Column(path, k) for k in wanted if k.startswith("x")}
+    except KdcliError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        raise KdcliError(f"{path}: cannot read .h5 file ({_first_line(e)})") from e
+    return make_dataset(spec, options, columns, labels)
+
+
+def _from_arrays(spec, options, arrays):
+    columns = {k: ArrayColumn(v, f"{spec}: {k}") for k, v in arrays.items() if k.startswith("x")}
+    labels = {k: v for k, v in arrays.items() if k.startswith("y")}
+    for name, column in columns.items():
+        check_inputs(spec, name, column)
+    return make_dataset(spec, options, columns, labels)
+
+
+def _pick_keys(path, keys):
+    for wanted in (SPLIT_KEYS, WHOLE_KEYS):
+        if all(k in keys for k in wanted):
+            return wanted
+    found = ", ".join(sorted(keys)) or "none"
+    raise KdcliError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {found}")
+
+
+# --- image folders -----------------------------------------------------------
+
+
+def _from_image_folder(spec, root, options):
+    """A folder with one sub-folder per class, or `train/` and `test/` folders of those."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        names = _class_folders(root / "train")
+        parts = {part: _list_images(root / part, names) for part in ("train", "test")}
+    else:
+        names = _class_folders(root)
+        parts = {"": _list_images(root, names)}
+    first = parts[next(iter(parts))][0][0]
+    size, channels = _image_geometry(first, options["image_size"], options["color_mode"])
+    columns, labels = {}, {}
+    for part, (files, y) in parts.items():
+        for f in files:
+            check_image(f)
+        key = f"_{part}" if part else ""
+        columns[f"x{key}"] = ImageColumn(files, size, channels, f"{root / part}")
+        labels[f"y{key}"] = np.array(y)
+    return make_dataset(spec, options, columns, labels, names)
+
+
+def _class_folders(root):
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise KdcliError(
+            f"{root}: an image folder needs one sub-folder per class and at least two classes, found {len(names)}"
+        )
+    return names
+
+
+def _list_images(root, names):
+    files, labels = [], []
+    for label, name in enumerate(names):
+        folder = root / name
+        if not folder.is_dir():
+            raise KdcliError(f"{folder}: missing class folder (the training folder has it)")
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise KdcliError(f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
+    return files, labels
+
+
+def _image_geometry(first, image_size, color_mode):
+    from PIL import Image
+
+    try:
+        with Image.open(first) as im:
+            native_size, native_mode = (im.size[1], im.size[0]), im.mode
+    except OSError as e:
+        raise KdcliError(f"{first}: unreadable image ({_first_line(e)})") from e
+    modes = {"grayscale": 1, "rgb": 3}  # see COLOR_MODES
+    if color_mode == "auto":  # palette ("P") images are colour, though they have one band
+        channels = 1 if native_mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    elif color_mode in modes:
+        channels = modes[color_mode]
+    else:
+        raise UsageError(f"--color-mode must be one of {', '.join(COLOR_MODES)}, got {color_mode!r}")
+    return tuple(image_size) if image_size else native_size, channels
+
+
+# --- keras.datasets from Keras' cache ------------------------------------------
+
+
+def keras_cache_dir():
+    """Where Keras keeps downloaded data sets: `$KERAS_HOME/datasets` or `~/.keras/datasets`."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets"
+
+
+_KERAS_FILES = {
+    "mnist": ("mnist.npz", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"),
+    "fashion_mnist": ("fashion-mnist", "the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist"),
+    "cifar10": ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extracted)"),
+    "cifar100": ("cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (extracted)"),
+}
+
+
+def _read_keras_cache(name):
+    """Read a `keras.datasets` set from Keras' cache, never downloading it."""
+    entry, source = _KERAS_FILES[name]
+    path = keras_cache_dir() / entry
+    if not path.exists():
+        raise KdcliError(f"{name} is not in Keras' cache and kdcli does not download: put {source} at {path}")
+    try:
+        if name == "mnist":
+            return _read_npz(path)
+        if name == "fashion_mnist":
+            def idx(stem, offset):
+                with gzip.open(path / f"{stem}-ubyte.gz") as f:
+                    return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+            return {
+                "x_train": idx("train-images-idx3", 16).reshape(-1, 28, 28),
+                "y_train": idx("train-labels-idx1", 8),
+                "x_test": idx("t10k-images-idx3", 16).reshape(-1, 28, 28),
+                "y_test": idx("t10k-labels-idx1", 8),
+            }
+        return _read_cifar(name, path)
+    except KdcliError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError, tarfile.TarError) as e:
+        raise KdcliError(f"{path}: cannot read the cached {name} ({_first_line(e)})") from e
+
+
+def _read_cifar(name, path):
+    def batch(file):
+        with open(path / file, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the official CIFAR format is a pickle
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = np.asarray(d[b"labels" if name == "cifar10" else b"fine_labels"])
+        return x, y
+
+    if name == "cifar10":
+        parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+        x_train, y_train = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        x_test, y_test = batch("test_batch")
+    else:
+        (x_train, y_train), (x_test, y_test) = batch("train"), batch("test")
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
