@@ -222,7 +222,8 @@ def _result(path):
 @command("train-teacher")
 def train_teacher(
     data: Annotated[str, typer.Option(help=DATA_HELP + ".")] = "digits",
-    arch: Annotated[str, typer.Option(help="Built-in architecture: cnn or mlp.")] = "cnn",
+    arch: Annotated[str, typer.Option(
+        help="Built-in architecture: cnn, mlp, or auto (a cnn for image-shaped data, else an mlp).")] = "auto",
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
     depth: Depth = None,
@@ -329,8 +330,9 @@ def distill(
              "used only to derive a shrink:F student.")] = None,
     data: Data = None,
     student: Annotated[Optional[str], typer.Option(
-        help="mlp, cnn, shrink:F (the teacher with every width scaled by F) or a .keras architecture; "
-             "default shrink:0.25 with --teacher, mlp with --soft-labels.")] = None,
+        help="auto (a cnn for image-shaped data, else an mlp), mlp, cnn, shrink:F (the teacher with every width "
+             "scaled by F) or a .keras architecture; default shrink:0.25 with --teacher, auto with --soft-labels.")
+    ] = None,
     width: Width = None,
     depth: Depth = None,
     method: Annotated[MethodName, typer.Option(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
-from kdcli.specs import ARCHS, PRECISIONS, check_shrink_factor, parse_spec, unknown_spec
+from kdcli.specs import ARCHS, PRECISIONS, check_shrink_factor, parse_spec, resolve_spec, unknown_spec
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
@@ -103,7 +103,8 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
     """Build an untrained model from a `--student` (or `--arch`/`--model`) spec.
 
     Args:
-        spec: a built-in family (`mlp`, `cnn`); a path to a `.keras` file
+        spec: a built-in family (`mlp`, `cnn`, or `auto`: see
+            `kdcli.specs.auto_arch`); a path to a `.keras` file
             holding the user's own architecture (its weights are
             re-initialised); or `shrink:F`, the teacher with every width
             scaled by F (see `shrink`).
@@ -128,6 +129,7 @@ def build_from_spec(spec, data, role="student", width=None, depth=None, seed=Non
 
 
 def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
+    spec = resolve_spec(spec, data.input_shape)
     kind, value = parse_spec(spec, role)
     if kind == "shrink":
         if teacher is None:

@@ -26,7 +26,7 @@ from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
 from kdcli.runs import Budget, Runtime
-from kdcli.specs import parse_spec
+from kdcli.specs import parse_spec, resolve_spec
 
 # train-teacher's budget: a teacher is only worth distilling from if it knows more than its student
 # can learn alone (see the README: 40 epochs, cosine and shifts took the MNIST-split cnn from 98.30%
@@ -102,7 +102,7 @@ def _metrics(model, data, history):
 
 
 def train_teacher(
-    data, out, arch="cnn", *, model=None, width=None, depth=None, budget=None, runtime=None, data_options=None,
+    data, out, arch="auto", *, model=None, width=None, depth=None, budget=None, runtime=None, data_options=None,
     unsafe=False, reporter=None,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
@@ -110,8 +110,9 @@ def train_teacher(
     Args:
         data: a `Dataset` or a `--data` value.
         out: the `.keras` file to write.
-        arch: a built-in architecture (`cnn`, `mlp`) or a `.keras` file holding
-            an untrained architecture of the user's.
+        arch: a built-in architecture (`cnn`, `mlp`, or `auto`: a cnn for
+            image-shaped samples, an mlp otherwise, see `kdcli.specs.auto_arch`)
+            or a `.keras` file holding an untrained architecture of the user's.
         model: a `.keras` file holding an untrained architecture of the user's,
             instead of `arch` (`train-teacher --model`).
         width, depth: knobs of the built-in architectures.
@@ -142,6 +143,7 @@ def train_teacher(
     from kdcli.training import train
 
     data = resolve_data(data, data_options)
+    arch = resolve_spec(arch, data.input_shape)
     augment = resolve_augment(teacher_augment(budget.augment, arch, data.input_shape), data.input_shape)
     budget = dataclasses.replace(budget, augment=augment)
     strategy = make_strategy(runtime.strategy)
@@ -245,8 +247,9 @@ def distill_student(
             `soft_labels` too, it must be the teacher they were made with
             (checked by sha256): it is then used only to derive a `shrink:F`
             student and to report its accuracy.
-        student: `mlp`, `cnn`, `shrink:F` or a `.keras` architecture; by
-            default `shrink:0.25` with a teacher, `mlp` with soft labels.
+        student: `auto` (a cnn for image-shaped samples, else an mlp), `mlp`,
+            `cnn`, `shrink:F` or a `.keras` architecture; by default
+            `shrink:0.25` with a teacher, `auto` with soft labels.
         method: a `kdcli.methods.Method`, or a name in `kdcli.methods.REGISTRY`
             (with its default parameters); by default `kd` (Hinton's loss,
             `T = 4`, `alpha = 0.9`).
@@ -279,7 +282,7 @@ def distill_student(
     if parse_augment(budget.augment)[0] != "none" and (teacher is None or soft_labels is not None):
         raise UsageError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
-    student = student or ("mlp" if soft_labels else "shrink:0.25")
+    student = student or ("auto" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
     method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
     if method.needs_live_teacher and (teacher is None or soft_labels is not None):
@@ -299,6 +302,7 @@ def distill_student(
     from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
 
     data = resolve_data(data, data_options, soft_labels or teacher)
+    student = resolve_spec(student, data.input_shape)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape))
     online = online or budget.augment != "none"
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow

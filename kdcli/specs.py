@@ -6,8 +6,11 @@ from pathlib import Path
 
 from kdcli.errors import UsageError
 
-# The built-in architectures (see `kdcli.models.build_model`).
+# The built-in architectures (see `kdcli.models.build_model`), and `auto`, which picks one from the data.
 ARCHS = ("mlp", "cnn")
+AUTO = "auto"
+# The smallest height and width that `auto` treats as an image (the bundled digits are 8x8).
+AUTO_IMAGE_SIDE = 8
 # Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("off", "bf16")
@@ -37,7 +40,7 @@ def parse_spec(spec, role="student", option=None):
             raise UsageError(f"--student {spec}: the shrink factor must be a number, like shrink:0.25") from None
         check_shrink_factor(factor)
         return "shrink", factor
-    if spec in ARCHS:
+    if spec in ARCHS or spec == AUTO:
         return "builtin", spec
     if spec.endswith(".keras"):
         return "file", spec
@@ -50,9 +53,28 @@ def unknown_spec(spec, role="teacher", option=None):
     """The error for a model name that is no built-in architecture (exit code 2)."""
     if role == "student":
         return UsageError(f"{option or '--student'} {spec!r}: unknown student; "
-                          "give mlp, cnn, shrink:F or a .keras architecture")
+                          "give auto, mlp, cnn, shrink:F or a .keras architecture")
     return UsageError(f"{option or '--arch'} {spec!r}: unknown architecture; "
-                      "give cnn or mlp, or your own with --model arch.keras")
+                      "give auto, cnn or mlp, or your own with --model arch.keras")
+
+
+def auto_arch(input_shape):
+    """The built-in architecture `auto` picks: `cnn` for image-shaped samples, `mlp` otherwise.
+
+    Image-shaped: `(H, W)` or `(H, W, C)` with at most 4 channels, both sides at
+    least 8 pixels. A sequence of feature vectors `(T, F)` with F < 8, or flat
+    features, get the mlp.
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] <= 4):
+        if min(shape[:2]) >= AUTO_IMAGE_SIDE:
+            return "cnn"
+    return "mlp"
+
+
+def resolve_spec(spec, input_shape):
+    """A spec with `auto` replaced by the architecture it picks for samples of `input_shape`."""
+    return auto_arch(input_shape) if spec == AUTO else spec
 
 
 def check_shrink_factor(factor):

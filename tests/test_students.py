@@ -232,3 +232,33 @@ def test_mixed_precision_bf16(pipeline, tmp_path):
     assert kdcli.read_provenance(out)["metrics"]["test_accuracy"] > 0.5
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--mixed-precision", "fp8", "--out", out)
     assert r.exit_code == 2  # a usage error, refused before any work
+
+
+@pytest.mark.parametrize("shape, arch", [((8, 8), "cnn"), ((28, 28, 1), "cnn"), ((32, 32, 3), "cnn"),
+                                         ((20,), "mlp"), ((100, 1), "mlp"), ((50, 6), "mlp"), ((4, 4), "mlp"),
+                                         ((16, 16, 12), "mlp")])
+def test_auto_picks_a_cnn_for_images_and_an_mlp_otherwise(shape, arch):
+    from kdcli.specs import auto_arch
+
+    assert auto_arch(shape) == arch
+
+
+def test_train_teacher_on_tabular_data_needs_no_arch(tmp_path):
+    x = np.random.default_rng(0).normal(size=(300, 12)).astype("float32")
+    np.savez(tmp_path / "tabular.npz", x=x, y=(x[:, 0] > 0).astype("int64"))
+    r = run_cli("train-teacher", "--data", tmp_path / "tabular.npz", "--epochs", "2", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    hyper = kdcli.read_provenance(tmp_path / "t.keras")["hyperparameters"]
+    assert hyper["arch"] == "mlp" and hyper["augment"] == "none"
+    r = run_cli("soft-labels", "--teacher", tmp_path / "t.keras", "--out", tmp_path / "s.h5")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("distill", "--soft-labels", tmp_path / "s.h5", "--epochs", "1", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["student"] == "mlp"
+
+
+def test_auto_on_images_is_the_shifted_cnn(tmp_path):
+    r = run_cli("train-teacher", "--epochs", "1", "--width", "4", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    hyper = kdcli.read_provenance(tmp_path / "t.keras")["hyperparameters"]
+    assert hyper["arch"] == "cnn" and hyper["augment"] == "shift:1"
