@@ -80,6 +80,47 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
     return keras.Model(inputs, outputs, name=f"{role}_{arch}")
 
 
+def build_application(name, options, data, seed=None, spec=None):
+    """A `keras.applications` classifier, untrained, for a data set (`--student app:NAME[:key=value,...]`).
+
+    It is built with `weights=None` (nothing is downloaded) for the data's
+    input shape and classes, ending in logits, after a `Normalization` layer
+    adapted to the training split like the built-in models' (the family's
+    own preprocessing is turned off where it can be).
+
+    Args:
+        name: the class name in `keras.applications`, e.g. `MobileNetV3Small`.
+        options: more keyword arguments for it, e.g. `{"alpha": 0.75}`.
+        data: the `Dataset`.
+        seed: seed of the weight initialisation.
+        spec: the `--student` value, for errors.
+
+    Raises:
+        UsageError: no such model in `keras.applications`.
+        KdcliError: the family cannot be built with these options for the data's shape.
+    """
+    import inspect
+
+    spec = spec or f"app:{name}"
+    builder = getattr(keras.applications, name, None)
+    if not callable(builder) or name[:1].islower():
+        raise UsageError(f"--student {spec}: keras.applications has no model {name!r}; give one such as "
+                         "app:MobileNetV3Small, app:MobileNetV2, app:ResNet50V2 or app:EfficientNetB0")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    kwargs = {"weights": None, "input_shape": tuple(data.input_shape), "classes": data.num_classes,
+              "classifier_activation": None, **options}
+    if "include_preprocessing" in inspect.signature(builder).parameters:
+        kwargs.setdefault("include_preprocessing", False)  # kdcli's Normalization comes first
+    try:
+        core = builder(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise KdcliError(f"--student {spec}: cannot be built for samples of shape {tuple(data.input_shape)} "
+                         f"({_first_line(e)})") from e
+    inputs = keras.Input(shape=data.input_shape, name="inputs")
+    return keras.Model(inputs, core(_normalization(data)(inputs)), name=f"student_{name.lower()}")
+
+
 def _normalization(data):
     """A Normalization layer adapted to the training inputs.
 
@@ -139,6 +180,8 @@ def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
         return model
     if kind == "builtin":
         return build_model(spec, data, width, depth, role=role, seed=seed)
+    if kind == "app":
+        return build_application(*value, data, seed=seed, spec=spec)
     from kdcli.model_files import load_model
 
     if seed is not None:

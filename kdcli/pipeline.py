@@ -323,15 +323,15 @@ def distill_student(
         teacher_sha = sha256_file(teacher)
     if teacher is not None:
         teacher_model = load_teacher(teacher, data, unsafe)
-        if soft_labels is None and not online:  # once, in memory: never per epoch
-            teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
 
     def build():
         return build_from_spec(student, data, "student", width, depth, budget.seed, unsafe, teacher=teacher_model,
                                mixed_precision=runtime.mixed_precision)
 
     with strategy.scope():
-        model = build()
+        model = build()  # before the teacher's logits: a student that cannot be built fails at once
+    if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
+        teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
     runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart}
     history = distill(
         model, data, budget, teacher_logits=teacher_logits, teacher=teacher_model if teacher_logits is None else None,

@@ -27,7 +27,8 @@ def parse_spec(spec, role="student", option=None):
             student, `--arch` for a teacher).
 
     Returns:
-        `("shrink", factor)`, `("builtin", name)` or `("file", path)`.
+        `("shrink", factor)`, `("builtin", name)`, `("app", (name, options))`
+        (a `keras.applications` model, `app:NAME[:key=value,...]`) or `("file", path)`.
 
     Raises:
         UsageError: the spec is none of those (exit code 2).
@@ -40,6 +41,8 @@ def parse_spec(spec, role="student", option=None):
             raise UsageError(f"--student {spec}: the shrink factor must be a number, like shrink:0.25") from None
         check_shrink_factor(factor)
         return "shrink", factor
+    if role == "student" and spec.startswith("app:"):
+        return "app", _parse_app(spec)
     if spec in ARCHS or spec == AUTO:
         return "builtin", spec
     if spec.endswith(".keras"):
@@ -53,9 +56,34 @@ def unknown_spec(spec, role="teacher", option=None):
     """The error for a model name that is no built-in architecture (exit code 2)."""
     if role == "student":
         return UsageError(f"{option or '--student'} {spec!r}: unknown student; "
-                          "give auto, mlp, cnn, shrink:F or a .keras architecture")
+                          "give auto, mlp, cnn, shrink:F, app:NAME or a .keras architecture")
     return UsageError(f"{option or '--arch'} {spec!r}: unknown architecture; "
                       "give auto, cnn or mlp, or your own with --model arch.keras")
+
+
+def _parse_app(spec):
+    """`app:NAME[:key=value,...]` as `(NAME, {key: value})`; values are numbers, true/false or text."""
+    _, name, *rest = spec.split(":", 2)
+    if not name.isidentifier():
+        raise UsageError(f"--student {spec}: give app:NAME, a keras.applications model, like app:MobileNetV3Small")
+    options = {}
+    for item in filter(None, (rest[0] if rest else "").split(",")):
+        key, equals, text = item.partition("=")
+        if not (equals and key.isidentifier() and text):
+            raise UsageError(f"--student {spec}: give options as key=value, like app:MobileNetV3Small:alpha=0.75")
+        options[key] = _option_value(text)
+    return name, options
+
+
+def _option_value(text):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def auto_arch(input_shape):
