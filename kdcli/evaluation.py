@@ -74,7 +74,7 @@ class KerasRunner:
     """A `.keras` model, run through a compiled `tf.function`."""
 
     def __init__(self, path, unsafe=False):
-        self.model = logits_model(load_model(path, unsafe=unsafe))
+        self.model = logits_model(load_model(path, unsafe=unsafe), Path(path).name)
         self.num_outputs = self.model.output_shape[-1]
         self.params, self.trainable_params = count_params(self.model)
         self._infer = tf.function(lambda b: self.model(b, training=False), reduce_retracing=True)

@@ -58,7 +58,7 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     out = check_export_output(out, format)
     from kdcli.models import count_params, logits_model
 
-    model = logits_model(load_model(model_path, unsafe=unsafe))
+    model = logits_model(load_model(model_path, unsafe=unsafe), Path(model_path).name)
     params, trainable = count_params(model)
     source_record = read_model_provenance(model_path) or {}
     record = provenance(

@@ -187,10 +187,11 @@ def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
     if seed is not None:
         keras.utils.set_random_seed(seed)
     loaded = load_model(spec, unsafe=unsafe)
+    check_one_input_one_output(loaded, Path(spec).name)
     with code_allowed(unsafe):  # cloning deserialises the model again
         model = keras.models.clone_model(loaded)
     check_compatible(model, data, Path(spec).name)
-    return logits_model(model)
+    return logits_model(model, Path(spec).name)
 
 
 @contextlib.contextmanager
@@ -285,7 +286,7 @@ def check_shapes(in_shape, outputs, data, name):
         raise KdcliError(f"{name}: the model has {outputs} outputs, the data has {data.num_classes} classes")
 
 
-def logits_model(model):
+def logits_model(model, name=None):
     """The model's pre-softmax logits: a final softmax is stripped.
 
     A model ending in `Dense(..., activation="softmax")`, a `Softmax` layer or
@@ -293,7 +294,15 @@ def logits_model(model):
     softmax, sharing the original weights. Any other model is returned as is.
     Distillation needs logits: softening probabilities with a temperature
     would give a different (wrong) target distribution.
+
+    Args:
+        model: a Keras classifier with one input and one output.
+        name: what to call it in errors (its file name); by default its own name.
+
+    Raises:
+        KdcliError: the model has several inputs or outputs.
     """
+    check_one_input_one_output(model, name or model.name)
     last = model.layers[-1]
     # `inputs`, not `input`: a loaded Sequential model only answers the former.
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
@@ -307,6 +316,16 @@ def logits_model(model):
         twin.set_weights(last.get_weights())
         return keras.Model(inputs, outputs, name=model.name)
     return model
+
+
+def check_one_input_one_output(model, name):
+    """Refuse, with one line, a model kdcli cannot distill: several inputs, or several outputs."""
+    for what, tensors in (("inputs", model.inputs), ("outputs", model.outputs)):
+        if len(tensors) != 1:
+            raise KdcliError(
+                f"{name}: the model has {len(tensors)} {what}; kdcli distills classifiers with one input and one "
+                "output (the class scores); give such a model, or choose the student with --student"
+            )
 
 
 def _is_softmax_layer(layer):

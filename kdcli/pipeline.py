@@ -88,7 +88,7 @@ def load_teacher(path, data, unsafe=False):
     """A teacher's logits model, checked against the data (whose classes it sets)."""
     from kdcli.models import check_compatible, logits_model
 
-    model = logits_model(load_model(path, unsafe=unsafe))
+    model = logits_model(load_model(path, unsafe=unsafe), Path(path).name)
     data.expect_classes(model.output_shape[-1], Path(path).name)
     check_compatible(model, data, Path(path).name)
     return model

@@ -309,3 +309,22 @@ def test_a_keras_applications_family_that_cannot_take_the_size_says_so(pipeline,
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "app:MobileNetV3Small", "--epochs", "1",
                 "--out", tmp_path / "s.keras")
     assert_one_line_error(r, 4, "cannot be built for samples of shape (8, 8) (Input size must be at least 32x32")
+
+
+@pytest.mark.parametrize("kind", ["inputs", "outputs"])
+def test_models_with_several_inputs_or_outputs_are_refused_with_one_line(pipeline, tmp_path, kind):
+    a = keras.Input((8, 8))
+    flat = keras.layers.Flatten()(a)
+    if kind == "inputs":
+        b = keras.Input((4,))
+        model = keras.Model([a, b], keras.layers.Dense(10)(keras.layers.Concatenate()([flat, b])))
+    else:
+        model = keras.Model(a, [keras.layers.Dense(10)(flat), keras.layers.Dense(1)(flat)])
+    path = tmp_path / "two.keras"
+    model.save(path)
+    message = f"two.keras: the model has 2 {kind}; kdcli distills classifiers with one input and one output"
+    assert_one_line_error(run_cli("distill", "--teacher", path, "--data", "digits", "--epochs", "1",
+                                  "--out", tmp_path / "s.keras"), 4, message)
+    assert_one_line_error(run_cli("evaluate", path, "--data", "digits"), 4, message)
+    assert_one_line_error(run_cli("distill", "--soft-labels", pipeline["soft"], "--student", path, "--epochs", "1",
+                                  "--out", tmp_path / "s.keras"), 4, message)
