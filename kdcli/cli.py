@@ -28,7 +28,7 @@ from kdcli.distribute import STRATEGIES
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
 from kdcli.export import FORMATS, QUANTIZATIONS
 from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
-from kdcli.runs import Budget, Runtime
+from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
 from kdcli.soft_labels import DTYPES
 from kdcli.specs import LR_SCHEDULES, PRECISIONS
 
@@ -97,6 +97,7 @@ Schedule = _choices("Schedule", *LR_SCHEDULES)
 Quantization = _choices("Quantization", *QUANTIZATIONS)
 MethodName = _choices("MethodName", *distill_methods())
 DEFAULT_METHOD_CHOICE = MethodName(DEFAULT_METHOD)
+TEACHER_SCHEDULE = Schedule(TEACHER_BUDGET.lr_schedule)
 
 
 DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
@@ -227,7 +228,7 @@ def train_teacher(
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
     depth: Depth = None,
-    epochs: Epochs = 40,
+    epochs: Epochs = TEACHER_BUDGET.epochs,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -240,8 +241,8 @@ def train_teacher(
     restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
     strategy: Strategy = StrategyName.default,
-    lr_schedule: LrSchedule = Schedule.cosine,
-    augment: TeacherAugment = "auto",
+    lr_schedule: LrSchedule = TEACHER_SCHEDULE,
+    augment: TeacherAugment = TEACHER_BUDGET.augment,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -292,8 +293,9 @@ def soft_labels(
     from kdcli import pipeline
 
     _result(pipeline.make_soft_labels(
-        teacher, data, out, batch_size, dtype.value, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
-        top_k, _shard(shard),
+        teacher, data, out, batch_size=batch_size, dtype=dtype.value,
+        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        top_k=top_k, shard=_shard(shard),
     ))
 
 
@@ -433,7 +435,8 @@ def evaluate(
     if plot:
         report.require_matplotlib()
     result = pipeline.evaluate(
-        models, data, batch_size, latency_runs, _data_options(val_split, image_size, color_mode), unsafe
+        models, data, batch_size=batch_size, latency_runs=latency_runs,
+        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe,
     )
     from kdcli.evaluation import check_gates, describe_failure
 
@@ -477,7 +480,8 @@ def export(
                                  param_hint="--quantize")
 
     _result(pipeline.export(
-        model, out, format.value, quantize.value, data, _data_options(val_split, image_size, color_mode), unsafe, Reporter(quiet),
+        model, out, format=format.value, quantize=quantize.value, data=data,
+        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     ))
 
 

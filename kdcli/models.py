@@ -139,7 +139,7 @@ def _normalization(data):
     return norm
 
 
-def build_from_spec(spec, data, role="student", width=None, depth=None, seed=None, unsafe=False, teacher=None,
+def build_from_spec(spec, data, role="student", *, width=None, depth=None, seed=None, unsafe=False, teacher=None,
                     mixed_precision=None):
     """Build an untrained model from a `--student` (or `--arch`/`--model`) spec.
 

@@ -25,13 +25,8 @@ from kdcli.files import check_output, locate_recorded, provenance, rebase_record
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
-from kdcli.runs import Budget, Runtime
+from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
 from kdcli.specs import parse_spec, resolve_spec
-
-# train-teacher's budget: a teacher is only worth distilling from if it knows more than its student
-# can learn alone (see the README: 40 epochs, cosine and shifts took the MNIST-split cnn from 98.30%
-# to 99.65%).
-TEACHER_BUDGET = Budget(epochs=40, lr_schedule="cosine", augment="auto")
 
 
 def require_file(path, what):
@@ -148,7 +143,7 @@ def train_teacher(
     budget = dataclasses.replace(budget, augment=augment)
     strategy = make_strategy(runtime.strategy)
     with strategy.scope():
-        model = build_from_spec(arch, data, "teacher", width, depth, budget.seed, unsafe,
+        model = build_from_spec(arch, data, "teacher", width=width, depth=depth, seed=budget.seed, unsafe=unsafe,
                                 mixed_precision=runtime.mixed_precision)
     history = train(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
@@ -168,7 +163,7 @@ def train_teacher(
     return Path(out), metrics
 
 
-def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None,
+def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None,
                      top_k=None, shard=None):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
@@ -196,7 +191,8 @@ def make_soft_labels(teacher, data, out, batch_size=256, dtype="float32", data_o
     split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
     batches = iter_logits(model, split, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
-        out, batches, len(data.train), data.num_classes, data.fingerprint, teacher_sha, record, dtype, top_k, shard
+        out, batches, len(data.train), data.num_classes, fingerprint=data.fingerprint, teacher_sha256=teacher_sha,
+        record=record, dtype=dtype, top_k=top_k, shard=shard,
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
     reporter.say(f"soft labels: {len(split)} x {kept} logits ({dtype}, {format_size(Path(out).stat().st_size)})")
@@ -285,8 +281,7 @@ def distill_student(
     student = student or ("auto" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
     method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
-    if method.needs_live_teacher and (teacher is None or soft_labels is not None):
-        raise UsageError(f"--method {method.name} reads the live teacher's layers: give --teacher, without --soft-labels")
+    method.check_teacher_source(live=teacher is not None and soft_labels is None)
     for path, what in ((soft_labels, "soft-label file"), (teacher, "model file"),
                        (student if student_kind == "file" else None, "model file")):
         if path is not None:
@@ -325,8 +320,8 @@ def distill_student(
         teacher_model = load_teacher(teacher, data, unsafe)
 
     def build():
-        return build_from_spec(student, data, "student", width, depth, budget.seed, unsafe, teacher=teacher_model,
-                               mixed_precision=runtime.mixed_precision)
+        return build_from_spec(student, data, "student", width=width, depth=depth, seed=budget.seed, unsafe=unsafe,
+                               teacher=teacher_model, mixed_precision=runtime.mixed_precision)
 
     with strategy.scope():
         model = build()  # before the teacher's logits: a student that cannot be built fails at once
@@ -405,7 +400,7 @@ def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_para
         )
 
 
-def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=None, unsafe=False):
+def evaluate(models, data=None, *, batch_size=256, latency_runs=200, data_options=None, unsafe=False):
     """Evaluate and compare models on the test split (see `kdcli.evaluate_models`).
 
     The data defaults to the one recorded in the first model's provenance.
@@ -419,7 +414,8 @@ def evaluate(models, data=None, batch_size=256, latency_runs=200, data_options=N
     return evaluate_models(models, data, batch_size, latency_runs, unsafe)
 
 
-def export(model, out=None, format="tflite", quantize="none", data=None, data_options=None, unsafe=False, reporter=None):
+def export(model, out=None, *, format="tflite", quantize="none", data=None, data_options=None, unsafe=False,
+           reporter=None):
     """Export a `.keras` model (see `kdcli.export.export_model`); int8 calibrates on `data`.
 
     The data defaults to the one recorded in the model's provenance; `out`

@@ -13,6 +13,7 @@ refused at once.
 """
 
 import dataclasses
+import math
 from pathlib import Path
 
 from kdcli.augment import parse_augment
@@ -44,21 +45,36 @@ class Budget:
     augment: str = "none"
 
     def __post_init__(self):
-        if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
+        if self.epochs is not None and not (_whole(self.epochs) and self.epochs >= 1):
             raise UsageError(f"--epochs must be a whole number of at least 1, got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not (_whole(self.batch_size) and self.batch_size >= 1):
             raise UsageError(f"--batch-size must be a whole number of at least 1, got {self.batch_size!r}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not (is_finite_number(self.learning_rate) and self.learning_rate > 0):
+            raise UsageError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+        if not (_whole(self.seed) and 0 <= self.seed < 2**32):
             raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}")
         parse_augment(self.augment, allow_auto=True)
 
     def record(self):
         """The budget for provenance."""
         return dataclasses.asdict(self)
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value):
+    """A finite int or float (not a bool): what a numeric option must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# train-teacher's budget: a teacher is only worth distilling from if it knows more than its student
+# can learn alone (see the README: 40 epochs, cosine and shifts took the MNIST-split cnn from 98.30%
+# to 99.65%).
+TEACHER_BUDGET = Budget(epochs=40, lr_schedule="cosine", augment="auto")
 
 
 @dataclasses.dataclass(frozen=True)

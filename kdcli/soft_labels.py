@@ -72,7 +72,7 @@ class SoftLabels:
             )
 
 
-def write_soft_labels(path, logit_batches, n, num_classes, fingerprint, teacher_sha256, record, dtype="float32",
+def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teacher_sha256, record, dtype="float32",
                       top_k=None, shard=None):
     """Write a soft-label file atomically, one batch of rows at a time.
 

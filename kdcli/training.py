@@ -123,8 +123,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         budget = dataclasses.replace(budget, epochs=default_distill_epochs(len(data.train), budget.batch_size * replicas))
     if teacher_logits is not None and parse_augment(budget.augment)[0] != "none":
         raise UsageError(NEEDS_TEACHER)
-    if teacher_logits is not None and method.needs_live_teacher:
-        raise UsageError(f"--method {method.name} reads the live teacher's layers: give --teacher, without --soft-labels")
+    method.check_teacher_source(live=teacher is not None)
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
     return _fit(
@@ -137,6 +136,10 @@ def _budget(budget, options, **defaults):
     """The `Budget` given, or one made from keywords (validated there, once)."""
     if budget is not None and options:
         raise TypeError(f"give a budget or its fields ({', '.join(options)}), not both")
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(Budget)})
+    if unknown:
+        raise TypeError(f"unknown options {', '.join(unknown)}: a budget has {', '.join(Budget.__dataclass_fields__)}; "
+                        "a method's parameters go in method= (kdcli.make_method('kd', temperature=2.0))")
     return budget or Budget(**{**defaults, **options})
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import kdcli
 from kdcli import methods
+from kdcli.losses import dkd_terms_per_sample
 from kdcli.methods import REGISTRY, make_method, method_from_options
 from kdcli.training import distill
 
@@ -88,8 +89,9 @@ def test_info_and_evaluate_show_the_method(pipeline, tmp_path):
     (["--dkd-beta", "2"], "--dkd-beta applies to --method dkd, not kd"),
     (["--method", "dist", "--standardize-logits"], "--standardize-logits applies to --method kd or dkd, not dist"),
     (["--method", "dkd", "--alpha", "0.5"], "--alpha applies to --method kd, not dkd"),
-    (["--method", "dkd", "--temperature", "0"], "--temperature must be positive, got 0"),
-    (["--method", "dist", "--gamma", "-1"], "--gamma must be 0 or more, got -1"),
+    (["--method", "dkd", "--temperature", "0"], "--temperature must be a positive number, got 0"),
+    (["--method", "dkd", "--dkd-beta", "inf"], "--dkd-beta must be a number of 0 or more, got inf"),
+    (["--method", "dist", "--gamma", "-1"], "--gamma must be a number of 0 or more, got -1"),
     (["--alpha", "1.5"], "--alpha must be between 0 and 1, got 1.5"),
     (["--method", "fitnet"], "'fitnet'"),
 ])
@@ -118,7 +120,7 @@ def test_dkd_warms_up_over_its_warmup_epochs():
     s = np.array([[1.0, 0.0, -1.0], [0.5, 0.2, 0.1]], np.float32)
     t = np.array([[3.0, 1.0, 0.0], [0.0, 4.0, 1.0]], np.float32)
     method = make_method("dkd", warmup=4)
-    ce, kd = kdcli.losses.dkd_terms_per_sample(y, s, t, 4.0, 1.0, 8.0)
+    ce, kd = dkd_terms_per_sample(y, s, t, 4.0, 1.0, 8.0)
     for epoch, weight in ((1, 0.25), (2, 0.5), (4, 1.0), (9, 1.0)):
         per_sample, batch_term = method.loss(y, s, t, tf.constant(float(epoch)))
         np.testing.assert_allclose(per_sample.numpy(), (ce + weight * kd).numpy(), rtol=1e-6)
@@ -183,3 +185,70 @@ def test_dist_under_a_mirrored_strategy_weighs_its_batch_term_by_the_replicas_sh
     a, b = (kdcli.read_provenance(p) for p in outs.values())
     assert b["hyperparameters"]["replicas"] == 2
     assert abs(a["metrics"]["test_accuracy"] - b["metrics"]["test_accuracy"]) <= 0.05
+
+
+SPY_METHOD = (
+    "import dataclasses\n"
+    "import tensorflow as tf\n"
+    "from kdcli.methods.base import Method, param\n\n\n"
+    "@dataclasses.dataclass(frozen=True)\n"
+    "class {name}(Method):\n"
+    "    name = '{key}'\n"
+    "{body}"
+)
+
+
+def _register(tmp_path, monkeypatch, key, name, body):
+    (tmp_path / f"{key}_method.py").write_text(SPY_METHOD.format(name=name, key=key, body=body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(REGISTRY, key, f"{key}_method:{name}")
+    return make_method(key)
+
+
+def test_the_loop_gives_methods_the_1_based_epoch(pipeline, tmp_path, monkeypatch):
+    """A method whose loss is the epoch number it is given: the epochs' mean losses are 1, 2, 3."""
+    method = _register(tmp_path, monkeypatch, "epochspy", "EpochSpy", (
+        "    def loss(self, labels, student_logits, teacher_logits, epoch):\n"
+        "        return epoch + 0.0 * tf.reduce_mean(student_logits, -1), None\n"))
+    data = kdcli.load_data("digits")
+    student = kdcli.build_model("mlp", data, width=8, role="student", seed=0)
+    history = distill(student, data, teacher_logits=kdcli.read_soft_labels(pipeline["soft"]).column, method=method,
+                      epochs=3)
+    np.testing.assert_allclose(history["loss"], [1.0, 2.0, 3.0], rtol=1e-6)
+
+
+LEARNED_SCALE = (
+    "    def build(self, student, teacher=None):\n"
+    "        self.keep(_scale=tf.Variable(1.0, name='scale'))\n\n"
+    "    @property\n"
+    "    def variables(self):\n"
+    "        return [self._scale]\n\n"
+    "    def loss(self, labels, student_logits, teacher_logits, epoch):\n"
+    "        s = tf.nn.log_softmax(student_logits * self._scale)\n"
+    "        t = tf.nn.softmax(teacher_logits)\n"
+    "        return -tf.reduce_sum(t * s, -1), None\n"
+)
+
+
+def test_a_methods_own_variables_are_trained_and_checkpointed_but_not_saved(pipeline, tmp_path, monkeypatch):
+    """A method that learns a scale of the student's logits: the optimizer trains it, --resume restores it
+    (a run interrupted after epoch 1 ends like an uninterrupted one), and the student leaves it out."""
+    data = kdcli.load_data("digits")
+    logits = kdcli.read_soft_labels(pipeline["soft"]).column
+
+    def run(epochs, checkpoint_dir=None, resume=False):
+        method = _register(tmp_path, monkeypatch, "scaled", "LearnedScale", LEARNED_SCALE)
+        student = kdcli.build_model("mlp", data, width=8, role="student", seed=0)
+        distill(student, data, teacher_logits=logits, method=method, epochs=epochs, checkpoint_dir=checkpoint_dir,
+                resume=resume)
+        return student, float(method.variables[0].numpy())
+
+    whole, whole_scale = run(2)
+    assert whole_scale != 1.0  # trained
+    run(1, tmp_path / "ck")
+    resumed, resumed_scale = run(2, tmp_path / "ck", resume=True)
+    assert resumed_scale == pytest.approx(whole_scale, abs=1e-6)
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    kdcli.save_model(resumed, tmp_path / "s.keras")
+    assert len(kdcli.load_model(tmp_path / "s.keras").weights) == len(resumed.weights)  # no scale in the student

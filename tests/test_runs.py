@@ -14,7 +14,9 @@ from conftest import assert_one_line_error, run_cli
 @pytest.mark.parametrize("fields, message", [
     ({"epochs": 0}, "--epochs must be a whole number of at least 1, got 0"),
     ({"batch_size": 0}, "--batch-size must be a whole number of at least 1, got 0"),
-    ({"learning_rate": -1e-3}, "--learning-rate must be positive, got -0.001"),
+    ({"learning_rate": -1e-3}, "--learning-rate must be a positive number, got -0.001"),
+    ({"learning_rate": float("inf")}, "--learning-rate must be a positive number, got inf"),
+    ({"epochs": True}, "--epochs must be a whole number of at least 1, got True"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, got 'step'"),
     ({"seed": -1}, "--seed must be a whole number from 0 to 2**32 - 1, got -1"),
     ({"augment": "rotate"}, "--augment must be auto, none, shift or shift:N, got 'rotate'"),

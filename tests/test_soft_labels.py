@@ -15,7 +15,8 @@ def test_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(100, 7)).astype(np.float32)
     path = tmp_path / "soft.h5"
-    write_soft_labels(path, np.array_split(logits, 3), 100, 7, "f" * 64, "a" * 64, {"kind": "soft-labels"})
+    write_soft_labels(path, np.array_split(logits, 3), 100, 7, fingerprint="f" * 64, teacher_sha256="a" * 64,
+                      record={"kind": "soft-labels"})
     soft = read_soft_labels(path)
     np.testing.assert_array_equal(soft.logits, logits)
     assert soft.attrs["n"] == 100 and soft.attrs["num_classes"] == 7
@@ -31,7 +32,7 @@ def test_round_trip(tmp_path):
 def test_float16_round_trip(tmp_path):
     logits = np.linspace(-20, 20, 60, dtype=np.float32).reshape(20, 3)
     path = tmp_path / "soft16.h5"
-    write_soft_labels(path, [logits], 20, 3, "f" * 64, "a" * 64, {}, dtype="float16")
+    write_soft_labels(path, [logits], 20, 3, fingerprint="f" * 64, teacher_sha256="a" * 64, record={}, dtype="float16")
     with h5py.File(path) as f:
         assert f["logits"].dtype == np.float16
     np.testing.assert_allclose(read_soft_labels(path).logits, logits, rtol=1e-3)
@@ -40,7 +41,8 @@ def test_float16_round_trip(tmp_path):
 def test_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "soft.h5"
     with pytest.raises(kdcli.KdcliError):
-        write_soft_labels(path, [np.full((5, 3), np.nan, np.float32)], 5, 3, "f", "a", {})
+        write_soft_labels(path, [np.full((5, 3), np.nan, np.float32)], 5, 3, fingerprint="f", teacher_sha256="a",
+                          record={})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -150,7 +152,7 @@ def test_top_k_soft_labels_rebuild_fkd_targets(tmp_path):
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, size=(50, 8)).astype(np.float32)
-    write_soft_labels(tmp_path / "k.h5", [logits], 50, 8, "f", "a", {}, top_k=3)
+    write_soft_labels(tmp_path / "k.h5", [logits], 50, 8, fingerprint="f", teacher_sha256="a", record={}, top_k=3)
     with h5py.File(tmp_path / "k.h5") as f:
         assert set(f) == {"topk_values", "topk_indices"} and f["topk_values"].shape == (50, 3)
     soft = read_soft_labels(tmp_path / "k.h5")
@@ -167,7 +169,8 @@ def test_top_k_soft_labels_rebuild_fkd_targets(tmp_path):
     np.put_along_axis(mask, top, False, 1)
     np.testing.assert_allclose(q[mask].reshape(50, 5), np.repeat(rest[:, None], 5, 1), rtol=1e-4, atol=1e-6)
     with pytest.raises(kdcli.KdcliError, match="--top-k must be between 1 and 7"):
-        write_soft_labels(tmp_path / "bad.h5", [logits], 50, 8, "f", "a", {}, top_k=8)
+        write_soft_labels(tmp_path / "bad.h5", [logits], 50, 8, fingerprint="f", teacher_sha256="a", record={},
+                          top_k=8)
 
 
 def test_top_k_and_float16_through_the_cli(pipeline, tmp_path):

@@ -18,11 +18,19 @@ checks of what a user gives), `dataset` (the `Dataset` and its fingerprint),
 
 from kdcli.data.batching import BLOCK_ROWS, Split, data_errors, iterate, sample_order
 from kdcli.data.columns import SCAN_ROWS, ArrayColumn, Column, H5Column, ImageColumn
-from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, Dataset, is_named, rebase_data_record, stratified_split
+from kdcli.data.dataset import (
+    KERAS_DATASETS,
+    KNOWN_NAMES,
+    SPLIT_SEED,
+    Dataset,
+    is_named,
+    rebase_data_record,
+    stratified_split,
+)
 from kdcli.data.readers import COLOR_MODES, keras_cache_dir, load_data
 
 __all__ = [
-    "BLOCK_ROWS", "COLOR_MODES", "KERAS_DATASETS", "KNOWN_NAMES", "SCAN_ROWS", "ArrayColumn", "Column", "Dataset",
+    "BLOCK_ROWS", "COLOR_MODES", "KERAS_DATASETS", "KNOWN_NAMES", "SCAN_ROWS", "SPLIT_SEED", "ArrayColumn", "Column", "Dataset",
     "H5Column", "ImageColumn", "Split", "data_errors", "is_named", "iterate", "keras_cache_dir", "load_data",
     "rebase_data_record", "sample_order", "stratified_split",
 ]

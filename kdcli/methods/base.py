@@ -15,6 +15,7 @@ import dataclasses
 from typing import ClassVar
 
 from kdcli.errors import UsageError
+from kdcli.runs import is_finite_number
 
 
 def param(default, option, help):
@@ -50,8 +51,14 @@ class Method:
     def build(self, student, teacher=None):
         """Create the method's own trainable variables (a projector...), inside the strategy's scope.
 
-        None by default. Called once, before the optimizer is built.
+        None by default. Called once, before the optimizer is built; keep
+        what it creates with `keep` (a method's parameters are frozen).
         """
+
+    def keep(self, **state):
+        """Attach state created by `build` (variables, layers) to this frozen method."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     @property
     def variables(self):
@@ -87,17 +94,23 @@ class Method:
     def require_positive(self, *fields):
         for field in fields:
             value = getattr(self, field)
-            if not value > 0:
-                raise UsageError(f"{self._option(field)} must be positive, got {value}")
+            if not (is_finite_number(value) and value > 0):
+                raise UsageError(f"{self._option(field)} must be a positive number, got {value}")
 
     def require_at_least_zero(self, *fields):
         for field in fields:
             value = getattr(self, field)
-            if not value >= 0:
-                raise UsageError(f"{self._option(field)} must be 0 or more, got {value}")
+            if not (is_finite_number(value) and value >= 0):
+                raise UsageError(f"{self._option(field)} must be a number of 0 or more, got {value}")
 
     def require_fraction(self, *fields):
         for field in fields:
             value = getattr(self, field)
-            if not 0 <= value <= 1:
+            if not (is_finite_number(value) and 0 <= value <= 1):
                 raise UsageError(f"{self._option(field)} must be between 0 and 1, got {value}")
+
+    def check_teacher_source(self, live):
+        """Refuse a source of teacher logits this method cannot use: it reads a live teacher's layers."""
+        if self.needs_live_teacher and not live:
+            raise UsageError(f"--method {self.name} reads the live teacher's layers: give --teacher, "
+                             "without --soft-labels")
