@@ -1,16 +1,18 @@
-"""Accuracy of the teacher, the student trained from scratch and the distilled student.
+"""Accuracy of the teacher, the student trained from scratch and the distilled student, per loss.
 
 For each data set (the bundled digits, and the MNIST benchmark split when
 `../shared/data` is there): one teacher (kdcli's cnn, trained with
 train-teacher's defaults, spelled out: `--augment shift --lr-schedule cosine --epochs 40`),
-then for each seed and each way of distilling, `kdcli distill --teacher ...
---baseline`, which also trains the same student architecture from scratch,
-from the same initial weights, with the same budget and the same inputs:
+then for each seed and each way of distilling (WAYS: the extra options of
+`kdcli distill --teacher ...`), a distilled student and the same student
+architecture trained from scratch (`--baseline`: from the same initial
+weights, with the same budget and the same inputs).
 
-- logits once: the one-shot default, the teacher's logits for the training
-  split computed once; the baseline trains on the plain training split;
-- `--augment shift`: every batch randomly shifted, the teacher labelling the
-  shifted copies; the baseline trains on shifted copies too.
+The ways without `--augment` compute the teacher's logits once and differ
+only in the loss, so their scratch students are one and the same model for a
+given seed (same seed, initial weights, data and budget): the first of them
+trains it with `--baseline` and the others reuse its accuracy. A way with
+`--augment` keeps its own `--baseline`, which trains on shifted copies too.
 
 Prints a Markdown table of means and standard deviations over the seeds;
 `--json PATH` keeps the raw numbers.
@@ -30,25 +32,86 @@ import kdcli
 from common import kdcli as run, mnist_split
 
 TEACHER_RECIPE = ("--augment", "shift", "--lr-schedule", "cosine", "--epochs", "40")
-WAYS = {"logits once": (), "`--augment shift`": ("--augment", "shift")}
+# Way of distilling -> the extra options of `kdcli distill`.
+WAYS = {
+    "kd": ("--method", "kd"),
+    "kd + standardised": ("--method", "kd", "--standardize-logits", "--temperature", "2"),
+    "dkd": ("--method", "dkd"),
+    "dkd + standardised": ("--method", "dkd", "--standardize-logits"),
+    "dist": ("--method", "dist"),
+    "kd + `--augment shift`": ("--method", "kd", "--augment", "shift"),
+}
+
+
+def own_baseline(args):
+    """Whether a way's scratch student differs from the logits-once ways' (it trains on shifted copies)."""
+    return "--augment" in args
 
 
 def measure(data, workdir, seeds, student, epochs):
     teacher = Path(run("train-teacher", "--data", data, *TEACHER_RECIPE, "--out", workdir / "teacher.keras"))
     result = {"teacher": kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
               "teacher_params": kdcli.load_model(teacher).count_params(), "ways": {}}
+    budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: at least 3,000 steps
+    shared_scratch = {}  # seed -> accuracy of the logits-once ways' scratch student
     for i, (way, args) in enumerate(WAYS.items()):
-        rows = []
+        scratch, distilled = [], []
         for seed in seeds:
-            budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: at least 3,000 steps
-            out = run("distill", "--teacher", teacher, "--student", student, *budget, "--seed", seed,
-                      *args, "--baseline", "--out", workdir / f"student-{i}-{seed}.keras")
-            rows.append(kdcli.read_provenance(out)["metrics"])
-        result["ways"][way] = {"scratch": [r["baseline_test_accuracy"] for r in rows],
-                               "distilled": [r["test_accuracy"] for r in rows]}
+            baseline = own_baseline(args) or seed not in shared_scratch
+            out = run("distill", "--teacher", teacher, "--student", student, *budget, "--seed", seed, *args,
+                      *(["--baseline"] if baseline else []), "--out", workdir / f"student-{i}-{seed}.keras")
+            metrics = kdcli.read_provenance(out)["metrics"]
+            if baseline and not own_baseline(args):
+                shared_scratch[seed] = metrics["baseline_test_accuracy"]
+            scratch.append(metrics["baseline_test_accuracy"] if own_baseline(args) else shared_scratch[seed])
+            distilled.append(metrics["test_accuracy"])
+        result["ways"][way] = {"args": list(args), "shared_scratch": not own_baseline(args),
+                               "scratch": scratch, "distilled": distilled}
     result["student_params"] = kdcli.load_model(out).count_params()
     result["epochs"] = kdcli.read_provenance(out)["hyperparameters"]["epochs"]
     return result
+
+
+def points(x):
+    """A difference in points, signed, with no -0.00."""
+    return f"{round(x, 2) + 0:+.2f}"
+
+
+def markdown(results, seeds, student, epochs):
+    """The Markdown heading, description and table of `results`, as a list of lines."""
+    command = f"kdcli distill --teacher T --student {student}{f' --epochs {epochs}' if epochs else ''}"
+    budget = (f"{epochs} epochs" if epochs
+              else "kdcli's default (30 epochs, or more so that training takes at least 3,000 steps)")
+    budgets = " and ".join(f"{r['epochs']} epochs on {name}" for name, r in results.items())
+    shared = [w for w, a in WAYS.items() if not own_baseline(a)]
+    lines = [
+        "## Accuracy: teacher, student from scratch, distilled student",
+        "",
+        f"Written by `make bench-accuracy` (`benchmarks/accuracy.py`). One teacher per data set: "
+        f"`kdcli train-teacher {' '.join(TEACHER_RECIPE)}` (kdcli's cnn). For each seed {seeds} and each row: "
+        f"`{command} --seed S` plus the row's options: "
+        + "; ".join(f"{way}: `{' '.join(a)}`" for way, a in WAYS.items())
+        + f". Budget: {budget}, here {budgets}; each method's other options at their defaults. "
+        "The student from scratch is the same "
+        "student architecture trained on the hard labels alone, from the same initial weights, with the same "
+        f"budget and the same inputs. The rows without `--augment` ({', '.join(shared)}) compute the teacher's "
+        "logits once and differ only in the loss, so their student from scratch is one and the same model for "
+        "a given seed: it is trained once per seed (`--baseline` on the first of these rows) and its accuracy "
+        "reused for the others. The `--augment shift` row keeps its own `--baseline`, which trains on shifted "
+        "copies too. Test accuracy, mean ± standard deviation over the seeds; the gain is the mean of the "
+        "per-seed differences (each seed's in brackets).",
+        "",
+        "| data | teacher | distilled with | student from scratch | distilled student | gain (points) |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        for way, w in r["ways"].items():
+            s, d = np.array(w["scratch"]) * 100, np.array(w["distilled"]) * 100
+            lines.append(f"| {name}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | "
+                         f"{way} (`{' '.join(w['args'])}`) | {s.mean():.2f} ± {s.std():.2f}% | "
+                         f"{d.mean():.2f} ± {d.std():.2f}% ({r['student_params']:,} params) | "
+                         f"{points((d - s).mean())} ({', '.join(points(g) for g in d - s)}) |")
+    return lines
 
 
 def main():
@@ -69,27 +132,7 @@ def main():
                 continue
             (tmp / str(i)).mkdir()
             results[name] = measure(data, tmp / str(i), args.seeds, args.student, args.epochs)
-    lines = [
-        "## Accuracy: teacher, student from scratch, distilled student",
-        "",
-        f"Written by `make bench-accuracy` (`benchmarks/accuracy.py`). One teacher per data set: "
-        f"`kdcli train-teacher {' '.join(TEACHER_RECIPE)}` (kdcli's cnn). For each seed {args.seeds}: "
-        f"`kdcli distill --teacher T --student {args.student}{f' --epochs {args.epochs}' if args.epochs else ''} "
-        "--baseline` (epochs as in the table), with the teacher's "
-        "logits computed once (the one-shot default) or with `--augment shift`. `--baseline` trains the same "
-        "student architecture from scratch, from the same initial weights, with the same budget and the same "
-        "inputs (shifted copies too with `--augment shift`). Test accuracy, mean ± standard deviation over the "
-        "seeds; the gain is the mean of the per-seed differences.",
-        "",
-        "| data | teacher | distilled with | student from scratch | distilled student | gain (points) |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
-    ]
-    for name, r in results.items():
-        for way, w in r["ways"].items():
-            s, d = np.array(w["scratch"]) * 100, np.array(w["distilled"]) * 100
-            lines.append(f"| {name}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | {way} | "
-                         f"{s.mean():.2f} ± {s.std():.2f}% | {d.mean():.2f} ± {d.std():.2f}% "
-                         f"({r['student_params']:,} params) | {(d - s).mean():+.2f} ({', '.join(f'{g:+.2f}' for g in d - s)}) |")
+    lines = markdown(results, args.seeds, args.student, args.epochs)
     print("\n".join(lines))
     if args.markdown:
         Path(args.markdown).write_text("\n".join(lines) + "\n")
