@@ -287,35 +287,59 @@ def check_shapes(in_shape, outputs, data, name):
 
 
 def logits_model(model, name=None):
-    """The model's pre-softmax logits: a final softmax is stripped.
+    """The model's pre-softmax logits, one per class, whatever its head.
 
-    A model ending in `Dense(..., activation="softmax")`, a `Softmax` layer or
-    an `Activation("softmax")` is rebuilt to output what went into that
-    softmax, sharing the original weights. Any other model is returned as is.
-    Distillation needs logits: softening probabilities with a temperature
-    would give a different (wrong) target distribution.
+    - A softmax head (`Dense(..., activation="softmax")`, a `Softmax` layer or
+      an `Activation("softmax")`) is rebuilt to output what went into the
+      softmax, sharing the original weights. Distillation needs logits:
+      softening probabilities with a temperature would give a different
+      (wrong) target distribution.
+    - One sigmoid unit (a binary classifier) with pre-sigmoid output `z` is the
+      two-class head with logits `[0, z]`, since `softmax([0, z])` is
+      `[1 - sigmoid(z), sigmoid(z)]`: every loss then applies unchanged.
+    - Any other head with two outputs or more is taken as logits.
 
     Args:
         model: a Keras classifier with one input and one output.
         name: what to call it in errors (its file name); by default its own name.
 
     Raises:
-        KdcliError: the model has several inputs or outputs.
+        KdcliError: several inputs or outputs, several sigmoid units (a
+            multi-label head), or one output without a sigmoid (a regression head).
     """
-    check_one_input_one_output(model, name or model.name)
+    name = name or model.name
+    check_one_input_one_output(model, name)
     last = model.layers[-1]
     # `inputs`, not `input`: a loaded Sequential model only answers the former.
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    if _is_softmax_layer(last):
-        return keras.Model(inputs, last.input, name=model.name)
-    if getattr(getattr(last, "activation", None), "__name__", None) == "softmax":
-        config = last.get_config()
-        config.update(activation="linear", name=f"{last.name}_logits")
-        twin = last.__class__.from_config(config)
-        outputs = twin(last.input)
-        twin.set_weights(last.get_weights())
-        return keras.Model(inputs, outputs, name=model.name)
+    inputs = model.inputs[0]
+    activation = "softmax" if isinstance(last, keras.layers.Softmax) else \
+        getattr(getattr(last, "activation", None), "__name__", None)
+    width = model.output_shape[-1]
+    if activation == "sigmoid" and width != 1:
+        raise KdcliError(f"{name}: {width} sigmoid outputs, a multi-label head; kdcli distills single-label "
+                         "classifiers (a softmax, logits, or one sigmoid unit for two classes)")
+    if activation == "sigmoid":
+        z = _pre_activation(last)
+        zero = keras.layers.Rescaling(0.0, name=f"{last.name}_zero")(z)  # standard layers: safe to save
+        return keras.Model(inputs, keras.layers.Concatenate(name=f"{last.name}_logits2")([zero, z]), name=model.name)
+    if width == 1:
+        raise KdcliError(f"{name}: one output without a sigmoid, a regression head; kdcli distills classifiers "
+                         "(a softmax, logits, or one sigmoid unit for two classes)")
+    if activation == "softmax":
+        return keras.Model(inputs, _pre_activation(last), name=model.name)
     return model
+
+
+def _pre_activation(last):
+    """What went into the final activation of a model's last layer, sharing its weights."""
+    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
+        return last.input
+    config = last.get_config()
+    config.update(activation="linear", name=f"{last.name}_logits")
+    twin = last.__class__.from_config(config)
+    outputs = twin(last.input)
+    twin.set_weights(last.get_weights())
+    return outputs
 
 
 def check_one_input_one_output(model, name):
@@ -326,14 +350,6 @@ def check_one_input_one_output(model, name):
                 f"{name}: the model has {len(tensors)} {what}; kdcli distills classifiers with one input and one "
                 "output (the class scores); give such a model, or choose the student with --student"
             )
-
-
-def _is_softmax_layer(layer):
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    return isinstance(layer, keras.layers.Activation) and (
-        getattr(layer.activation, "__name__", None) == "softmax"
-    )
 
 
 def count_params(model):

@@ -328,3 +328,63 @@ def test_models_with_several_inputs_or_outputs_are_refused_with_one_line(pipelin
     assert_one_line_error(run_cli("evaluate", path, "--data", "digits"), 4, message)
     assert_one_line_error(run_cli("distill", "--soft-labels", pipeline["soft"], "--student", path, "--epochs", "1",
                                   "--out", tmp_path / "s.keras"), 4, message)
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    """A binary tabular set and a plain Keras classifier ending in one sigmoid unit, trained on it."""
+    d = tmp_path_factory.mktemp("binary")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
+    np.savez(d / "binary.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=60, verbose=0)
+    model.save(d / "binary.keras")
+    return d
+
+
+def test_a_sigmoid_teacher_is_the_two_class_head_0_z(binary):
+    model = kdcli.load_model(binary / "binary.keras")
+    x = np.random.default_rng(1).normal(size=(20, 6)).astype("float32")
+    p = model.predict(x, verbose=0)[:, 0]
+    logits = kdcli.logits_model(model).predict(x, verbose=0)
+    assert logits.shape == (20, 2)
+    np.testing.assert_array_equal(logits[:, 0], 0.0)
+    z = logits[:, 1].astype(np.float64)
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), p, rtol=1e-5)  # softmax([0, z])[1] = sigmoid(z)
+
+
+def test_a_sigmoid_teacher_goes_through_every_step(binary, tmp_path):
+    data = ["--data", binary / "binary.npz"]
+    r = run_cli("soft-labels", "--teacher", binary / "binary.keras", *data, "--out", tmp_path / "s.h5")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_soft_labels(tmp_path / "s.h5").attrs["num_classes"] == 2
+    for method in ("kd", "dkd", "dist"):
+        r = run_cli("distill", "--soft-labels", tmp_path / "s.h5", *data, "--method", method, "--epochs", "2",
+                    "--out", tmp_path / f"{method}.keras")
+        assert r.exit_code == 0, (method, r.stderr)
+    r = run_cli("distill", "--teacher", binary / "binary.keras", *data, "--epochs", "2", "--baseline",
+                "--out", tmp_path / "one-shot.keras")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.load_model(tmp_path / "one-shot.keras").output_shape == (None, 2)  # logits [0, z] of a shrunk head
+    assert run_cli("export", binary / "binary.keras", "--out", tmp_path / "t.tflite").exit_code == 0
+    r = run_cli("evaluate", binary / "binary.keras", tmp_path / "one-shot.keras", tmp_path / "t.tflite", *data,
+                "--latency-runs", "10", "--json", "-")
+    assert r.exit_code == 0, r.stderr
+    teacher, _, tflite = json.loads(r.stdout)["models"]
+    assert teacher["accuracy"] > 0.9 and tflite["agreement"] == 1.0  # the export keeps the head's answers
+
+
+@pytest.mark.parametrize("head, message", [
+    (lambda: keras.layers.Dense(3, activation="sigmoid"), "3 sigmoid outputs, a multi-label head"),
+    (lambda: keras.layers.Dense(1), "one output without a sigmoid, a regression head"),
+])
+def test_multi_label_and_regression_heads_are_refused_with_one_line(binary, tmp_path, head, message):
+    keras.Sequential([keras.Input((6,)), head()]).save(tmp_path / "m.keras")
+    r = run_cli("distill", "--teacher", tmp_path / "m.keras", "--data", binary / "binary.npz", "--epochs", "1",
+                "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, f"m.keras: {message}")
