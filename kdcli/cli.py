@@ -30,7 +30,7 @@ from kdcli.export import FORMATS, QUANTIZATIONS
 from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
 from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
 from kdcli.soft_labels import DTYPES
-from kdcli.specs import LR_SCHEDULES, PRECISIONS
+from kdcli.specs import LR_SCHEDULES, PRECISIONS, STUDENT_OUTPUTS
 
 
 class _Group(TyperGroup):
@@ -96,6 +96,7 @@ ExportFormat = _choices("ExportFormat", *FORMATS)
 Schedule = _choices("Schedule", *LR_SCHEDULES)
 Quantization = _choices("Quantization", *QUANTIZATIONS)
 MethodName = _choices("MethodName", *distill_methods())
+StudentOutput = _choices("StudentOutput", *STUDENT_OUTPUTS)
 DEFAULT_METHOD_CHOICE = MethodName(DEFAULT_METHOD)
 TEACHER_SCHEDULE = Schedule(TEACHER_BUDGET.lr_schedule)
 
@@ -357,6 +358,10 @@ def distill(
     seed: Seed = 0,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also train the same student from scratch and report what distillation gained.")] = False,
     online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
+    student_output: Annotated[StudentOutput, typer.Option(
+        help="What the saved student outputs: auto (like its teacher: probabilities for a softmax teacher, one "
+             "sigmoid probability for a binary one, logits for a logits teacher), logits, softmax or sigmoid.")
+    ] = StudentOutput.auto,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
@@ -385,7 +390,7 @@ def distill(
     })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
-        method=chosen, online=online, baseline=baseline,
+        method=chosen, online=online, baseline=baseline, student_output=student_output.value,
         budget=Budget(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),

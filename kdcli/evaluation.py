@@ -104,7 +104,9 @@ class TFLiteRunner:
             raise KdcliError(f"{path}: cannot load TFLite model ({str(e).splitlines()[0]})") from e
         self._batched, self._batched_size = None, None
         details = self._single.get_output_details()[0]
-        self.num_outputs = int(details["shape"][-1])
+        # One output column is a binary classifier's sigmoid probability (see `kdcli.models.head_kind`).
+        self._binary = int(details["shape"][-1]) == 1
+        self.num_outputs = 2 if self._binary else int(details["shape"][-1])
         self.input_shape = tuple(int(d) for d in self._single.get_input_details()[0]["shape"][1:])
         record = read_provenance(path) or {}
         self.params = record.get("params")
@@ -142,7 +144,8 @@ class TFLiteRunner:
         if out["dtype"] in (np.int8, np.uint8):
             scale, zero = out["quantization"]
             y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        y = y.astype(np.float32)
+        return np.concatenate([1 - y, y], axis=-1) if self._binary else y
 
     def predict(self, split, batch_size):
         from kdcli.data import iterate

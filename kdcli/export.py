@@ -31,8 +31,8 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     """Export a `.keras` model for deployment.
 
     Args:
-        model_path: the `.keras` model (a final softmax is stripped: the
-            export outputs logits, like every kdcli model).
+        model_path: the `.keras` model; the export outputs what it outputs
+            (logits, softmax probabilities, or one sigmoid probability).
         out: the `.tflite` file, or the SavedModel folder, to write.
         format: `tflite` or `saved_model`.
         quantize: for TFLite: `none` (float32), `float16` (float16 weights),
@@ -56,14 +56,15 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     if quantize == "int8" and data is None:
         raise UsageError("--quantize int8 calibrates on real samples: give --data")
     out = check_export_output(out, format)
-    from kdcli.models import count_params, logits_model
+    from kdcli.models import count_params, head_kind
 
-    model = logits_model(load_model(model_path, unsafe=unsafe), Path(model_path).name)
+    model = load_model(model_path, unsafe=unsafe)
+    output = head_kind(model, Path(model_path).name)  # and refuses what kdcli cannot run
     params, trainable = count_params(model)
     source_record = read_model_provenance(model_path) or {}
     record = provenance(
         "export", source=relative_to_artifact(model_path, out), source_sha256=sha256_file(model_path), format=format,
-        quantize=quantize, params=params, trainable_params=trainable,
+        quantize=quantize, params=params, trainable_params=trainable, output=output,
         data=rebase_data_record(source_record.get("data"), model_path, out),
         method=(source_record.get("hyperparameters") or {}).get("method"),
         calibration=data.describe(out) if quantize == "int8" else None,

@@ -9,9 +9,11 @@ the same answers in `evaluate`, in an export and in a user's own
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
-from kdcli.specs import ARCHS, PRECISIONS, check_shrink_factor, parse_spec, resolve_spec, unknown_spec
+from kdcli.specs import ARCHS, PRECISIONS, STUDENT_OUTPUTS, check_shrink_factor, parse_spec, resolve_spec, unknown_spec
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
@@ -286,8 +288,36 @@ def check_shapes(in_shape, outputs, data, name):
         raise KdcliError(f"{name}: the model has {outputs} outputs, the data has {data.num_classes} classes")
 
 
+def head_kind(model, name=None):
+    """What a classifier's output is: `logits`, `softmax` probabilities, or one `sigmoid` probability.
+
+    Args:
+        model: a Keras classifier with one input and one output.
+        name: what to call it in errors (its file name); by default its own name.
+
+    Raises:
+        KdcliError: several inputs or outputs, several sigmoid units (a
+            multi-label head), or one output without a sigmoid (a regression head).
+    """
+    name = name or model.name
+    check_one_input_one_output(model, name)
+    last = model.layers[-1]
+    activation = "softmax" if isinstance(last, keras.layers.Softmax) else \
+        getattr(getattr(last, "activation", None), "__name__", None)
+    width = model.output_shape[-1]
+    if activation == "sigmoid" and width != 1:
+        raise KdcliError(f"{name}: {width} sigmoid outputs, a multi-label head; kdcli distills single-label "
+                         "classifiers (a softmax, logits, or one sigmoid unit for two classes)")
+    if activation == "sigmoid":
+        return "sigmoid"
+    if width == 1:
+        raise KdcliError(f"{name}: one output without a sigmoid, a regression head; kdcli distills classifiers "
+                         "(a softmax, logits, or one sigmoid unit for two classes)")
+    return "softmax" if activation == "softmax" else "logits"
+
+
 def logits_model(model, name=None):
-    """The model's pre-softmax logits, one per class, whatever its head.
+    """The model's pre-softmax logits, one per class, whatever its head (see `head_kind`).
 
     - A softmax head (`Dense(..., activation="softmax")`, a `Softmax` layer or
       an `Activation("softmax")`) is rebuilt to output what went into the
@@ -304,30 +334,50 @@ def logits_model(model, name=None):
         name: what to call it in errors (its file name); by default its own name.
 
     Raises:
-        KdcliError: several inputs or outputs, several sigmoid units (a
-            multi-label head), or one output without a sigmoid (a regression head).
+        KdcliError: as `head_kind`.
     """
-    name = name or model.name
-    check_one_input_one_output(model, name)
+    kind = head_kind(model, name)
     last = model.layers[-1]
     # `inputs`, not `input`: a loaded Sequential model only answers the former.
     inputs = model.inputs[0]
-    activation = "softmax" if isinstance(last, keras.layers.Softmax) else \
-        getattr(getattr(last, "activation", None), "__name__", None)
-    width = model.output_shape[-1]
-    if activation == "sigmoid" and width != 1:
-        raise KdcliError(f"{name}: {width} sigmoid outputs, a multi-label head; kdcli distills single-label "
-                         "classifiers (a softmax, logits, or one sigmoid unit for two classes)")
-    if activation == "sigmoid":
+    if kind == "sigmoid":
         z = _pre_activation(last)
         zero = keras.layers.Rescaling(0.0, name=f"{last.name}_zero")(z)  # standard layers: safe to save
         return keras.Model(inputs, keras.layers.Concatenate(name=f"{last.name}_logits2")([zero, z]), name=model.name)
-    if width == 1:
-        raise KdcliError(f"{name}: one output without a sigmoid, a regression head; kdcli distills classifiers "
-                         "(a softmax, logits, or one sigmoid unit for two classes)")
-    if activation == "softmax":
+    if kind == "softmax":
         return keras.Model(inputs, _pre_activation(last), name=model.name)
     return model
+
+
+def with_head(model, kind):
+    """A logits model with the head a user serves: the inverse of `logits_model`.
+
+    Args:
+        model: a model ending in logits, one per class.
+        kind: `logits` (the model itself), `softmax` (probabilities that sum
+            to 1), or `sigmoid` (two classes only: one column, the
+            probability of class 1, `sigmoid(z1 - z0)`, which equals
+            `softmax(z)[1]`).
+
+    Returns:
+        A model sharing `model`'s layers and weights.
+    """
+    if kind == "logits":
+        return model
+    logits = model.outputs[0]
+    if kind == "softmax":
+        outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
+    elif kind == "sigmoid":
+        if model.output_shape[-1] != 2:
+            raise UsageError(f"a sigmoid output is for two classes; the model has {model.output_shape[-1]}: "
+                             "choose --student-output softmax or logits")
+        # A fixed Dense layer is z1 - z0: standard layers only, so the file loads in safe mode.
+        head = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability", dtype="float32")
+        outputs = head(logits)
+        head.set_weights([np.array([[-1.0], [1.0]], np.float32), np.zeros(1, np.float32)])
+    else:
+        raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {kind!r}")
+    return keras.Model(model.inputs[0], outputs, name=model.name)
 
 
 def _pre_activation(last):

@@ -26,7 +26,7 @@ from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
 from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
-from kdcli.specs import parse_spec, resolve_spec
+from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
 
 
 def require_file(path, what):
@@ -80,13 +80,15 @@ def _same_data(a, b):
 
 
 def load_teacher(path, data, unsafe=False):
-    """A teacher's logits model, checked against the data (whose classes it sets)."""
-    from kdcli.models import check_compatible, logits_model
+    """A teacher's logits model, checked against the data (whose classes it sets), and
+    what its own head outputs (`logits`, `softmax` or `sigmoid`: see `kdcli.models.head_kind`)."""
+    from kdcli.models import check_compatible, head_kind, logits_model
 
-    model = logits_model(load_model(path, unsafe=unsafe), Path(path).name)
+    loaded = load_model(path, unsafe=unsafe)
+    model = logits_model(loaded, Path(path).name)
     data.expect_classes(model.output_shape[-1], Path(path).name)
     check_compatible(model, data, Path(path).name)
-    return model
+    return model, head_kind(loaded, Path(path).name)
 
 
 def _metrics(model, data, history):
@@ -182,10 +184,11 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
     from kdcli.training import iter_logits
 
     data = resolve_data(data, data_options, teacher)
-    model = load_teacher(teacher, data, unsafe)
+    model, head = load_teacher(teacher, data, unsafe)
     teacher_sha = sha256_file(teacher)
     record = provenance(
         "soft-labels", data=data.describe(out), teacher=relative_to_artifact(teacher, out), teacher_sha256=teacher_sha,
+        teacher_head=head,
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
     split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
@@ -212,7 +215,8 @@ def merge_soft_labels(parts, out, reporter=None):
     record = provenance(
         "soft-labels", data=rebase_data_record(first.get("data"), parts[0], out),
         teacher=rebase_recorded(first["teacher"], parts[0], out) if first.get("teacher") else None,
-        teacher_sha256=first.get("teacher_sha256"), hyperparameters=first.get("hyperparameters"),
+        teacher_sha256=first.get("teacher_sha256"), teacher_head=first.get("teacher_head"),
+        hyperparameters=first.get("hyperparameters"),
         merged_from=[relative_to_artifact(p, out) for p in parts],
     )
     merge(parts, out, record)
@@ -228,7 +232,8 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
-    budget=None, runtime=None, online=False, baseline=False, data_options=None, unsafe=False, reporter=None,
+    budget=None, runtime=None, online=False, baseline=False, student_output="auto", data_options=None, unsafe=False,
+    reporter=None,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -262,6 +267,12 @@ def distill_student(
         online: run the teacher on every batch instead of once.
         baseline: also train the same student from scratch on the hard
             labels, with the same budget, and record what distillation gained.
+        student_output: what the saved student outputs: `auto` (the same kind
+            as its teacher, so it is a drop-in replacement: probabilities for
+            a softmax teacher, one sigmoid probability for a binary sigmoid
+            teacher, logits for a logits teacher), `logits`, `softmax` or
+            `sigmoid` (two classes). Training uses logits whatever it is;
+            the choice is recorded in provenance as `output`.
         data_options, unsafe, reporter: as in `train_teacher`.
 
     Returns:
@@ -278,6 +289,8 @@ def distill_student(
     if parse_augment(budget.augment)[0] != "none" and (teacher is None or soft_labels is not None):
         raise UsageError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
+    if student_output not in STUDENT_OUTPUTS:
+        raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
     student = student or ("auto" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
     method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
@@ -292,7 +305,7 @@ def distill_student(
     # The student's run and its --baseline twin's, each in its own folder.
     run_folders = [checkpoint_dir / "student", *([checkpoint_dir / "baseline"] if baseline else [])]
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
-    from kdcli.models import build_from_spec, count_params  # TensorFlow: once the options and files are right
+    from kdcli.models import build_from_spec, count_params, with_head  # TensorFlow: once the options and files are right
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
 
@@ -305,6 +318,7 @@ def distill_student(
         global_batch = budget.batch_size * strategy.num_replicas_in_sync
         budget = dataclasses.replace(budget, epochs=default_distill_epochs(len(data.train), global_batch))
     teacher_model = teacher_logits = None
+    teacher_head = (read_provenance(soft_labels) or {}).get("teacher_head") if soft_labels else None
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
@@ -317,7 +331,10 @@ def distill_student(
     else:
         teacher_sha = sha256_file(teacher)
     if teacher is not None:
-        teacher_model = load_teacher(teacher, data, unsafe)
+        teacher_model, teacher_head = load_teacher(teacher, data, unsafe)
+    output = (teacher_head or "logits") if student_output == "auto" else student_output
+    if output == "sigmoid" and data.num_classes != 2:
+        raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
 
     def build():
         return build_from_spec(student, data, "student", width=width, depth=depth, seed=budget.seed, unsafe=unsafe,
@@ -345,18 +362,20 @@ def distill_student(
               run_config={"student": student}, **runs)
         metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
-    hyper = {"student": student, "width": width, "depth": depth, "method": method.config(),
+    hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
     record = provenance(
         "student", data=data.describe(out), teacher_sha256=teacher_sha,
         soft_labels=relative_to_artifact(soft_labels, out) if soft_labels else None,
         teacher=relative_to_artifact(teacher, out) if teacher else None,
-        hyperparameters=hyper, metrics=metrics,
+        output=output, hyperparameters=hyper, metrics=metrics,
     )
     if not is_chief(strategy):
         return out, metrics
-    save_model(model, out, record)
+    with strategy.scope():
+        served = with_head(model, output)
+    save_model(served, out, record)
     remove_checkpoints(run_folders, parent=checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics

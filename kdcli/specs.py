@@ -14,6 +14,10 @@ AUTO_IMAGE_SIDE = 8
 # Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("off", "bf16")
+# What a classifier outputs (see `kdcli.models.head_kind`), and the `--student-output` choices:
+# `auto` gives the student its teacher's kind, so that it is a drop-in replacement.
+HEADS = ("logits", "softmax", "sigmoid")
+STUDENT_OUTPUTS = ("auto", *HEADS)
 
 
 def parse_spec(spec, role="student", option=None):

@@ -44,9 +44,14 @@ def test_one_shot_on_a_plain_keras_teacher(textbook_teacher):
     assert record["hyperparameters"]["mode"] == "teacher-logits-once"
     teacher = kdcli.load_model(textbook_teacher)
     student = kdcli.load_model(out)
-    # Dense(128) -> Dense(32); the output layer keeps its 10 classes, as logits
+    # Dense(128) -> Dense(32); the output layer keeps its 10 classes and, like its teacher, ends in a softmax
     assert [layer.units for layer in student.layers if hasattr(layer, "units")] == [32, 10]
-    assert student.layers[-1].get_config()["activation"] == "linear"
+    assert record["output"] == "softmax" and record["hyperparameters"]["student_output"] == "softmax"
+    x = kdcli.load_data("digits").x_test[:50].astype("float32")
+    rows = keras.saving.load_model(out).predict(x, verbose=0)  # a drop-in replacement: probabilities
+    assert rows.shape == (50, 10) and np.all(rows >= 0)
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(rows.argmax(1) == teacher.predict(x, verbose=0).argmax(1)) > 0.7
     assert record["metrics"]["teacher_test_accuracy"] > 0.9
     assert record["metrics"]["test_accuracy"] > 0.75  # 15 epochs of a 2,410-parameter student; chance is 0.1
     assert student.count_params() < teacher.count_params() / 3
@@ -370,13 +375,45 @@ def test_a_sigmoid_teacher_goes_through_every_step(binary, tmp_path):
     r = run_cli("distill", "--teacher", binary / "binary.keras", *data, "--epochs", "2", "--baseline",
                 "--out", tmp_path / "one-shot.keras")
     assert r.exit_code == 0, r.stderr
-    assert kdcli.load_model(tmp_path / "one-shot.keras").output_shape == (None, 2)  # logits [0, z] of a shrunk head
-    assert run_cli("export", binary / "binary.keras", "--out", tmp_path / "t.tflite").exit_code == 0
-    r = run_cli("evaluate", binary / "binary.keras", tmp_path / "one-shot.keras", tmp_path / "t.tflite", *data,
-                "--latency-runs", "10", "--json", "-")
+    # A drop-in replacement: one column, the probability of class 1, like its teacher's
+    x = np.load(binary / "binary.npz")["x"][:50]
+    p = keras.saving.load_model(tmp_path / "one-shot.keras").predict(x, verbose=0)
+    assert p.shape == (50, 1) and np.all((p >= 0) & (p <= 1))
+    assert kdcli.read_provenance(tmp_path / "one-shot.keras")["output"] == "sigmoid"
+    # soft labels remember their teacher's head: a student distilled from them is a drop-in replacement too
+    assert kdcli.load_model(tmp_path / "kd.keras").output_shape == (None, 1)
+    for model in ("binary.keras", "one-shot.keras"):
+        source = binary / model if model == "binary.keras" else tmp_path / model
+        r = run_cli("export", source, "--out", tmp_path / f"{model}.tflite")
+        assert r.exit_code == 0, r.stderr
+    r = run_cli("evaluate", binary / "binary.keras", tmp_path / "one-shot.keras", tmp_path / "binary.keras.tflite",
+                tmp_path / "one-shot.keras.tflite", *data, "--latency-runs", "10", "--json", "-")
     assert r.exit_code == 0, r.stderr
-    teacher, _, tflite = json.loads(r.stdout)["models"]
-    assert teacher["accuracy"] > 0.9 and tflite["agreement"] == 1.0  # the export keeps the head's answers
+    teacher, student, teacher_tflite, student_tflite = json.loads(r.stdout)["models"]
+    assert teacher["accuracy"] > 0.9 and teacher_tflite["agreement"] == 1.0  # the export keeps the head's answers
+    assert student_tflite["accuracy"] == student["accuracy"]
+    assert kdcli.read_provenance(tmp_path / "one-shot.keras.tflite")["output"] == "sigmoid"
+
+
+def test_student_output_logits_keeps_raw_logits_and_exports_keep_the_head(textbook_teacher, tmp_path):
+    data = ["--data", "digits", "--epochs", "1", "--quiet"]
+    r = run_cli("distill", "--teacher", textbook_teacher, *data, "--student-output", "logits",
+                "--out", tmp_path / "logits.keras")
+    assert r.exit_code == 0, r.stderr
+    model = keras.saving.load_model(tmp_path / "logits.keras")
+    assert model.layers[-1].get_config()["activation"] == "linear"
+    assert kdcli.read_provenance(tmp_path / "logits.keras")["output"] == "logits"
+    r = run_cli("distill", "--teacher", textbook_teacher, *data, "--out", tmp_path / "probs.keras")
+    assert r.exit_code == 0, r.stderr
+    assert run_cli("export", tmp_path / "probs.keras", "--out", tmp_path / "probs.tflite").exit_code == 0
+    from kdcli.evaluation import TFLiteRunner
+
+    rows = TFLiteRunner(tmp_path / "probs.tflite").call(kdcli.load_data("digits").x_test[:5])
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-5)  # the export outputs probabilities too
+    r = run_cli("distill", "--teacher", textbook_teacher, *data, "--student-output", "sigmoid",
+                "--out", tmp_path / "bad.keras")
+    assert_one_line_error(r, 2, "--student-output sigmoid is for two classes; the data has 10")
+    assert not (tmp_path / "bad.keras").exists()
 
 
 @pytest.mark.parametrize("head, message", [
