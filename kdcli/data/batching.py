@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from kdcli.data.columns import ArrayColumn
+from kdcli.data.columns import ArrayColumn, as_texts, is_text
 from kdcli.errors import KdcliError, first_line as _first_line
 
 # Shuffling of data on disk: blocks of contiguous rows, read a window of blocks at a time.
@@ -38,15 +38,28 @@ class Split:
         rows = np.arange(start, stop) if self.rows is None else self.rows[start:stop]
         return Split(self.x, rows, self.y[start:stop])
 
+    @property
+    def is_text(self):
+        """Whether the inputs are text: one string per sample."""
+        return is_text(self.x.dtype)
+
     def read(self, idx):
-        """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities."""
+        """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities.
+
+        Text comes as an object array of Python str, whatever its source.
+        """
         x = self.x.read(idx if self.rows is None else self.rows[idx])
+        if self.is_text:
+            return as_texts(x, self.x.label)
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             raise KdcliError(f"{self.x.label} holds NaN or infinite values")
         return x
 
     def batches(self, batch_size, shuffle_seed=None, extra=()):
-        """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32.
+        """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32, text as tf.string.
+
+        Text batches have shape `(batch,)`, UTF-8 strings; labels are int64 and
+        extra columns float32, whatever the inputs.
 
         In-memory arrays and image files are shuffled sample by sample. Columns
         on disk (`sequential`, an `.h5`) are shuffled by windows: the rows are
@@ -67,12 +80,14 @@ class Split:
         if all(isinstance(c, ArrayColumn) for c in columns) and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
             return self._native_batches(batch_size, shuffle_seed, extra)
         if any(c.sequential for c in columns):
+            # a text counts as one value here: the window's cap of rows bounds it
             sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
             window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
         else:
             window = batch_size  # random access: shuffled sample by sample
         order = sample_order(len(self), shuffle_seed, window if window > batch_size else None)
-        signature = [(tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
+        text = self.is_text
+        signature = [(tf.string if text else tf.float32, (None, *self.x.sample_shape)), (tf.int64, (None,))]
         signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
 
         def load(chunk):
@@ -85,7 +100,10 @@ class Split:
                 extras = [c.read(idx)[back].astype(np.float32) for c in extra]
                 if not all(np.all(np.isfinite(e)) for e in extras):
                     raise KdcliError(f"{extra[0].label}: holds NaN or infinite values; regenerate it")
-                return (self.read(idx)[back].astype(np.float32), self.y[idx][back], *extras)
+                x = self.read(idx)[back]
+                # text as UTF-8 bytes: TensorFlow would encode str as ASCII
+                x = np.array([t.encode("utf-8") for t in x], object) if text else x.astype(np.float32)
+                return (x, self.y[idx][back], *extras)
             except KdcliError as e:
                 raise RuntimeError(_ERROR_MARK + str(e)) from None
             except Exception as e:
@@ -121,15 +139,17 @@ class Split:
         labels = tf.constant(self.y)
         order = sample_order(len(self), shuffle_seed)
 
+        text = self.is_text  # NumPy strings become tf.string (str as UTF-8), kept as they are
+
         def gather(idx):
             x, *rest = [tf.gather(t, idx) for t in tensors]
-            return (tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
+            return (x if text else tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
 
         ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
         return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     def arrays(self):
-        """The whole split in memory, `(x, y)`; for small data and notebooks."""
+        """The whole split in memory, `(x, y)`; for small data and notebooks (text: an object array of str)."""
         return self.read(np.arange(len(self))), self.y
 
 

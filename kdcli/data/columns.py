@@ -1,7 +1,11 @@
-"""Columns: one input source read by rows (a NumPy array, an HDF5 dataset, a folder of image files).
+"""Columns: one input source read by rows (a NumPy array, an HDF5 dataset, a folder of image or text files).
 
 A `Column` is the tiny interface the rest of kdcli reads inputs through; it never
 loads a source larger than memory whole.
+
+Text is one string per sample (sample shape `()`): NumPy strings (`U`, `S`),
+HDF5 strings (fixed or variable length) or `.txt` files. Whatever its source,
+`as_texts` gives it as Python `str`, the one form the rest of kdcli sees.
 """
 
 from pathlib import Path
@@ -12,6 +16,57 @@ from kdcli.errors import KdcliError, first_line as _first_line
 
 # Rows per read when hashing or scanning a streamed source.
 SCAN_ROWS = 8192
+# NumPy dtype kinds of text: str, bytes, and objects (h5py's variable-length strings; an
+# .npz cannot hold objects, and `H5Column` refuses objects that are not strings).
+TEXT_KINDS = "USO"
+# The dtype of text read from files: an object array of Python str.
+TEXT_DTYPE = np.dtype(object)
+
+
+def is_text(dtype):
+    """Whether inputs of a NumPy dtype are text (strings) rather than numbers."""
+    return np.dtype(dtype).kind in TEXT_KINDS
+
+
+def as_texts(values, label):
+    """Strings of any form (`U`, `S`, objects of str or bytes) as an object array of Python str.
+
+    Args:
+        values: the strings, an array.
+        label: names them in messages ("data.h5: x_train").
+
+    Returns:
+        An object array of `str` of the same shape.
+
+    Raises:
+        KdcliError: bytes that are not UTF-8.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    out = np.empty(values.shape, object)
+    for i, value in enumerate(values.flat):
+        try:
+            out.flat[i] = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError as e:
+            raise KdcliError(f"{label} holds strings that are not UTF-8 text ({_first_line(e)})") from None
+    return out
+
+
+def _hash_texts(h, texts):
+    # Each text's length first, so that ["ab", "c"] and ["a", "bc"] differ.
+    for text in texts:
+        data = text.encode("utf-8")
+        h.update(f"{len(data)}:".encode())
+        h.update(data)
+
+
+def _hash_files(h, files, rows):
+    # The files' names, sizes and bytes: adding, removing or editing a file changes the hash.
+    for row in rows:
+        path = files[row]
+        h.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}:".encode())
+        h.update(path.read_bytes())
 
 
 class Column:
@@ -27,9 +82,13 @@ class Column:
         raise NotImplementedError
 
     def hash_into(self, h, rows):
-        """Feed the samples at `rows` into a hash, in order."""
+        """Feed the samples at `rows` into a hash, in order (text as UTF-8, whatever its dtype)."""
         for start in range(0, len(rows), SCAN_ROWS):
-            h.update(np.ascontiguousarray(self.read(rows[start:start + SCAN_ROWS])).tobytes())
+            values = self.read(rows[start:start + SCAN_ROWS])
+            if is_text(self.dtype):
+                _hash_texts(h, as_texts(values, self.label))
+            else:
+                h.update(np.ascontiguousarray(values).tobytes())
 
 
 class ArrayColumn(Column):
@@ -59,6 +118,8 @@ class H5Column(Column):
         with h5py.File(self.path, "r") as f:
             ds = f[key]
             self.n, self.sample_shape, self.dtype = ds.shape[0], tuple(ds.shape[1:]), ds.dtype
+            if self.dtype.kind == "O" and h5py.check_string_dtype(ds.dtype) is None:
+                raise KdcliError(f"{self.label} holds objects that are not strings; inputs must be numbers or strings")
         self._file = None
 
     def read(self, rows):
@@ -100,8 +161,28 @@ class ImageColumn(Column):
         return out
 
     def hash_into(self, h, rows):
-        # The files' names and bytes: adding, removing or editing a file changes it.
-        for row in rows:
-            path = self.files[row]
-            h.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}:".encode())
-            h.update(path.read_bytes())
+        _hash_files(h, self.files, rows)
+
+
+class TextColumn(Column):
+    """Text files, one sample each, read on demand as UTF-8 (bytes that are not UTF-8 replaced by U+FFFD).
+
+    A sample is one string (sample shape `()`), as `keras.utils.text_dataset_from_directory`
+    gives; `read` returns an object array of Python str.
+    """
+
+    def __init__(self, files, label="texts"):
+        self.files, self.label = files, label
+        self.n, self.sample_shape, self.dtype = len(files), (), TEXT_DTYPE
+
+    def read(self, rows):
+        out = np.empty(len(rows), object)
+        for i, row in enumerate(rows):
+            try:
+                out[i] = self.files[row].read_bytes().decode("utf-8", errors="replace")
+            except OSError as e:
+                raise KdcliError(f"{self.files[row]}: unreadable text file ({_first_line(e)})") from e
+        return out
+
+    def hash_into(self, h, rows):
+        _hash_files(h, self.files, rows)

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdcli.data.batching import Split
+from kdcli.data.columns import is_text
 from kdcli.data.validation import check_labels, check_lengths
 from kdcli.errors import KdcliError
 from kdcli.files import rebase_recorded, relative_to_artifact
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-KNOWN_NAMES = ("digits", *KERAS_DATASETS)
+# Samples shipped with kdcli (kdcli/samples/NAME.npz): 8x8 digits, and synthetic texts of four topics.
+SAMPLES = ("digits", "texts")
+KNOWN_NAMES = ("digits", *KERAS_DATASETS, *SAMPLES[1:])  # the default first, as messages list them
+INPUT_KINDS = ("numeric", "tokens", "text")
 SPLIT_SEED = 0
 
 
@@ -26,7 +30,7 @@ class Dataset:
             a later step can load it again the same way.
         train, test: the `Split`s.
         num_classes: C, at least the largest label plus one.
-        class_names: names of the classes, when the source has them (image folders).
+        class_names: names of the classes, when the source has them (image and text folders).
     """
 
     spec: str
@@ -40,6 +44,21 @@ class Dataset:
     def input_shape(self):
         """Shape of one sample, without the batch dimension."""
         return self.train.x.sample_shape
+
+    @property
+    def input_kind(self):
+        """What a sample is, for the models that take it (one of `INPUT_KINDS`).
+
+        `text`: one string per sample (sample shape `()`, batches of tf.string);
+        `tokens`: integer sequences of shape `(L,)`, token ids for an Embedding
+        (batches of float32 holding the ids); `numeric`: anything else.
+        """
+        x = self.train.x
+        if is_text(x.dtype):
+            return "text"
+        if len(x.sample_shape) == 1 and np.issubdtype(x.dtype, np.integer):
+            return "tokens"
+        return "numeric"
 
     @property
     def y_train(self):
@@ -64,13 +83,16 @@ class Dataset:
         """A sha256 of the training inputs and labels, with their shapes and dtypes.
 
         It is stable across runs and processes and changes when any training
-        sample or label changes (for an image folder: a file added, removed or
-        edited). Computed once, streaming through the inputs.
+        sample or label changes (for an image or text folder: a file added,
+        removed or edited). Text is hashed as UTF-8, so the same strings give
+        the same fingerprint in an `.npz` or an `.h5`. Computed once, streaming
+        through the inputs.
         """
         split = self.train
         rows = np.arange(len(split)) if split.rows is None else split.rows
         h = hashlib.sha256()
-        h.update(f"{split.x.dtype.str}{(len(split), *split.x.sample_shape)}".encode())
+        dtype = "text" if split.is_text else split.x.dtype.str
+        h.update(f"{dtype}{(len(split), *split.x.sample_shape)}".encode())
         split.x.hash_into(h, rows)
         h.update(f"{np.dtype(np.int64).str}{split.y.shape}".encode())
         h.update(np.ascontiguousarray(split.y).tobytes())
@@ -101,6 +123,7 @@ class Dataset:
             "n_train": len(self.train),
             "n_test": len(self.test),
             "input_shape": list(self.input_shape),
+            "input_kind": self.input_kind,
             "num_classes": int(self.num_classes),
         }
         if self.class_names:

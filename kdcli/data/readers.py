@@ -1,4 +1,7 @@
-"""Readers of every `--data` form: the bundled digits, `.npz`, `.h5`, image folders, Keras' cache."""
+"""Readers of every `--data` form: the bundled samples, `.npz`, `.h5`, image and text folders, Keras' cache.
+
+`write_text_folder` writes the layout the text-folder reader reads.
+"""
 
 import gzip
 import os
@@ -10,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn
-from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, make_dataset
+from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn, TextColumn
+from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, SAMPLES, make_dataset
 from kdcli.data.validation import check_image, check_inputs
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
 
@@ -19,17 +22,19 @@ COLOR_MODES = ("auto", "grayscale", "rgb")
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHOLE_KEYS = ("x", "y")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+TEXT_EXTENSION = ".txt"
 
 
 def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     """Load a data set named by a `--data` value.
 
     Args:
-        spec: `digits` (the bundled sample); `mnist`, `fashion_mnist`,
-            `cifar10` or `cifar100` from Keras' cache; a path to an `.npz` or
-            `.h5` file holding `x_train, y_train, x_test, y_test`, or `x, y`;
-            or a folder of images with one sub-folder per class (and `train/`,
-            `test/` sub-folders when present).
+        spec: `digits` or `texts` (the bundled samples); `mnist`,
+            `fashion_mnist`, `cifar10` or `cifar100` from Keras' cache; a path
+            to an `.npz` or `.h5` file holding `x_train, y_train, x_test,
+            y_test`, or `x, y` (numbers, or strings of shape `(N,)`: text); or a
+            folder with one sub-folder per class of images or of `.txt` files
+            (and `train/`, `test/` sub-folders when present).
         val_split: share of samples held out for testing when the source has
             no split; stratified by class, with a fixed seed, so every step
             of a pipeline sees the same split.
@@ -53,21 +58,21 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     if not 0 < val_split < 1:
         raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
     options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode}
-    if spec == "digits":
-        with resources.as_file(resources.files("kdcli") / "samples" / "digits.npz") as path:
+    if spec in SAMPLES:
+        with resources.as_file(resources.files("kdcli") / "samples" / f"{spec}.npz") as path:
             return _from_arrays(spec, options, _read_npz(path))
     if spec in KERAS_DATASETS:
         return _from_arrays(spec, options, _read_keras_cache(spec))
     path = Path(spec)
     if path.is_dir():
-        return _from_image_folder(spec, path, options)
+        return _from_folder(spec, path, options)
     if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
         if not path.exists():
             raise KdcliError(
                 f"unknown data set {spec!r}: give one of {', '.join(KNOWN_NAMES)}, "
-                "a path to an .npz or .h5 file, or an image folder"
+                "a path to an .npz or .h5 file, or a folder of images or .txt files"
             )
-        raise KdcliError(f"{spec}: unsupported data file; expected .npz, .h5 or an image folder")
+        raise KdcliError(f"{spec}: unsupported data file; expected .npz, .h5 or a folder of images or .txt files")
     if not path.is_file():
         raise KdcliError(f"{spec}: no such file")
     if path.suffix.lower() == ".npz":
@@ -119,17 +124,29 @@ def _pick_keys(path, keys):
     raise KdcliError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {found}")
 
 
-# --- image folders -----------------------------------------------------------
+# --- image and text folders ---------------------------------------------------
 
 
-def _from_image_folder(spec, root, options):
-    """A folder with one sub-folder per class, or `train/` and `test/` folders of those."""
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        names = _class_folders(root / "train")
-        parts = {part: _list_images(root / part, names) for part in ("train", "test")}
-    else:
-        names = _class_folders(root)
-        parts = {"": _list_images(root, names)}
+def _from_folder(spec, root, options):
+    """A folder with one sub-folder per class, or `train/` and `test/` folders of those.
+
+    The class folders hold images, or `.txt` files: a folder is text when the
+    training class folders hold `.txt` files and no images.
+    """
+    parts = ("train", "test") if (root / "train").is_dir() and (root / "test").is_dir() else ("",)
+    names = _class_folders(root / parts[0])
+    found = {part: _class_files(root / part, names) for part in parts}
+    suffixes = {f.suffix.lower() for files in found[parts[0]] for f in files}
+    if suffixes & set(IMAGE_EXTENSIONS):
+        return _from_image_folder(spec, root, options, names, found)
+    if TEXT_EXTENSION in suffixes:
+        return _from_text_folder(spec, root, options, names, found)
+    raise KdcliError(f"{root / parts[0]}: no images ({', '.join(IMAGE_EXTENSIONS)}) or {TEXT_EXTENSION} files "
+                     "in its class folders")
+
+
+def _from_image_folder(spec, root, options, names, found):
+    parts = {part: _pick_files(root / part, names, files, IMAGE_EXTENSIONS) for part, files in found.items()}
     first = parts[next(iter(parts))][0][0]
     size, channels = _image_geometry(first, options["image_size"], options["color_mode"])
     columns, labels = {}, {}
@@ -142,27 +159,85 @@ def _from_image_folder(spec, root, options):
     return make_dataset(spec, options, columns, labels, names)
 
 
+def _from_text_folder(spec, root, options, names, found):
+    """Text files are listed here and read as batches ask for them (`TextColumn`)."""
+    columns, labels = {}, {}
+    for part, class_files in found.items():
+        files, y = _pick_files(root / part, names, class_files, (TEXT_EXTENSION,), every_class=True)
+        key = f"_{part}" if part else ""
+        columns[f"x{key}"] = TextColumn(files, f"{root / part}")
+        labels[f"y{key}"] = np.array(y)
+    return make_dataset(spec, options, columns, labels, names)
+
+
 def _class_folders(root):
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(names) < 2:
         raise KdcliError(
-            f"{root}: an image folder needs one sub-folder per class and at least two classes, found {len(names)}"
+            f"{root}: a data folder needs one sub-folder per class (of images or {TEXT_EXTENSION} files) "
+            f"and at least two classes, found {len(names)}"
         )
     return names
 
 
-def _list_images(root, names):
-    files, labels = [], []
-    for label, name in enumerate(names):
+def _class_files(root, names):
+    """The files of every class folder (of the training folder's classes), sorted."""
+    found = []
+    for name in names:
         folder = root / name
         if not folder.is_dir():
             raise KdcliError(f"{folder}: missing class folder (the training folder has it)")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        files += found
-        labels += [label] * len(found)
-    if not files:
-        raise KdcliError(f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
+        found.append(sorted(p for p in folder.rglob("*") if p.is_file()))
+    return found
+
+
+def _pick_files(root, names, class_files, extensions, every_class=False):
+    """The files with one of `extensions` and their labels; `every_class`: each class must have some."""
+    files, labels = [], []
+    for label, found in enumerate(class_files):
+        picked = [p for p in found if p.suffix.lower() in extensions]
+        if every_class and not picked:
+            raise KdcliError(f"{root / names[label]}: a class folder with no {', '.join(extensions)} files")
+        files += picked
+        labels += [label] * len(picked)
+    if not files:  # only an image folder gets here: a text folder needs files in every class
+        raise KdcliError(f"{root}: no images found ({', '.join(extensions)})")
     return files, labels
+
+
+def write_text_folder(root, x, y, class_names=None, test=None):
+    """Write texts as a text folder that `load_data` reads back.
+
+    Args:
+        root: the folder to write (created; files already there are overwritten).
+        x, y: the texts (str) and their integer class ids.
+        class_names: the class folders' names, in label order; they must sort in
+            that order, since the reader numbers classes by sorted folder name.
+            By default `class_0`, `class_1`... (zero-padded so that they sort).
+        test: `(x_test, y_test)`: write `root/train/CLASS/` and `root/test/CLASS/`
+            rather than `root/CLASS/`.
+
+    Returns:
+        The folder's `Path`; each text is `CLASS/NNNN.txt`, numbered by its
+        position in `x`, in UTF-8.
+    """
+    root = Path(root)
+    parts = {"": (x, y)} if test is None else {"train": (x, y), "test": test}
+    num_classes = max(int(np.max(labels, initial=-1)) for _, labels in parts.values()) + 1
+    if class_names is None:
+        width = len(str(max(num_classes - 1, 0)))
+        class_names = [f"class_{i:0{width}d}" for i in range(num_classes)]
+    class_names = list(class_names)
+    if len(class_names) < num_classes or class_names != sorted(class_names):
+        raise ValueError(f"class_names must be {num_classes} or more names in sorted order, got {class_names}")
+    for part, (texts, labels) in parts.items():
+        width = max(4, len(str(len(texts) - 1)))
+        for name in class_names:
+            (root / part / name).mkdir(parents=True, exist_ok=True)
+        for i, (text, label) in enumerate(zip(texts, labels)):
+            # bytes, not write_text: no newline translation, so the text reads back unchanged
+            (root / part / class_names[int(label)] / f"{i:0{width}d}.txt").write_bytes(str(text).encode("utf-8"))
+    return root
 
 
 def _image_geometry(first, image_size, color_mode):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from kdcli.data.columns import as_texts, is_text
 from kdcli.errors import KdcliError, first_line as _first_line
 
 
@@ -23,19 +24,30 @@ def check_labels(spec, name, y):
 
 
 def check_lengths(spec, xname, x, yname, y):
-    """Refuse inputs and labels of different lengths."""
-    if len(x.sample_shape) < 1:
+    """Refuse inputs of the wrong rank, and inputs and labels of different lengths.
+
+    Text is one string per sample, shape `(N,)`; numbers need a feature axis, `(N, ...)`.
+    """
+    if is_text(x.dtype):
+        if x.sample_shape:
+            raise KdcliError(f"{spec}: {xname} holds text, one string per sample of shape (N,), "
+                             f"got shape {(x.n, *x.sample_shape)}")
+    elif len(x.sample_shape) < 1:
         raise KdcliError(f"{spec}: {xname} must have a sample axis and features, got shape ({x.n},)")
     if x.n != len(y):
         raise KdcliError(f"{spec}: {xname} has {x.n} samples but {yname} has {len(y)}")
 
 
 def check_inputs(spec, name, column):
-    """Refuse non-numeric inputs, and NaN or infinite values up front for in-memory
-    arrays (streamed inputs are checked batch by batch as they are read)."""
+    """Refuse inputs that are neither numbers nor text, bytes that are not UTF-8, and NaN
+    or infinite values, up front for in-memory arrays (streamed inputs are checked batch
+    by batch as they are read)."""
     x = column.array
+    if is_text(x.dtype):
+        as_texts(x, f"{spec}: {name}")
+        return
     if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
-        raise KdcliError(f"{spec}: {name} must be numeric, got {x.dtype}")
+        raise KdcliError(f"{spec}: {name} must be numbers or strings, got {x.dtype}")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise KdcliError(f"{spec}: {name} holds {bad} NaN or infinite values")
