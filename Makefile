@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check kdcli tests benchmarks samples
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 # The pipeline as file targets: each step reruns only when its input changed.
 $(RUNS)/teacher.keras: $(STAMP)

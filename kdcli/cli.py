@@ -101,8 +101,8 @@ DEFAULT_METHOD_CHOICE = MethodName(DEFAULT_METHOD)
 TEACHER_SCHEDULE = Schedule(TEACHER_BUDGET.lr_schedule)
 
 
-DATA_HELP = ("digits (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
-             "an .npz or .h5 file, or an image folder")
+DATA_HELP = ("digits or texts (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
+             "an .npz or .h5 file (numbers, token ids or strings), or a folder of images or .txt files")
 Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
 
 
@@ -225,7 +225,8 @@ def _result(path):
 def train_teacher(
     data: Annotated[str, typer.Option(help=DATA_HELP + ".")] = "digits",
     arch: Annotated[str, typer.Option(
-        help="Built-in architecture: cnn, mlp, or auto (a cnn for image-shaped data, else an mlp).")] = "auto",
+        help="Built-in architecture: mlp, cnn, sequence (token ids), text (strings), or auto (text for text, "
+             "sequence for token ids, a cnn for image-shaped data, else an mlp).")] = "auto",
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
     depth: Depth = None,
@@ -333,8 +334,9 @@ def distill(
              "used only to derive a shrink:F student.")] = None,
     data: Data = None,
     student: Annotated[Optional[str], typer.Option(
-        help="auto (a cnn for image-shaped data, else an mlp), mlp, cnn, shrink:F (the teacher with every width "
-             "scaled by F) or a .keras architecture; default shrink:0.25 with --teacher, auto with --soft-labels.")
+        help="auto (as train-teacher --arch auto picks), mlp, cnn, sequence, text, shrink:F (the teacher with every "
+             "width scaled by F), app:NAME[:key=value,...] (a keras.applications model) or a .keras architecture; "
+             "default shrink:0.25 with --teacher, auto with --soft-labels.")
     ] = None,
     width: Width = None,
     depth: Depth = None,

@@ -86,7 +86,8 @@ class KerasRunner:
         return predict_logits(self.model, split, batch_size)
 
     def call(self, x):
-        return self._infer(tf.constant(x, tf.float32)).numpy()
+        text = np.asarray(x).dtype.kind in "USO"  # strings go to the model as they are
+        return self._infer(tf.constant(x, None if text else tf.float32)).numpy()
 
 
 class TFLiteRunner:

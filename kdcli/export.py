@@ -60,6 +60,9 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
 
     model = load_model(model_path, unsafe=unsafe)
     output = head_kind(model, Path(model_path).name)  # and refuses what kdcli cannot run
+    if format == "tflite" and model.inputs[0].dtype == "string":
+        raise KdcliError(f"{Path(model_path).name}: takes strings (a TextVectorization layer), which TFLite's "
+                         "built-in operations cannot; export it with --format saved_model")
     params, trainable = count_params(model)
     source_record = read_model_provenance(model_path) or {}
     record = provenance(

@@ -19,21 +19,27 @@ ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
 # (width, depth) by role. mlp: `depth` hidden Dense layers of `width` units.
 # cnn: `depth` blocks of two 3x3 convolutions, `width * 2**i` filters in block i.
+# sequence and text: an embedding of `width`, then `depth` 1-D convolutions of `2 * width` filters.
 DEFAULTS = {
-    "teacher": {"mlp": (512, 2), "cnn": (32, 2)},
-    "student": {"mlp": (64, 1), "cnn": (8, 2)},
+    "teacher": {"mlp": (512, 2), "cnn": (32, 2), "sequence": (64, 2), "text": (64, 2)},
+    "student": {"mlp": (64, 1), "cnn": (8, 2), "sequence": (16, 1), "text": (16, 1)},
 }
+# The text model's vocabulary (most frequent words of the training split) and its sequence length cap.
+TEXT_VOCABULARY, TEXT_MAX_LENGTH = 20_000, 256
 
 
 def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
     """Build an untrained built-in model sized for a data set.
 
     Args:
-        arch: `mlp` or `cnn`.
+        arch: `mlp`, `cnn`, `sequence` (integer token ids: an embedding and
+            1-D convolutions) or `text` (strings: a `TextVectorization`
+            adapted to the training texts, then the sequence model).
         data: the `Dataset`; its input shape, classes and training split (to
-            adapt the normalisation) size the model.
-        width: units of each hidden layer (mlp) or filters of the first block (cnn).
-        depth: hidden layers (mlp) or convolution blocks (cnn).
+            adapt the normalisation or the vocabulary) size the model.
+        width: units of each hidden layer (mlp), filters of the first block
+            (cnn), or the embedding size (sequence, text).
+        depth: hidden layers (mlp), convolution blocks (cnn), or 1-D convolutions (sequence, text).
         role: `teacher` or `student`, which picks the default width and depth.
         seed: seed of the weight initialisation.
 
@@ -50,12 +56,23 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
     depth = default_depth if depth is None else depth
     if width < 1 or depth < 0 or (arch == "cnn" and depth < 1):
         raise UsageError(f"--width must be at least 1 and --depth at least {1 if arch == 'cnn' else 0}")
+    kind = data.input_kind
+    if (arch == "text") != (kind == "text") or (arch == "sequence" and kind != "tokens"):
+        needs = {"text": "text (strings)", "sequence": "integer token ids, samples of shape (L,)"}
+        raise KdcliError(f"the {arch} architecture needs {needs.get(arch, 'numeric inputs')}, the data holds "
+                         f"{kind} samples of shape {data.input_shape}; use --arch auto")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     shape = data.input_shape
-    inputs = keras.Input(shape=shape, name="inputs")
-    x = _normalization(data)(inputs)
-    if arch == "mlp":
+    inputs = keras.Input(shape=shape, name="inputs", dtype="string" if kind == "text" else None)
+    if arch == "text":
+        x = keras.layers.Embedding(TEXT_VOCABULARY, width, name="embedding")(_vectorizer(data)(inputs))
+        x = _convolutions_1d(x, width, depth)
+    elif arch == "sequence":
+        x = keras.layers.Embedding(_vocabulary_size(data), width, name="embedding")(inputs)
+        x = _convolutions_1d(x, width, depth)
+    elif arch == "mlp":
+        x = _normalization(data)(inputs)
         x = keras.layers.Flatten()(x) if len(shape) > 1 else x
         for _ in range(depth):
             x = keras.layers.Dense(width, activation="relu")(x)
@@ -65,6 +82,7 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
                 f"the cnn architecture needs image inputs (H, W) or (H, W, C), the data has samples "
                 f"of shape {shape}; use mlp"
             )
+        x = _normalization(data)(inputs)
         if len(shape) == 2:
             x = keras.layers.Reshape((*shape, 1))(x)
         size = min(shape[:2])
@@ -80,6 +98,43 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
         x = keras.layers.Dropout(0.3)(x)
     outputs = keras.layers.Dense(data.num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=f"{role}_{arch}")
+
+
+def _convolutions_1d(x, width, depth):
+    """The body of the sequence and text models: 1-D convolutions over embedded tokens, max-pooled."""
+    for _ in range(depth):
+        x = keras.layers.Conv1D(2 * width, 5, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    x = keras.layers.Dense(2 * width, activation="relu")(x)
+    return keras.layers.Dropout(0.3)(x)
+
+
+def _vocabulary_size(data):
+    """Token ids run from 0 to the largest id in either split: the embedding has a row for each."""
+    from kdcli.data import iterate
+
+    largest = 0
+    for split in (data.train, data.test):
+        for x, *_ in iterate(split.batches(ADAPT_BATCH * 8)):
+            largest = max(largest, int(x.numpy().max()))
+    return largest + 1
+
+
+def _vectorizer(data):
+    """A `TextVectorization` layer adapted to the training texts: lower-cased words, punctuation
+    stripped, the `TEXT_VOCABULARY` most frequent kept, sequences cut or padded to the length
+    that covers 95% of the training texts (at most `TEXT_MAX_LENGTH` words)."""
+    from kdcli.data import data_errors
+
+    texts = data.train.batches(ADAPT_BATCH, shuffle_seed=0).take(-(-ADAPT_SAMPLES // ADAPT_BATCH))
+    texts = texts.map(lambda x, *_: x)
+    with data_errors():
+        lengths = np.concatenate([np.char.count(np.char.strip(t.numpy().astype(str)), " ") + 1 for t in texts])
+    length = int(min(TEXT_MAX_LENGTH, max(8, np.percentile(lengths, 95))))
+    vectorizer = keras.layers.TextVectorization(TEXT_VOCABULARY, output_sequence_length=length, name="vectorize")
+    with data_errors():
+        vectorizer.adapt(texts)
+    return vectorizer
 
 
 def build_application(name, options, data, seed=None, spec=None):
@@ -172,7 +227,7 @@ def build_from_spec(spec, data, role="student", *, width=None, depth=None, seed=
 
 
 def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
-    spec = resolve_spec(spec, data.input_shape)
+    spec = resolve_spec(spec, data)
     kind, value = parse_spec(spec, role)
     if kind == "shrink":
         if teacher is None:
@@ -225,15 +280,14 @@ def with_dtype_policy(model, policy):
         if layer_config["class_name"] != "InputLayer":
             layer_config["config"]["dtype"] = "float32" if is_output else policy
 
-    return _rebuild(model, edit, copy=lambda layer: True)
+    return _rebuild(model, edit)
 
 
-def _rebuild(model, edit, copy):
-    """Rebuild a Sequential or Functional model from its config.
+def _rebuild(model, edit):
+    """Rebuild a Sequential or Functional model from its config, with its weights.
 
     `edit(layer_config, is_output)` changes each layer's config in place
-    (`is_output`: the layer makes the model's classes, see `_output_layers`);
-    the weights of the layers for which `copy(layer)` is true are copied over.
+    (`is_output`: the layer makes the model's classes, see `_output_layers`).
     """
     outputs = _output_layers(model)
     config = model.get_config()
@@ -243,12 +297,7 @@ def _rebuild(model, edit, copy):
         edit(layer_config, layer_config["config"]["name"] in outputs)
     twin = model.__class__.from_config(config)
     for layer in model.layers:
-        if layer.weights and copy(layer):
-            target = twin.get_layer(layer.name)
-            target.set_weights(layer.get_weights())
-            # Preprocessing layers (Normalization) compute from their weights once, in finalize_state.
-            if hasattr(target, "finalize_state"):
-                target.finalize_state()
+        _copy_state(layer, twin.get_layer(layer.name))
     return twin
 
 
@@ -272,7 +321,10 @@ def check_compatible(model, data, name):
     The model must take samples of the data's shape and have an output for
     each class the data's labels name (`data.num_classes`).
     """
-    check_shapes(tuple(model.input_shape[1:]), model.output_shape[-1], data, name)
+    in_shape = tuple(model.input_shape[1:])
+    if data.input_kind == "text" and in_shape == (1,):
+        in_shape = ()  # a (batch, 1) string input takes (batch,) strings: Keras adds the axis
+    check_shapes(in_shape, model.output_shape[-1], data, name)
 
 
 def check_shapes(in_shape, outputs, data, name):
@@ -409,44 +461,68 @@ def count_params(model):
     return total, trainable
 
 
-# Layers that shrink understands: those scaled, and those that follow their inputs' shapes.
-_SCALED = {"units": ("Dense",), "filters": ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
-                                            "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")}
+# What shrink does with each layer, by class name.
+# Scaled: the config key of the width multiplied by the factor.
+_WIDTHS = {
+    **dict.fromkeys(("Dense", "LSTM", "GRU", "SimpleRNN"), "units"),
+    **dict.fromkeys(("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "Conv1DTranspose",
+                     "Conv2DTranspose", "Conv3DTranspose"), "filters"),
+    "Embedding": "output_dim",
+}
+# Layers whose configuration names the channels of their input (ConvNeXt's LayerScale): set from the new input.
+_INPUT_WIDTHS = {"LayerScale": "projection_dim"}
+# Merges whose inputs must have one width: the widths joined by them are scaled as one.
+_SAME_WIDTH_MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+# Layers with no weights or weights that follow their input's width (normalisation): rebuilt on the new inputs.
 _SHAPE_FOLLOWING = {
-    "InputLayer", "DepthwiseConv1D", "DepthwiseConv2D", "BatchNormalization", "LayerNormalization",
-    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Flatten", "Reshape", "Add", "Subtract", "Multiply",
-    "Average", "Maximum", "Minimum", "Concatenate", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
-    "Normalization", "Rescaling", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
-    "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity",
+    "DepthwiseConv1D", "DepthwiseConv2D", "BatchNormalization", "LayerNormalization", "GroupNormalization",
+    "UnitNormalization", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Flatten",
+    "Reshape", "Permute", "RepeatVector", "Masking", "Concatenate", *_SAME_WIDTH_MERGES, "Activation", "ReLU",
+    "LeakyReLU", "PReLU", "ELU", "Softmax", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D",
+    "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "Bidirectional",
+    "MultiHeadAttention", "StochasticDepth", *_INPUT_WIDTHS,
 }
 # Layers that pass values on unchanged in width: the classes come from the layer before them.
 _PASS_THROUGH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "Dropout", "GaussianNoise",
                  "GaussianDropout", "Identity", "Reshape", "Flatten"}
-# Layers whose state comes from the data, not from training: copied from the teacher.
-_COPIED = {"Normalization", "Rescaling"}
+# Rounds of shrink: each makes the widths joined by a merge agree, where rounding made them differ.
+_SHRINK_ROUNDS = 6
 
 
 def shrink(model, factor, seed=None, unsafe=False):
     """Derive an untrained student from a model by scaling its widths.
 
-    Every `Dense` layer's `units` and every convolution's `filters` is
-    multiplied by `factor` (rounded, at least 1), except in the layers that
-    produce the model's outputs. Everything else keeps its configuration;
-    `Normalization` layers keep the teacher's adapted statistics. Works for
-    Sequential and Functional models built from standard Keras layers.
+    - **Scaled** by `factor` (rounded, at least 1): `Dense` units, every
+      convolution's filters (`Conv1D/2D/3D`, separable and transposed ones),
+      `Embedding` output sizes, `LSTM`/`GRU`/`SimpleRNN` units (inside
+      `Bidirectional` too) and `MultiHeadAttention`'s key and value sizes.
+      The layers that produce the model's outputs keep their width.
+    - **Scaled as one**: widths joined by a merge (`Add`, `Multiply`...),
+      so that rounding cannot make them differ (NASNet's branches).
+    - **Rebuilt for their new inputs**: normalisation (`BatchNormalization`,
+      `LayerNormalization`, `GroupNormalization`, whose groups then divide
+      the channels), `Reshape` (its target takes the new channels, as in a
+      squeeze-and-excite block), depthwise and grouped convolutions, and
+      every layer without weights (activations, padding, cropping, pooling,
+      `Flatten`, `Permute`, merges, dropout).
+    - **Copied with their state**: preprocessing and augmentation layers
+      (`Normalization` with its statistics, `Rescaling`, `Resizing`,
+      `CenterCrop`, every `Random*` layer, `TextVectorization` with its
+      vocabulary).
+    - **Nested** Sequential and Functional models are shrunk the same way.
 
     Args:
-        model: the teacher (its weights are not used, but for normalisation).
+        model: the teacher (its weights are not used, but for preprocessing).
         factor: the width multiplier, in (0, 1] to shrink.
         seed: seed of the student's weight initialisation.
         unsafe: the teacher was loaded with `--unsafe` (it may hold code).
 
     Returns:
-        A new, untrained `keras.Model` (a softmax output is kept as is;
-        `kdcli.logits_model` strips it).
+        A new, untrained `keras.Model` with the teacher's inputs and head (a
+        softmax output is kept; `kdcli.logits_model` strips it).
 
     Raises:
         KdcliError: the model is subclassed, holds a layer shrink does not
@@ -456,32 +532,214 @@ def shrink(model, factor, seed=None, unsafe=False):
         >>> student = shrink(teacher, 0.25)   # about 1/16 of the parameters
     """
     check_shrink_factor(factor)
-    if not isinstance(model, (keras.Sequential, keras.Model)) or type(model).__name__ not in ("Sequential", "Functional"):
+    _check_graph_model(model)
+    forced = {}
+    for _ in range(_SHRINK_ROUNDS):
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        shrinker = _Shrinker(factor, forced)
+        try:
+            with code_allowed(unsafe):
+                student = shrinker.model(model, model.inputs[0], keep_outputs=True)
+        except (ValueError, TypeError) as e:
+            raise KdcliError(
+                f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"
+            ) from e
+        if not shrinker.forced:
+            return student
+        forced.update(shrinker.forced)
+    raise KdcliError("shrink cannot make the widths joined by merge layers agree; give a student with --student")
+
+
+def _check_graph_model(model):
+    if not isinstance(model, keras.Model) or type(model).__name__ not in ("Sequential", "Functional"):
         raise KdcliError(
             f"shrink works on Sequential and Functional models, not a subclassed {type(model).__name__}; "
             "give an architecture with --student"
         )
-    def scale(layer_config, is_output):
-        class_name, name = layer_config["class_name"], layer_config["config"]["name"]
-        key = next((k for k, classes in _SCALED.items() if class_name in classes), None)
-        if key is not None:
-            if not is_output:
-                layer_config["config"][key] = max(1, round(layer_config["config"][key] * factor))
-        elif class_name not in _SHAPE_FOLLOWING:
-            raise KdcliError(
-                f"shrink does not know layer {name!r} ({class_name}); give a student architecture with "
-                "--student mlp, cnn or a .keras file"
-            )
 
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    try:
-        with code_allowed(unsafe):
-            return _rebuild(model, scale, copy=lambda layer: layer.__class__.__name__ in _COPIED)
-    except (ValueError, TypeError) as e:
-        raise KdcliError(
-            f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"
-        ) from e
+
+class _Shrinker:
+    """One round of `shrink`: every layer of the teacher rebuilt, scaled, on new tensors.
+
+    It calls new layers on new tensors in the teacher's order, so each layer
+    is configured from the real shapes of its new inputs. Where a merge finds
+    widths that rounding made differ, it records the width that makes them
+    agree (`forced`) and goes on with a stand-in; the next round applies it.
+
+    Args:
+        factor: the width multiplier.
+        widths: widths already forced, by `id` of the teacher's layer.
+    """
+
+    def __init__(self, factor, widths):
+        self.factor, self.widths = factor, widths
+        self.forced = {}      # id(teacher layer) -> the width that makes a merge's inputs agree
+        self.sources = {}     # id(new tensor) -> the teacher layer whose width its channels are, or None
+        self.tensors = []     # the new tensors, kept alive so that their ids stay unique
+        self.built = {}       # id(teacher layer) -> its new layer (a layer called twice stays shared)
+        self.outputs = set()  # names of the layers that make the current model's outputs
+
+    def model(self, model, like, keep_outputs):
+        """A shrunk copy of a Sequential or Functional `model`, on an input shaped like the tensor `like`."""
+        _check_graph_model(model)
+        outer, self.outputs = self.outputs, _output_layers(model) if keep_outputs else set()
+        inputs = keras.Input(batch_shape=like.shape, dtype=like.dtype, name=model.inputs[0].name)
+        if isinstance(model, keras.Sequential):
+            x, layers = inputs, []
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.InputLayer):
+                    continue
+                x = self(layer, x)
+                layers.append(self.built[id(layer)])
+            twin = keras.Sequential([inputs, *layers], name=model.name)
+        else:
+            structure = [inputs] if isinstance(model.input, list) else inputs
+            twin = keras.models.clone_model(model, input_tensors=structure, clone_function=lambda layer: layer,
+                                            call_function=self)
+        self.outputs = outer
+        return twin
+
+    def __call__(self, layer, *args, **kwargs):
+        """Call the new version of the teacher's `layer` on new tensors (`clone_model`'s `call_function`)."""
+        inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+        new = self.built.get(id(layer))
+        first = new is None
+        if first:
+            if isinstance(layer, keras.Model):
+                new = self.model(layer, inputs[0], keep_outputs=layer.name in self.outputs)
+            else:
+                new, args = self._new_layer(layer, inputs, args)
+            self.built[id(layer)] = new
+        outputs = new(*args, **kwargs)
+        if first and _is_preprocessing(layer):  # built by the call: now it can take the teacher's state
+            _copy_state(layer, new)
+        for out in keras.tree.flatten(outputs):
+            self.tensors.append(out)
+            self.sources[id(out)] = self._source(layer, new, inputs, out)
+        return outputs
+
+    def _width(self, layer, width):
+        return self.widths.get(id(layer)) or max(1, round(width * self.factor))
+
+    def _new_layer(self, layer, inputs, args):
+        """A new layer for the teacher's `layer`, configured for the new `inputs`; and the call's arguments."""
+        name, config = type(layer).__name__, layer.get_config()
+        scaled = layer.name not in self.outputs
+        if _is_preprocessing(layer):
+            pass
+        elif not isinstance(layer, keras.layers.Layer):  # an operation on tensors (`x + 3`, `ops.multiply`)
+            if name in _SAME_WIDTH_MERGES | {"Divide", "TrueDivide"}:
+                args = self._agree(layer, inputs, args)
+        elif name in _WIDTHS:
+            key = _WIDTHS[name]
+            if config.get("groups", 1) > 1:  # a grouped (ConvNeXt: depthwise) convolution
+                config.update(_grouped(config, layer, inputs[0].shape[-1]))
+            elif scaled:
+                config[key] = self._width(layer, config[key])
+        elif name not in _SHAPE_FOLLOWING:
+            raise KdcliError(
+                f"shrink does not know layer {layer.name!r} ({name}); give a student architecture with "
+                "--student mlp, cnn, app:NAME or a .keras file"
+            )
+        elif name == "Bidirectional":
+            for key in ("layer", "backward_layer"):
+                if config.get(key):
+                    config[key].pop("build_config", None)  # built for the old input: rebuilt on the new one
+                    inner = config[key]["config"]
+                    inner["units"] = self._width(layer, inner["units"])
+        elif name == "MultiHeadAttention":
+            for key in ("key_dim", "value_dim"):
+                if config.get(key):
+                    config[key] = self._width(layer, config[key])
+        elif name == "Reshape":
+            config["target_shape"] = _reshaped(config["target_shape"], layer.input.shape, inputs[0].shape)
+        elif name == "GroupNormalization":
+            channels = inputs[0].shape[config.get("axis", -1)]
+            config["groups"] = max(g for g in range(1, config["groups"] + 1) if channels % g == 0)
+        elif name in _INPUT_WIDTHS:
+            config[_INPUT_WIDTHS[name]] = inputs[0].shape[-1]
+        elif name in _SAME_WIDTH_MERGES:
+            args = self._agree(layer, inputs, args)
+        return layer.__class__.from_config(config), args
+
+    def _agree(self, layer, inputs, args):
+        """The arguments of a merge, with one width; where rounding made the widths differ, record
+        the width that makes them agree, and stand in for this round with a projection to it."""
+        widths = [t.shape[-1] for t in inputs]
+        real = {w for w in widths if w not in (1, None)}  # a width of 1 broadcasts (squeeze-and-excite)
+        if len(real) < 2:
+            return args
+        fixed = {w for t, w in zip(inputs, widths) if w in real and self.sources.get(id(t)) is None}
+        if len(fixed) > 1:
+            raise KdcliError(f"shrink cannot make the widths joined by {layer.name!r} agree ({sorted(real)}); "
+                             "give a student with --student")
+        target = fixed.pop() if fixed else max(real)
+        agreed = {}
+        for t, w in zip(inputs, widths):
+            if w in real and w != target:
+                self.forced[id(self.sources[id(t)])] = target
+                agreed[id(t)] = keras.layers.Dense(target)(t)
+        return keras.tree.map_structure(lambda t: agreed.get(id(t), t), args)
+
+    def _source(self, layer, new, inputs, out):
+        """The teacher layer whose width the channels of `out` are (that width can be forced), or None."""
+        name = type(layer).__name__
+        if name in _WIDTHS and layer.name not in self.outputs and new.get_config().get("groups", 1) == 1:
+            return layer
+        sources = [self.sources.get(id(t)) for t in inputs]
+        if name in _SAME_WIDTH_MERGES:
+            return None if any(s is None for s in sources) else sources[0]
+        if inputs and out.shape[-1] == inputs[0].shape[-1] and name not in ("Bidirectional", "Concatenate"):
+            return sources[0]
+        return None
+
+
+def _is_preprocessing(layer):
+    return type(layer).__module__.startswith("keras.src.layers.preprocessing")
+
+
+def _copy_state(teacher_layer, layer):
+    """Give a built copy of a layer the original's state: its weights (a `Normalization`'s
+    statistics too), and a vocabulary (`TextVectorization`, `StringLookup`...)."""
+    if teacher_layer.weights:
+        layer.set_weights(teacher_layer.get_weights())
+        if hasattr(layer, "finalize_state"):  # Normalization computes from its weights once, here
+            layer.finalize_state()
+    if hasattr(teacher_layer, "get_vocabulary"):
+        layer.set_vocabulary(teacher_layer.get_vocabulary())
+
+
+def _grouped(config, layer, channels):
+    """A grouped convolution's `groups` and `filters` for `channels` new input channels.
+
+    A depthwise one (groups = filters = input channels, ConvNeXt's) stays depthwise; otherwise the
+    groups become the largest divisor of the new channels not above the old groups, and the filters
+    are scaled to a multiple of them.
+    """
+    old_channels = layer.input.shape[-1]
+    if config["groups"] == config["filters"] == old_channels:
+        return {"groups": channels, "filters": channels}
+    groups = max(g for g in range(1, config["groups"] + 1) if channels % g == 0)
+    return {"groups": groups, "filters": groups * max(1, round(config["filters"] * channels / old_channels / groups))}
+
+
+def _reshaped(target, old_input, new_input):
+    """A `Reshape` target for a new input: the channels follow the input's (squeeze-and-excite's
+    `(1, 1, C)`); otherwise the last axis absorbs the change of size."""
+    target = list(target)
+    if -1 in target or None in old_input[1:] or None in new_input[1:]:
+        return tuple(target)
+    if target[-1] == old_input[-1]:
+        target[-1] = new_input[-1]
+        return tuple(target)
+    new_size = int(np.prod(new_input[1:]))
+    rest = int(np.prod(target[:-1]))
+    if new_size % rest:
+        raise KdcliError(f"shrink cannot reshape {tuple(new_input[1:])} to {tuple(target)} after scaling; "
+                         "give a student with --student")
+    target[-1] = new_size // rest
+    return tuple(target)
 
 
 def _producing_layer(tensor):

@@ -140,7 +140,7 @@ def train_teacher(
     from kdcli.training import train
 
     data = resolve_data(data, data_options)
-    arch = resolve_spec(arch, data.input_shape)
+    arch = resolve_spec(arch, data)
     augment = resolve_augment(teacher_augment(budget.augment, arch, data.input_shape), data.input_shape)
     budget = dataclasses.replace(budget, augment=augment)
     strategy = make_strategy(runtime.strategy)
@@ -305,12 +305,13 @@ def distill_student(
     # The student's run and its --baseline twin's, each in its own folder.
     run_folders = [checkpoint_dir / "student", *([checkpoint_dir / "baseline"] if baseline else [])]
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
-    from kdcli.models import build_from_spec, count_params, with_head  # TensorFlow: once the options and files are right
+    # TensorFlow: once the options and files are right
+    from kdcli.models import build_from_spec, count_params, with_head
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
 
     data = resolve_data(data, data_options, soft_labels or teacher)
-    student = resolve_spec(student, data.input_shape)
+    student = resolve_spec(student, data)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape))
     online = online or budget.augment != "none"
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow

@@ -7,7 +7,7 @@ from pathlib import Path
 from kdcli.errors import UsageError
 
 # The built-in architectures (see `kdcli.models.build_model`), and `auto`, which picks one from the data.
-ARCHS = ("mlp", "cnn")
+ARCHS = ("mlp", "cnn", "sequence", "text")
 AUTO = "auto"
 # The smallest height and width that `auto` treats as an image (the bundled digits are 8x8).
 AUTO_IMAGE_SIDE = 8
@@ -60,9 +60,9 @@ def unknown_spec(spec, role="teacher", option=None):
     """The error for a model name that is no built-in architecture (exit code 2)."""
     if role == "student":
         return UsageError(f"{option or '--student'} {spec!r}: unknown student; "
-                          "give auto, mlp, cnn, shrink:F, app:NAME or a .keras architecture")
+                          "give auto, mlp, cnn, sequence, text, shrink:F, app:NAME or a .keras architecture")
     return UsageError(f"{option or '--arch'} {spec!r}: unknown architecture; "
-                      "give auto, cnn or mlp, or your own with --model arch.keras")
+                      "give auto, mlp, cnn, sequence or text, or your own with --model arch.keras")
 
 
 def _parse_app(spec):
@@ -90,13 +90,19 @@ def _option_value(text):
     return text
 
 
-def auto_arch(input_shape):
-    """The built-in architecture `auto` picks: `cnn` for image-shaped samples, `mlp` otherwise.
+def auto_arch(input_shape, input_kind="numeric"):
+    """The built-in architecture `auto` picks for the data.
 
-    Image-shaped: `(H, W)` or `(H, W, C)` with at most 4 channels, both sides at
-    least 8 pixels. A sequence of feature vectors `(T, F)` with F < 8, or flat
-    features, get the mlp.
+    - `text` for text (strings, see `kdcli.Dataset.input_kind`);
+    - `sequence` for integer token ids (samples of shape `(L,)`);
+    - `cnn` for image-shaped samples: `(H, W)` or `(H, W, C)` with at most 4
+      channels, both sides at least 8 pixels;
+    - `mlp` otherwise (flat features, or a sequence of feature vectors `(T, F)` with F < 8).
     """
+    if input_kind == "text":
+        return "text"
+    if input_kind == "tokens":
+        return "sequence"
     shape = tuple(input_shape)
     if len(shape) == 2 or (len(shape) == 3 and shape[2] <= 4):
         if min(shape[:2]) >= AUTO_IMAGE_SIDE:
@@ -104,9 +110,9 @@ def auto_arch(input_shape):
     return "mlp"
 
 
-def resolve_spec(spec, input_shape):
-    """A spec with `auto` replaced by the architecture it picks for samples of `input_shape`."""
-    return auto_arch(input_shape) if spec == AUTO else spec
+def resolve_spec(spec, data):
+    """A spec with `auto` replaced by the architecture it picks for `data` (a `kdcli.Dataset`)."""
+    return auto_arch(data.input_shape, data.input_kind) if spec == AUTO else spec
 
 
 def check_shrink_factor(factor):

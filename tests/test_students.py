@@ -116,11 +116,13 @@ def test_shrink_functional_model_with_residual_add_and_batchnorm():
 def test_shrink_refuses_an_unknown_layer(tmp_path):
     import keras
 
-    model = keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(16), keras.layers.Dense(10)])
-    model.save(tmp_path / "rnn.keras")
-    r = run_cli("distill", "--teacher", tmp_path / "rnn.keras", "--data", "digits", "--out", tmp_path / "s.keras")
-    assert_one_line_error(r, 4, "shrink does not know layer 'lstm' (LSTM); give a student architecture with --student")
-    r = run_cli("distill", "--teacher", tmp_path / "rnn.keras", "--data", "digits", "--student", "mlp",
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.TimeDistributed(keras.layers.Dense(4), name="td"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "td.keras")
+    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "shrink does not know layer 'td' (TimeDistributed); give a student architecture with --student")
+    assert not (tmp_path / "s.keras").exists()
+    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--student", "mlp",
                 "--epochs", "1", "--out", tmp_path / "s.keras")
     assert r.exit_code == 0, r.stderr  # the teacher itself is fine
 

@@ -294,6 +294,7 @@ def test_token_ids_are_numeric_data_of_kind_tokens(tmp_path):
     (np.zeros((10, 3, 3), np.int64), "numeric"),  # integer images are not token sequences
     (np.zeros((10, 4), bool), "numeric"),
     (np.zeros((10, 4), np.uint16), "tokens"),
+    (np.zeros((10, 64), np.uint8), "numeric"),  # bytes: flattened pixels, not token ids
 ])
 def test_input_kinds(tmp_path, x, kind):
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(10) % 2)

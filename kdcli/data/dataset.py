@@ -51,12 +51,14 @@ class Dataset:
 
         `text`: one string per sample (sample shape `()`, batches of tf.string);
         `tokens`: integer sequences of shape `(L,)`, token ids for an Embedding
-        (batches of float32 holding the ids); `numeric`: anything else.
+        (batches of float32 holding the ids), stored as integers of 16 bits
+        or more (what tokenizers and `pad_sequences` give; bytes, such as
+        flattened uint8 pixels, stay numeric); `numeric`: anything else.
         """
         x = self.train.x
         if is_text(x.dtype):
             return "text"
-        if len(x.sample_shape) == 1 and np.issubdtype(x.dtype, np.integer):
+        if len(x.sample_shape) == 1 and np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize >= 2:
             return "tokens"
         return "numeric"
 
