@@ -13,6 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from kdcli.console import plural
 from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.faults import fault_point
@@ -49,6 +51,8 @@ class Checkpoints:
         rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
         more = {"method": list(extra)} if extra else {}
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng, **more)
+        self.best = None  # the best epoch's weights (`epochs="auto"`), as restored
+        self._best_file = None
 
     def _state(self):
         path = self.directory / STATE
@@ -84,10 +88,24 @@ class Checkpoints:
                 f"{prefix}: damaged checkpoint ({str(e).strip().splitlines()[0]}); pass --restart instead of --resume "
                 "to discard it and start over"
             ) from e
+        if state.get("best"):
+            try:
+                with np.load(self.directory / state["best"], allow_pickle=False) as f:
+                    self.best = [f[f"arr_{i}"] for i in range(len(f.files))]
+            except (OSError, ValueError, KeyError) as e:
+                raise KdcliError(
+                    f"{self.directory / state['best']}: damaged checkpoint ({first_line(e)}); pass --restart instead "
+                    "of --resume to discard it and start over"
+                ) from e
+            self._best_file = state["best"]
         return int(self.epoch.numpy()), state["history"]
 
-    def save(self, epochs_done, history):
-        """Write the checkpoint after `epochs_done` epochs, then make it the last good one."""
+    def save(self, epochs_done, history, best=None):
+        """Write the checkpoint after `epochs_done` epochs, then make it the last good one.
+
+        `best`: the weights of a new best epoch (`epochs="auto"`), kept beside the checkpoint
+        until a better epoch replaces them; None keeps the last ones saved.
+        """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -115,13 +133,18 @@ class Checkpoints:
             raise KdcliError(
                 f"{self.directory}: cannot write checkpoint ({reason.group(1) if reason else e.message.splitlines()[0]})"
             ) from e
+        if best is not None:
+            self._best_file = f"best-{epochs_done}.npz"
+            with atomic_path(self.directory / self._best_file) as tmp, open(tmp, "wb") as f:
+                np.savez(f, *best)
         fault_point("checkpoint-written")
-        state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history}
+        state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history,
+                 "best": self._best_file}
         with atomic_path(self.directory / STATE) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
         for old in self.directory.iterdir():
             done = _checkpoint_epoch(old.name)
-            if done is not None and done <= epochs_done - KEEP:
+            if (done is not None and done <= epochs_done - KEEP) or (_is_best_file(old.name) and old.name != self._best_file):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
@@ -143,6 +166,10 @@ def _checkpoint_epoch(name):
     TensorFlow's `ckpt-3_temp/`), or None for any other name."""
     found = re.fullmatch(r"ckpt-(\d+)(\.index|\.data-.*|_temp)", name)
     return int(found.group(1)) if found else None
+
+
+def _is_best_file(name):
+    return re.fullmatch(r"best-\d+\.npz", name) is not None
 
 
 def check_checkpoints(folders, resume=False, restart=False):
@@ -196,7 +223,8 @@ def remove_checkpoints(folders, parent=None):
         for scratch in sorted(folder.glob(".worker-*")):
             shutil.rmtree(scratch, ignore_errors=True)
         for path in folder.iterdir():
-            if path.name == STATE or path.name.startswith(".state.") or _checkpoint_epoch(path.name) is not None:
+            if path.name == STATE or path.name.startswith(".state.") or _checkpoint_epoch(path.name) is not None \
+                    or _is_best_file(path.name):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()

@@ -28,7 +28,7 @@ from kdcli.distribute import STRATEGIES
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
 from kdcli.export import FORMATS, QUANTIZATIONS
 from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
-from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
+from kdcli.runs import AUTO_EPOCHS, MAX_EPOCHS, PATIENCE, TEACHER_BUDGET, Budget, Runtime, parse_epochs
 from kdcli.soft_labels import DTYPES
 from kdcli.specs import LR_SCHEDULES, PRECISIONS, STUDENT_OUTPUTS
 
@@ -116,7 +116,12 @@ ImageSize = Annotated[
 ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
 # Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
-Epochs = Annotated[int, typer.Option(help="Passes over the training split.")]
+EPOCHS_HELP = ("Passes over the training split, or auto: hold out 10% of it (stratified, from --seed) and stop "
+               "once its accuracy has not improved for --patience epochs, keeping the best epoch's weights")
+Epochs = Annotated[str, typer.Option(help=EPOCHS_HELP + ".")]
+Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy "
+                                            "before the run stops.")]
+MaxEpochs = Annotated[int, typer.Option(help="With --epochs auto: the most epochs (a cosine schedule spans them).")]
 BatchSize = Annotated[int, typer.Option(help="Samples per training step.")]
 LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
@@ -230,7 +235,9 @@ def train_teacher(
     model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
     width: Width = None,
     depth: Depth = None,
-    epochs: Epochs = TEACHER_BUDGET.epochs,
+    epochs: Epochs = str(TEACHER_BUDGET.epochs),
+    patience: Patience = PATIENCE,
+    max_epochs: MaxEpochs = MAX_EPOCHS,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -254,8 +261,9 @@ def train_teacher(
 
     path, _ = pipeline.train_teacher(
         data, out, arch=arch, model=model, width=width, depth=depth,
-        budget=Budget(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      lr_schedule=lr_schedule.value, seed=seed, augment=augment),
+        budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
+                      max_epochs=max_epochs),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
@@ -352,9 +360,10 @@ def distill(
     gamma: Annotated[Optional[float], typer.Option(help=option_help("--gamma"))] = None,
     standardize_logits: Annotated[bool, typer.Option(
         "--standardize-logits", help=option_help("--standardize-logits"))] = False,
-    epochs: Annotated[Optional[int], typer.Option(
-        help="Passes over the training split (default: 30, or more on small data, so that training takes "
-                    "at least 3,000 steps).")] = None,
+    epochs: Annotated[str, typer.Option(help=EPOCHS_HELP + "; --baseline stops by the same rule on its own.")
+    ] = AUTO_EPOCHS,
+    patience: Patience = PATIENCE,
+    max_epochs: MaxEpochs = MAX_EPOCHS,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -393,8 +402,9 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
         method=chosen, online=online, baseline=baseline, student_output=student_output.value,
-        budget=Budget(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      lr_schedule=lr_schedule.value, seed=seed, augment=augment),
+        budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
+                      max_epochs=max_epochs),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )

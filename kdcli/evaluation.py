@@ -186,7 +186,9 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         `latency_p95_ms`, `throughput`, `agreement` and, after the first,
         `compression` (parameters), `size_ratio`, `speedup` and
         `accuracy_change_points`; a student distilled with `--baseline` also
-        has `baseline_accuracy` and `distillation_gain_points`.
+        has `baseline_accuracy` and `distillation_gain_points`; a model kdcli
+        trained has `epochs`, and `best_epoch` when it stopped on its
+        validation split (`--epochs auto`).
     """
     entries, first_predictions = [], None
     sample = data.test.read(np.arange(1))
@@ -221,6 +223,8 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
             top5 = np.argsort(logits, axis=-1)[:, -5:]
             entry["top5_accuracy"] = float(np.mean(np.any(top5 == data.y_test[:, None], axis=-1)))
         metrics = record.get("metrics") or {}
+        if metrics.get("epochs"):  # how long it trained (`best_epoch`: where `--epochs auto` stopped)
+            entry.update({key: metrics[key] for key in ("epochs", "best_epoch") if key in metrics})
         same_data = (record.get("data") or {}).get("fingerprint") == data.fingerprint
         if "baseline_test_accuracy" in metrics and same_data:  # from `distill --baseline`
             entry["baseline_accuracy"] = metrics["baseline_test_accuracy"]

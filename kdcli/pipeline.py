@@ -91,11 +91,25 @@ def load_teacher(path, data, unsafe=False):
     return model, head_kind(loaded, Path(path).name)
 
 
-def _metrics(model, data, history):
+def _epochs_run(metrics, prefix=""):
+    """`12 epochs`, or `57 epochs (best 37, stopped: patience)` for a run that stopped on its validation split."""
+    done = plural(metrics[f"{prefix}epochs"], "epoch")
+    if f"{prefix}best_epoch" in metrics:
+        done += f" (best {metrics[f'{prefix}best_epoch']}, stopped: {metrics[f'{prefix}stopped']})"
+    return done
+
+
+def _metrics(model, data, history, prefix=""):
+    """What a training run reached, for provenance: test accuracy, epochs, and with `--epochs auto`
+    the best epoch, why the run stopped and the validation curve. `prefix` names a `--baseline` run's."""
     from kdcli.training import accuracy
 
-    return {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
-            "train_seconds": history["seconds"]}
+    metrics = {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
+               "train_seconds": history["seconds"], "epochs": len(history["loss"])}
+    if "best_epoch" in history:
+        metrics.update(best_epoch=history["best_epoch"], stopped=history["stopped"],
+                       validation_accuracy=history["val_accuracy"], validation_loss=history["val_loss"])
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
 def train_teacher(
@@ -159,7 +173,7 @@ def train_teacher(
     save_model(model, out, provenance("teacher", data=data.describe(out), hyperparameters=hyper, metrics=metrics))
     remove_checkpoints([checkpoint_dir])
     reporter.say(
-        f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {plural(budget.epochs, 'epoch')} "
+        f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {_epochs_run(metrics)} "
         f"({history['seconds']:.1f} s)"
     )
     return Path(out), metrics
@@ -254,9 +268,10 @@ def distill_student(
         method: a `kdcli.methods.Method`, or a name in `kdcli.methods.REGISTRY`
             (with its default parameters); by default `kd` (Hinton's loss,
             `T = 4`, `alpha = 0.9`).
-        budget: a `kdcli.runs.Budget`; its epochs default to 30, or more on
-            small data so that training takes at least 3,000 steps
-            (`kdcli.training.default_distill_epochs`). Its `augment` (`shift`,
+        budget: a `kdcli.runs.Budget`; by default `epochs="auto"`: stop once
+            the accuracy on a validation share of the training split stops
+            improving, keeping the best epoch (the baseline stops by the same
+            rule, on its own). Its `augment` (`shift`,
             `shift:N`) distills on randomly shifted copies of the images, the
             teacher running on each batch to give its logits for the same
             copies (implies `online`; needs `teacher`); the baseline is
@@ -308,16 +323,13 @@ def distill_student(
     # TensorFlow: once the options and files are right
     from kdcli.models import build_from_spec, count_params, with_head
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
-    from kdcli.training import accuracy, default_distill_epochs, distill, predict_logits, train
+    from kdcli.training import distill, predict_logits, train
 
     data = resolve_data(data, data_options, soft_labels or teacher)
     student = resolve_spec(student, data)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape))
     online = online or budget.augment != "none"
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
-    if budget.epochs is None:
-        global_batch = budget.batch_size * strategy.num_replicas_in_sync
-        budget = dataclasses.replace(budget, epochs=default_distill_epochs(len(data.train), global_batch))
     teacher_model = teacher_logits = None
     teacher_head = (read_provenance(soft_labels) or {}).get("teacher_head") if soft_labels else None
     if soft_labels is not None:
@@ -355,13 +367,17 @@ def distill_student(
     )
     metrics = _metrics(model, data, history)
     if teacher_model is not None:
+        from kdcli.training import accuracy
+
         metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
     if baseline:
         with strategy.scope():
             scratch = build()  # the same architecture and initial weights (same seed)
-        train(scratch, data, budget, progress=reporter.progress("baseline"), checkpoint_dir=run_folders[1],
-              run_config={"student": student}, **runs)
-        metrics["baseline_test_accuracy"] = accuracy(scratch, data.test)
+        scratch_history = train(scratch, data, budget, progress=reporter.progress("baseline"),
+                                checkpoint_dir=run_folders[1], run_config={"student": student}, **runs)
+        baseline_metrics = _metrics(scratch, data, scratch_history, prefix="baseline_")
+        metrics.update({k: v for k, v in baseline_metrics.items() if k in ("baseline_test_accuracy", "baseline_epochs",
+                                                                          "baseline_best_epoch", "baseline_stopped")})
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
@@ -412,11 +428,11 @@ def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_para
     if teacher_model is not None:
         reporter.say("teacher " + describe(teacher, teacher_model, metrics["teacher_test_accuracy"]))
     reporter.say("student " + describe(out, model, metrics["test_accuracy"]) +
-                 f" ({metrics['train_seconds']:.1f} s of training)")
+                 f" ({_epochs_run(metrics)}, {metrics['train_seconds']:.1f} s of training)")
     if "baseline_test_accuracy" in metrics:
         reporter.say(
-            f"baseline: the same student trained from scratch reaches {100 * metrics['baseline_test_accuracy']:.1f}%; "
-            f"distillation gained {metrics['distillation_gain_points']:+.1f} points"
+            f"baseline: the same student trained from scratch reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
+            f"({_epochs_run(metrics, 'baseline_')}); distillation gained {metrics['distillation_gain_points']:+.1f} points"
         )
 
 

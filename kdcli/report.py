@@ -10,7 +10,7 @@ from pathlib import PurePath
 # The columns of the split layout, for terminals too narrow for one table:
 # how good each model is, then how big and fast. Columns not named here go
 # with size and speed.
-ACCURACY_COLUMNS = ("method", "accuracy", "top-5", "agreement", "Δ accuracy", "from scratch (gain)")
+ACCURACY_COLUMNS = ("method", "epochs", "accuracy", "top-5", "agreement", "Δ accuracy", "from scratch (gain)")
 
 # Wider than any terminal: measuring a table at this width gives its natural
 # width, the one at which Rich shrinks no column.
@@ -79,7 +79,8 @@ def rows(report):
     top5 = any("top5_accuracy" in m for m in models)
     baseline = any("baseline_accuracy" in m for m in models)
     methods = any(m.get("method") for m in models)
-    header = ["model", *(["method"] if methods else []), "accuracy", *(["top-5"] if top5 else []), "params",
+    epochs = any(m.get("epochs") for m in models)
+    header = ["model", *(["method"] if methods else []), *(["epochs"] if epochs else []), "accuracy", *(["top-5"] if top5 else []), "params",
               "size", "latency ms", "p95 ms",
               "samples/s", "agreement", "smaller", "faster", "Δ accuracy",
               *(["from scratch (gain)"] if baseline else [])]
@@ -90,7 +91,8 @@ def rows(report):
              f"{m['accuracy_change_points']:+.1f} pts"] if i else ["—", "—", "—"]
         )
         body.append([
-            m["path"], *([method_label(m.get("method"))] if methods else []), f"{100 * m['accuracy']:.1f}%",
+            m["path"], *([method_label(m.get("method"))] if methods else []),
+            *([epochs_label(m.get("epochs"), m.get("best_epoch"))] if epochs else []), f"{100 * m['accuracy']:.1f}%",
             *([f"{100 * m['top5_accuracy']:.1f}%" if "top5_accuracy" in m else "—"] if top5 else []),
             f"{m['params']:,}" if m["params"] is not None else "—", format_size(m["size_bytes"]),
             f"{m['latency_ms']:.3f}", f"{m['latency_p95_ms']:.3f}", f"{m['throughput']:,.0f}",
@@ -105,6 +107,13 @@ def method_label(config):
     if not config:
         return "—"
     return config["name"] + ("+ls" if config.get("standardize") else "")
+
+
+def epochs_label(epochs, best_epoch=None):
+    """The epochs a model trained: `40`, or `57 (best 37)` for a run that stopped on its validation split."""
+    if not epochs:
+        return "—"
+    return f"{epochs} (best {best_epoch})" if best_epoch else str(epochs)
 
 
 def _baseline(m):

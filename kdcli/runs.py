@@ -21,32 +21,54 @@ from kdcli.distribute import STRATEGIES
 from kdcli.errors import UsageError
 from kdcli.specs import LR_SCHEDULES, PRECISIONS
 
+# `--epochs auto`: hold out 10% of the training split, stop after PATIENCE epochs without a better
+# validation accuracy, or at MAX_EPOCHS.
+AUTO_EPOCHS = "auto"
+VALIDATION = 0.1
+PATIENCE = 20
+MAX_EPOCHS = 300
+
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How a model trains.
 
     Args:
-        epochs: passes over the training split; None lets `distill` choose
-            (30, or more on small data: see `kdcli.training.default_distill_epochs`).
+        epochs: passes over the training split, or `auto`: train on all but
+            a validation share of it (`validation`, stratified by class, drawn
+            from `seed`) and stop once the validation accuracy has not
+            improved for `patience` epochs, or after `max_epochs`, keeping
+            the weights of the best epoch (see `kdcli.training`).
         batch_size: samples per step on each replica.
         learning_rate: Adam's step size (the peak of the schedule).
         lr_schedule: `constant`, or `cosine` (decays to 0 over the run).
         seed: seeds initialisation, shuffling, dropout and augmentation.
         augment: `none`, `shift`, `shift:N` (see `kdcli.augment`), or `auto`
             (`train-teacher`: shift for the built-in cnn).
+        patience: with `epochs="auto"`, epochs without improvement before stopping.
+        max_epochs: with `epochs="auto"`, the most epochs (a cosine schedule spans them).
+        validation: with `epochs="auto"`, the share of the training split held out.
     """
 
-    epochs: int | None = None
+    epochs: int | str = AUTO_EPOCHS
     batch_size: int = 64
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
     seed: int = 0
     augment: str = "none"
+    patience: int = PATIENCE
+    max_epochs: int = MAX_EPOCHS
+    validation: float = VALIDATION
 
     def __post_init__(self):
-        if self.epochs is not None and not (_whole(self.epochs) and self.epochs >= 1):
-            raise UsageError(f"--epochs must be a whole number of at least 1, got {self.epochs!r}")
+        if self.epochs != AUTO_EPOCHS and not (_whole(self.epochs) and self.epochs >= 1):
+            raise UsageError(f"--epochs must be auto or a whole number of at least 1, got {self.epochs!r}")
+        if not (_whole(self.patience) and self.patience >= 1):
+            raise UsageError(f"--patience must be a whole number of at least 1, got {self.patience!r}")
+        if not (_whole(self.max_epochs) and self.max_epochs >= 1):
+            raise UsageError(f"--max-epochs must be a whole number of at least 1, got {self.max_epochs!r}")
+        if not (is_finite_number(self.validation) and 0 < self.validation < 1):
+            raise UsageError(f"the validation share must be between 0 and 1, got {self.validation!r}")
         if not (_whole(self.batch_size) and self.batch_size >= 1):
             raise UsageError(f"--batch-size must be a whole number of at least 1, got {self.batch_size!r}")
         if not (is_finite_number(self.learning_rate) and self.learning_rate > 0):
@@ -57,9 +79,28 @@ class Budget:
             raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}")
         parse_augment(self.augment, allow_auto=True)
 
+    @property
+    def auto(self):
+        """Whether the run stops on the validation split (`epochs="auto"`)."""
+        return self.epochs == AUTO_EPOCHS
+
     def record(self):
-        """The budget for provenance."""
-        return dataclasses.asdict(self)
+        """The budget for provenance (without the stopping rule's settings when it has none)."""
+        record = dataclasses.asdict(self)
+        if not self.auto:
+            for key in ("patience", "max_epochs", "validation"):
+                del record[key]
+        return record
+
+
+def parse_epochs(value):
+    """An `--epochs` value as the command line gives it: `auto`, or a whole number."""
+    if value is None or value == AUTO_EPOCHS:
+        return AUTO_EPOCHS
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--epochs must be auto or a whole number of at least 1, got {value!r}") from None
 
 
 def _whole(value):

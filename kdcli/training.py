@@ -20,7 +20,7 @@ from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, make_augment, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
 from kdcli.console import plural
-from kdcli.data import ArrayColumn, Column, Split, iterate
+from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.methods import DEFAULT_METHOD, make_method
@@ -29,16 +29,8 @@ from kdcli.runs import Budget
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
-# A student matching a teacher's whole distribution learns more slowly than one fitting
-# hard labels: on the 1,438 digits, 30 epochs (690 steps) left it 2 points below its
-# scratch twin and 130 epochs (2,990 steps) put it above. So distill runs at least 3,000 steps.
-DISTILL_EPOCHS, DISTILL_MIN_STEPS = 30, 3000
-
-
-def default_distill_epochs(n_samples, global_batch):
-    """Epochs of a distillation run when none are given: 30, or more, so that it takes at least 3,000 steps."""
-    steps_per_epoch = -(-n_samples // global_batch)
-    return max(DISTILL_EPOCHS, -(-DISTILL_MIN_STEPS // steps_per_epoch))
+# Samples per call when measuring the validation split.
+VALIDATION_BATCH = 256
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
@@ -51,7 +43,12 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         budget: a `kdcli.runs.Budget` (epochs, batch size, step size and its
             schedule, seed, augmentation), or its fields as keywords
             (`epochs=20` by default, `batch_size=64`, `learning_rate=1e-3`,
-            `lr_schedule="constant"`, `seed=0`, `augment="none"`).
+            `lr_schedule="constant"`, `seed=0`, `augment="none"`). With
+            `epochs="auto"`, a stratified share of the training split
+            (`validation`, 10%, drawn from the seed) is held out; after each
+            epoch its accuracy and loss are measured, and the run stops once
+            the accuracy has not improved for `patience` epochs (or at
+            `max_epochs`), with the weights of its best epoch.
         progress: optional object with `start(total_steps)`, `advance(logs)`
             and `stop()`, told about every step, and optionally `say(line)`,
             told where a resumed run continues.
@@ -68,7 +65,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
-        `epoch_seconds`, and the total `seconds`.
+        `epoch_seconds`, and the total `seconds`; with `epochs="auto"` also
+        per-epoch `val_accuracy` and `val_loss`, the `best_epoch` (1-based)
+        whose weights the model now holds, and `stopped`: `patience` or `max-epochs`.
 
     Example:
         >>> teacher = build_model("cnn", data)
@@ -93,10 +92,9 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     Args:
         student: the Keras model to train; it outputs logits.
         data: the `Dataset`.
-        budget: as in `train`; its epochs default to 30, or more on small data
-            so that the run takes at least 3,000 steps (`default_distill_epochs`).
-            Its `augment` needs the live `teacher`, which then gives its
-            logits for the same shifted copies the student sees.
+        budget: as in `train`; by default `epochs="auto"`. Its `augment`
+            needs the live `teacher`, which then gives its logits for the same
+            shifted copies the student sees.
         teacher_logits: an `(N, C)` array, or a `kdcli.data.Column` streaming
             them (`kdcli.read_soft_labels(path).column`).
         teacher: a live teacher (see `kdcli.logits_model` for softmax teachers).
@@ -107,7 +105,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
-        A dict: per-epoch `loss` and `accuracy` on the training split, `seconds`.
+        A dict, as `train`'s.
 
     Example:
         >>> distill(student, data, teacher_logits=logits, method=make_method("dkd", beta=2.0), epochs=50)
@@ -118,9 +116,6 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         raise ValueError(f"method {method.name} does not learn from a teacher: use train()")
     if (teacher_logits is None) == (teacher is None):
         raise ValueError("give exactly one of teacher_logits and teacher")
-    if budget.epochs is None:
-        replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
-        budget = dataclasses.replace(budget, epochs=default_distill_epochs(len(data.train), budget.batch_size * replicas))
     if teacher_logits is not None and parse_augment(budget.augment)[0] != "none":
         raise UsageError(NEEDS_TEACHER)
     method.check_teacher_source(live=teacher is not None)
@@ -149,17 +144,27 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
     from kdcli.distribute import is_chief, worker_id
 
     loss_config = {"method": method.config(), **(run_config or {})}
-    epochs, batch_size, learning_rate, seed = budget.epochs, budget.batch_size, budget.learning_rate, budget.seed
+    epochs = budget.max_epochs if budget.auto else budget.epochs
+    batch_size, learning_rate, seed = budget.batch_size, budget.learning_rate, budget.seed
     lr_schedule = budget.lr_schedule
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     extra = () if teacher_logits is None else (teacher_logits,)
+    train_split, validate = data.train, None
+    if budget.auto:
+        # The validation rows go unused in training (soft labels cover them: their rows are dropped too).
+        kept, held_out = stratified_split(data.train.y, budget.validation, seed)
+        train_split = data.train.take(kept)
+        extra = tuple(take_rows(column, kept) for column in extra)
+        validate = _validator(model, data.train.take(held_out))
+        loss_config = {**loss_config, "epochs": "auto", "patience": budget.patience, "max_epochs": epochs,
+                       "validation": budget.validation}
     augment = resolve_augment(budget.augment, data.input_shape)
     shift = make_augment(augment, data.input_shape)
     if augment != "none":
         loss_config = {**loss_config, "augment": augment}
     global_batch = batch_size * strategy.num_replicas_in_sync
-    n = len(data.train)
+    n = len(train_split)
     steps = -(-n // global_batch)
     with strategy.scope():
         rate = learning_rate
@@ -214,7 +219,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         strategy.run(replica_step, args=batch)
 
     checkpoints = None
-    history, first_epoch = {"loss": [], "accuracy": []}, 0
+    history, first_epoch, best = {"loss": [], "accuracy": []}, 0, None
     if checkpoint_dir is not None:
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
                   "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
@@ -226,28 +231,29 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         claim_checkpoints(checkpoint_dir, resume, restart)
         if resume:
             first_epoch, saved_history = checkpoints.restore()
-            history = saved_history or history
+            history, best = saved_history or history, checkpoints.best
             if first_epoch > epochs:
                 raise KdcliError(
                     f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done, more than --epochs {epochs}; "
                     f"give --epochs {first_epoch} or more"
                 )
             if first_epoch and hasattr(progress, "say"):
-                rest = f", continuing with epoch {first_epoch + 1}" if first_epoch < epochs else ""
+                rest = f", continuing with epoch {first_epoch + 1}" if first_epoch < epochs and \
+                    not history.get("stopped") else ""
                 progress.say(f"resuming from {checkpoint_dir}: {first_epoch} of {epochs} epochs done{rest}")
     if progress is not None:
         progress.start(max(epochs - first_epoch, 0) * steps)
     started = time.perf_counter()
     epoch = first_epoch
     try:
-        for epoch in range(first_epoch, epochs):
+        for epoch in range(first_epoch, epochs if not history.get("stopped") else first_epoch):
             epoch_started = time.perf_counter()
             loss_sum.assign(0.0)
             correct_sum.assign(0)
             last_loss.assign(0.0)
             # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
             epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
-            batches = data.train.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra)
+            batches = train_split.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra)
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             batches = strategy.experimental_distribute_dataset(batches.with_options(options))
@@ -257,14 +263,21 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 if step % CHECK_EVERY == 0:
                     _check_finite(last_loss, epoch, checkpoints)
                 if progress is not None:
-                    progress.advance({"epoch": epoch + 1})
+                    progress.advance({"epoch": epoch + 1, **_last_validation(history)})
                 fault_point("step")
             _check_finite(last_loss, epoch, checkpoints)
             history["loss"].append(float(loss_sum.numpy()) / n)
             history["accuracy"].append(int(correct_sum.numpy()) / n)
             history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
+            improved = False
+            if validate is not None:
+                improved = _early_stopping(history, *validate(), epoch, budget.patience, epochs)
+                if improved:
+                    best = model.get_weights()
             if checkpoints is not None:
-                checkpoints.save(epoch + 1, history)
+                checkpoints.save(epoch + 1, history, best=best if improved else None)
+            if history.get("stopped"):
+                break
     except KeyboardInterrupt:
         if checkpoints is None:
             raise
@@ -278,8 +291,51 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
     finally:
         if progress is not None:
             progress.stop()
+    if validate is not None and best is not None:
+        model.set_weights(best)  # the best epoch's, as measured on the validation split
     history["seconds"] = time.perf_counter() - started
     return history
+
+
+def _validator(model, split):
+    """A function measuring `model` on a validation split: `(accuracy, mean cross-entropy)`."""
+    infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+
+    def validate():
+        logits = np.concatenate([infer(x).numpy().astype(np.float64)
+                                 for x, _ in iterate(split.batches(VALIDATION_BATCH))])
+        shifted = logits - logits.max(axis=1, keepdims=True)  # a stable log-softmax
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(np.mean(logits.argmax(1) == split.y)), float(-np.mean(log_p[np.arange(len(split)), split.y]))
+
+    return validate
+
+
+def _early_stopping(history, accuracy, loss, epoch, patience, max_epochs):
+    """Record an epoch's validation scores in `history` and decide whether the run goes on.
+
+    An epoch improves on the best when its validation accuracy is higher, or
+    equal with a lower loss. The run stops (`history["stopped"]`) after
+    `patience` epochs without improvement, or at `max_epochs`.
+
+    Returns:
+        Whether this epoch is the new best.
+    """
+    history.setdefault("val_accuracy", []).append(accuracy)
+    history.setdefault("val_loss", []).append(loss)
+    best = history.get("best_epoch")
+    improved = best is None or (accuracy, -loss) > (history["val_accuracy"][best - 1], -history["val_loss"][best - 1])
+    if improved:
+        history["best_epoch"] = best = epoch + 1
+    if epoch + 1 - best >= patience:
+        history["stopped"] = "patience"
+    elif epoch + 1 >= max_epochs:
+        history["stopped"] = "max-epochs"
+    return improved
+
+
+def _last_validation(history):
+    return {"val_acc": history["val_accuracy"][-1]} if history.get("val_accuracy") else {}
 
 
 def _check_finite(last_loss, epoch, checkpoints):

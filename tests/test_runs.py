@@ -12,11 +12,11 @@ from conftest import assert_one_line_error, run_cli
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"epochs": 0}, "--epochs must be a whole number of at least 1, got 0"),
+    ({"epochs": 0}, "--epochs must be auto or a whole number of at least 1, got 0"),
     ({"batch_size": 0}, "--batch-size must be a whole number of at least 1, got 0"),
     ({"learning_rate": -1e-3}, "--learning-rate must be a positive number, got -0.001"),
     ({"learning_rate": float("inf")}, "--learning-rate must be a positive number, got inf"),
-    ({"epochs": True}, "--epochs must be a whole number of at least 1, got True"),
+    ({"epochs": True}, "--epochs must be auto or a whole number of at least 1, got True"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, got 'step'"),
     ({"seed": -1}, "--seed must be a whole number from 0 to 2**32 - 1, got -1"),
     ({"augment": "rotate"}, "--augment must be auto, none, shift or shift:N, got 'rotate'"),
@@ -64,7 +64,8 @@ def test_provenance_is_written_from_the_run(pipeline, tmp_path):
                 "--out", out)
     assert r.exit_code == 0, r.stderr
     hyper = kdcli.read_provenance(out)["hyperparameters"]
-    assert {k: hyper[k] for k in Budget.__dataclass_fields__} == Budget(epochs=1, seed=5, batch_size=32).record()
+    budget = Budget(epochs=1, seed=5, batch_size=32).record()
+    assert {k: hyper[k] for k in budget} == budget and "patience" not in hyper  # no stopping rule with --epochs N
     assert {k: hyper[k] for k in ("strategy", "mixed_precision")} == Runtime().record()
 
 
@@ -76,4 +77,4 @@ def test_bad_run_options_exit_2_before_tensorflow_is_imported(pipeline, tmp_path
     r = subprocess.run([sys.executable, "-c", code, "distill", "--soft-labels", str(pipeline["soft"]),
                         "--batch-size", "0"], capture_output=True, text=True, timeout=60)
     assert r.stdout.split() == ["2", "False"], r.stderr
-    assert_one_line_error(run_cli("train-teacher", "--epochs", "0"), 2, "--epochs must be a whole number")
+    assert_one_line_error(run_cli("train-teacher", "--epochs", "0"), 2, "--epochs must be auto or a whole number")

@@ -175,28 +175,6 @@ def test_baseline_reports_both_accuracies(pipeline, tmp_path):
     assert "from scratch (gain)" in r.stdout
 
 
-def test_distill_runs_at_least_3000_steps_by_default(pipeline, tmp_path):
-    from kdcli.training import default_distill_epochs
-
-    assert default_distill_epochs(1438, 64) == 131  # digits: 23 steps an epoch
-    assert default_distill_epochs(8000, 64) == 30  # the MNIST split: 125 steps an epoch
-    assert default_distill_epochs(60000, 64) == 30
-    assert default_distill_epochs(1438, 128) == 250  # 12 steps an epoch: 2 replicas of 64, or --batch-size 128
-    out = tmp_path / "s.keras"
-    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--out", out)
-    assert r.exit_code == 0, r.stderr
-    assert kdcli.read_provenance(out)["hyperparameters"]["epochs"] == 131
-    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--epochs", "2",
-                "--out", out)
-    assert r.exit_code == 0, r.stderr
-    assert kdcli.read_provenance(out)["hyperparameters"]["epochs"] == 2
-    # the Python API has the same default
-    data = kdcli.load_data("digits")
-    history = kdcli.distill(kdcli.build_model("mlp", data, depth=0), data,
-                            teacher_logits=np.zeros((len(data.train), 10), np.float32))
-    assert len(history["loss"]) == 131
-
-
 def test_baseline_starts_from_the_same_weights(tmp_path):
     """Scratch and distilled students differ only in the loss: same init, same batches."""
     data = kdcli.load_data("digits")

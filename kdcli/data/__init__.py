@@ -21,7 +21,18 @@ checks of what a user gives), `dataset` (the `Dataset` and its fingerprint),
 """
 
 from kdcli.data.batching import BLOCK_ROWS, Split, data_errors, iterate, sample_order
-from kdcli.data.columns import SCAN_ROWS, ArrayColumn, Column, H5Column, ImageColumn, TextColumn, as_texts, is_text
+from kdcli.data.columns import (
+    SCAN_ROWS,
+    ArrayColumn,
+    Column,
+    H5Column,
+    ImageColumn,
+    RowsColumn,
+    TextColumn,
+    as_texts,
+    is_text,
+    take_rows,
+)
 from kdcli.data.dataset import (
     INPUT_KINDS,
     KERAS_DATASETS,
@@ -37,7 +48,8 @@ from kdcli.data.readers import COLOR_MODES, keras_cache_dir, load_data, write_te
 
 __all__ = [
     "BLOCK_ROWS", "COLOR_MODES", "INPUT_KINDS", "KERAS_DATASETS", "KNOWN_NAMES", "SAMPLES", "SCAN_ROWS", "SPLIT_SEED",
-    "ArrayColumn", "Column", "Dataset", "H5Column", "ImageColumn", "Split", "TextColumn", "as_texts", "data_errors",
+    "ArrayColumn", "Column", "Dataset", "H5Column", "ImageColumn", "RowsColumn", "Split", "TextColumn", "as_texts",
+    "data_errors",
     "is_named", "is_text", "iterate", "keras_cache_dir", "load_data", "rebase_data_record", "sample_order",
-    "stratified_split", "write_text_folder",
+    "stratified_split", "take_rows", "write_text_folder",
 ]

@@ -43,6 +43,11 @@ class Split:
         """Whether the inputs are text: one string per sample."""
         return is_text(self.x.dtype)
 
+    def take(self, idx):
+        """The split's samples at sorted indices `idx`, as a `Split` (a validation share, say)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return Split(self.x, idx if self.rows is None else self.rows[idx], self.y[idx])
+
     def read(self, idx):
         """Inputs of the split's samples at sorted indices `idx`; refuses NaN and infinities.
 

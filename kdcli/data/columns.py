@@ -102,6 +102,25 @@ class ArrayColumn(Column):
         return self.array[rows]
 
 
+class RowsColumn(Column):
+    """Some rows of another column, in order: row `i` is row `rows[i]` of `column`."""
+
+    def __init__(self, column, rows):
+        self.column, self.rows, self.label = column, np.asarray(rows, dtype=np.int64), column.label
+        self.n, self.sample_shape, self.dtype = len(self.rows), column.sample_shape, column.dtype
+        self.sequential = column.sequential
+
+    def read(self, rows):
+        return self.column.read(self.rows[rows])
+
+
+def take_rows(column, rows):
+    """The rows `rows` (sorted) of a column, as a column: a smaller array in memory, else a `RowsColumn`."""
+    if isinstance(column, ArrayColumn):
+        return ArrayColumn(column.array[rows], column.label)
+    return RowsColumn(column, rows)
+
+
 class H5Column(Column):
     """Inputs in an HDF5 dataset, read a batch of rows at a time.
 

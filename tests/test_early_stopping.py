@@ -1,0 +1,143 @@
+"""--epochs auto: a validation split carved from the training split, early stopping on it,
+the best epoch's weights, provenance, and an exact resume of a stopped-and-continued run."""
+
+import numpy as np
+import pytest
+
+import kdcli
+from kdcli.data import stratified_split
+from kdcli.runs import Budget
+from kdcli.training import _validator
+
+from conftest import assert_same_weights, kdcli_process, run_cli, state
+
+
+class Steps:
+    """A progress object that counts training steps."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def start(self, total):
+        pass
+
+    def advance(self, logs):
+        self.steps += 1
+
+    def stop(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return kdcli.load_data("digits")
+
+
+def test_the_validation_split_is_stratified_reproducible_and_disjoint_from_the_test_split(digits):
+    kept, held_out = stratified_split(digits.train.y, 0.1, 7)
+    again, _ = stratified_split(digits.train.y, 0.1, 7)
+    np.testing.assert_array_equal(kept, again)  # from the seed alone
+    assert len(held_out) == pytest.approx(0.1 * len(digits.train), abs=10)
+    for cls in range(10):  # every class keeps its share
+        assert np.sum(digits.train.y[held_out] == cls) == round(0.1 * np.sum(digits.train.y == cls))
+    validation = digits.train.take(held_out)
+    assert not set(validation.rows) & set(digits.train.take(kept).rows)
+    train_rows = digits.train.rows if digits.train.rows is not None else np.arange(len(digits.train))
+    assert set(validation.rows) <= set(train_rows)  # training rows...
+    np.testing.assert_array_equal(validation.read(np.arange(len(validation))), digits.x_train[held_out])
+    # ... and training on them never happens: an epoch takes the kept rows only
+    steps = Steps()
+    kdcli.train(kdcli.build_model("mlp", digits, depth=0, seed=0), digits,
+                Budget(epochs="auto", max_epochs=1, seed=7), progress=steps)
+    assert steps.steps == -(-len(kept) // 64)
+
+
+def test_the_validation_rows_are_never_test_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "xy.npz", x=rng.normal(size=(300, 4)), y=np.arange(300) % 3)
+    data = kdcli.load_data(tmp_path / "xy.npz")  # one array, cut into a test and a training split by rows
+    _, held_out = stratified_split(data.train.y, 0.1, 0)
+    validation = data.train.take(held_out)
+    assert validation.x is data.test.x and len(validation) == 24
+    assert set(validation.rows).isdisjoint(data.test.rows)
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(digits):
+    model = kdcli.build_model("mlp", digits, depth=0, seed=0)
+    history = kdcli.train(model, digits, Budget(epochs="auto", patience=2, max_epochs=60, learning_rate=0.05))
+    epochs = len(history["loss"])
+    assert history["stopped"] == "patience" and epochs < 60
+    best = history["best_epoch"]
+    assert epochs - best == 2  # two epochs without a better validation accuracy
+    assert len(history["val_accuracy"]) == epochs
+    assert history["val_accuracy"][best - 1] == max(history["val_accuracy"])
+    # the model holds the best epoch's weights: measured again, it scores exactly what that epoch did
+    _, held_out = stratified_split(digits.train.y, 0.1, 0)
+    accuracy, loss = _validator(model, digits.train.take(held_out))()
+    assert accuracy == history["val_accuracy"][best - 1]
+    assert loss == pytest.approx(history["val_loss"][best - 1], rel=1e-5)
+
+
+def test_a_run_that_keeps_improving_stops_at_max_epochs(digits):
+    history = kdcli.train(kdcli.build_model("mlp", digits, depth=0, seed=0), digits,
+                          Budget(epochs="auto", patience=50, max_epochs=3))
+    assert (len(history["loss"]), history["stopped"]) == (3, "max-epochs")
+
+
+def test_epochs_n_trains_on_the_whole_training_split_as_before(digits):
+    steps = Steps()
+    model = kdcli.build_model("mlp", digits, depth=0, seed=0)
+    history = kdcli.train(model, digits, Budget(epochs=3), progress=steps)
+    assert steps.steps == 3 * -(-len(digits.train) // 64)  # every training sample, no validation share
+    assert len(history["loss"]) == 3 and "val_accuracy" not in history and "stopped" not in history
+    twin = kdcli.build_model("mlp", digits, depth=0, seed=0)
+    kdcli.train(twin, digits, epochs=3, lr_schedule="constant")
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_distill_defaults_to_auto_and_records_the_stopping(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
+                "--max-epochs", "40", "--baseline", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    record = kdcli.read_provenance(out)
+    hyper, metrics = record["hyperparameters"], record["metrics"]
+    assert (hyper["epochs"], hyper["patience"], hyper["max_epochs"], hyper["validation"]) == ("auto", 3, 40, 0.1)
+    assert metrics["stopped"] in ("patience", "max-epochs") and 1 <= metrics["best_epoch"] <= metrics["epochs"]
+    assert len(metrics["validation_accuracy"]) == metrics["epochs"] == len(metrics["validation_loss"])
+    assert metrics["baseline_epochs"] >= 1 and metrics["baseline_stopped"] in ("patience", "max-epochs")
+    assert f"(best {metrics['best_epoch']}, stopped: {metrics['stopped']})" in r.stderr
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--epochs", "2",
+                "--out", out)
+    assert r.exit_code == 0, r.stderr
+    record = kdcli.read_provenance(out)
+    assert record["hyperparameters"]["epochs"] == 2 and "patience" not in record["hyperparameters"]
+    assert record["metrics"]["epochs"] == 2 and "best_epoch" not in record["metrics"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3"])
+def test_a_bad_epochs_value_is_a_usage_error(pipeline, tmp_path, value):
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--epochs", value, "--out", tmp_path / "s.keras")
+    assert r.exit_code == 2 and "--epochs must be auto or a whole number of at least 1" in r.stderr
+
+
+def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path):
+    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
+            "--max-epochs", "12", "--learning-rate", "0.02", "--seed", "5"]
+    reference = tmp_path / "reference.keras"
+    r = kdcli_process(*args, "--out", reference)
+    assert r.returncode == 0, r.stderr
+    whole = kdcli.read_provenance(reference)["metrics"]
+    assert whole["epochs"] > 4  # so that the run below is killed before it stops
+    out = tmp_path / "student.keras"
+    r = kdcli_process(*args, "--out", out, fault="checkpoint-written:4:KILL")
+    assert r.returncode == -9
+    saved = state(tmp_path / "student.ckpt" / "student")
+    assert saved["epochs_done"] == 3 and saved["best"]  # the stopping state is in the checkpoint
+    r = kdcli_process(*args, "--out", out, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, kdcli.load_model(reference).get_weights())
+    resumed = kdcli.read_provenance(out)["metrics"]
+    for key in ("epochs", "best_epoch", "stopped", "validation_accuracy"):
+        assert resumed[key] == whole[key], key
