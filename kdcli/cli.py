@@ -122,6 +122,8 @@ Epochs = Annotated[str, typer.Option(help=EPOCHS_HELP + ".")]
 Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy "
                                             "before the run stops.")]
 MaxEpochs = Annotated[int, typer.Option(help="With --epochs auto: the most epochs (a cosine schedule spans them).")]
+Refit = Annotated[bool, typer.Option("--refit", help="With --epochs auto: then retrain from the same start on the whole "
+                                                      "training split for the best epoch's count.")]
 BatchSize = Annotated[int, typer.Option(help="Samples per training step.")]
 LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
@@ -238,6 +240,7 @@ def train_teacher(
     epochs: Epochs = str(TEACHER_BUDGET.epochs),
     patience: Patience = PATIENCE,
     max_epochs: MaxEpochs = MAX_EPOCHS,
+    refit: Refit = False,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -263,7 +266,7 @@ def train_teacher(
         data, out, arch=arch, model=model, width=width, depth=depth,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
-                      max_epochs=max_epochs),
+                      max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
@@ -364,6 +367,7 @@ def distill(
     ] = AUTO_EPOCHS,
     patience: Patience = PATIENCE,
     max_epochs: MaxEpochs = MAX_EPOCHS,
+    refit: Refit = False,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -404,7 +408,7 @@ def distill(
         method=chosen, online=online, baseline=baseline, student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
-                      max_epochs=max_epochs),
+                      max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )

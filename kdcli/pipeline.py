@@ -25,7 +25,7 @@ from kdcli.files import check_output, locate_recorded, provenance, rebase_record
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
-from kdcli.runs import TEACHER_BUDGET, Budget, Runtime
+from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, refit_folder
 from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
 
 
@@ -94,6 +94,9 @@ def load_teacher(path, data, unsafe=False):
 def _epochs_run(metrics, prefix=""):
     """`12 epochs`, or `57 epochs (best 37, stopped: patience)` for a run that stopped on its validation split."""
     done = plural(metrics[f"{prefix}epochs"], "epoch")
+    if metrics.get(f"{prefix}refit"):
+        return (f"{done} on the whole training split, the best of {metrics[f'{prefix}search_epochs']} "
+                f"on a validation split (stopped: {metrics[f'{prefix}stopped']})")
     if f"{prefix}best_epoch" in metrics:
         done += f" (best {metrics[f'{prefix}best_epoch']}, stopped: {metrics[f'{prefix}stopped']})"
     return done
@@ -109,6 +112,8 @@ def _metrics(model, data, history, prefix=""):
     if "best_epoch" in history:
         metrics.update(best_epoch=history["best_epoch"], stopped=history["stopped"],
                        validation_accuracy=history["val_accuracy"], validation_loss=history["val_loss"])
+    if history.get("refit"):  # then the epochs above are the refit's, on the whole training split
+        metrics.update(refit=True, search_epochs=history["search_epochs"])
     return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
@@ -149,7 +154,8 @@ def train_teacher(
         require_file(arch, "model file")
     check_output(out, ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
-    check_checkpoints([checkpoint_dir], runtime.resume, runtime.restart)
+    run_folders = [checkpoint_dir, *([refit_folder(checkpoint_dir)] if budget.refit else [])]
+    check_checkpoints(run_folders, runtime.resume, runtime.restart)
     from kdcli.models import build_from_spec  # TensorFlow: once the options and files are known to be right
     from kdcli.training import train
 
@@ -171,7 +177,7 @@ def train_teacher(
     if not is_chief(strategy):
         return Path(out), metrics
     save_model(model, out, provenance("teacher", data=data.describe(out), hyperparameters=hyper, metrics=metrics))
-    remove_checkpoints([checkpoint_dir])
+    remove_checkpoints(run_folders)
     reporter.say(
         f"teacher: test accuracy {100 * metrics['test_accuracy']:.1f}% after {_epochs_run(metrics)} "
         f"({history['seconds']:.1f} s)"
@@ -319,6 +325,7 @@ def distill_student(
     checkpoint_dir = runtime.checkpoints_for(out)
     # The student's run and its --baseline twin's, each in its own folder.
     run_folders = [checkpoint_dir / "student", *([checkpoint_dir / "baseline"] if baseline else [])]
+    run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
     # TensorFlow: once the options and files are right
     from kdcli.models import build_from_spec, count_params, with_head
@@ -376,8 +383,8 @@ def distill_student(
         scratch_history = train(scratch, data, budget, progress=reporter.progress("baseline"),
                                 checkpoint_dir=run_folders[1], run_config={"student": student}, **runs)
         baseline_metrics = _metrics(scratch, data, scratch_history, prefix="baseline_")
-        metrics.update({k: v for k, v in baseline_metrics.items() if k in ("baseline_test_accuracy", "baseline_epochs",
-                                                                          "baseline_best_epoch", "baseline_stopped")})
+        kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
+        metrics.update({k: v for k, v in baseline_metrics.items() if k.removeprefix("baseline_") in kept})
         metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,

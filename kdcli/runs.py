@@ -48,6 +48,8 @@ class Budget:
         patience: with `epochs="auto"`, epochs without improvement before stopping.
         max_epochs: with `epochs="auto"`, the most epochs (a cosine schedule spans them).
         validation: with `epochs="auto"`, the share of the training split held out.
+        refit: with `epochs="auto"`, then retrain from the same initial weights
+            on the whole training split for the best epoch's count.
     """
 
     epochs: int | str = AUTO_EPOCHS
@@ -59,6 +61,7 @@ class Budget:
     patience: int = PATIENCE
     max_epochs: int = MAX_EPOCHS
     validation: float = VALIDATION
+    refit: bool = False
 
     def __post_init__(self):
         if self.epochs != AUTO_EPOCHS and not (_whole(self.epochs) and self.epochs >= 1):
@@ -69,6 +72,8 @@ class Budget:
             raise UsageError(f"--max-epochs must be a whole number of at least 1, got {self.max_epochs!r}")
         if not (is_finite_number(self.validation) and 0 < self.validation < 1):
             raise UsageError(f"the validation share must be between 0 and 1, got {self.validation!r}")
+        if self.refit and not self.auto:
+            raise UsageError("--refit retrains for the epochs that --epochs auto finds: give --epochs auto")
         if not (_whole(self.batch_size) and self.batch_size >= 1):
             raise UsageError(f"--batch-size must be a whole number of at least 1, got {self.batch_size!r}")
         if not (is_finite_number(self.learning_rate) and self.learning_rate > 0):
@@ -88,9 +93,14 @@ class Budget:
         """The budget for provenance (without the stopping rule's settings when it has none)."""
         record = dataclasses.asdict(self)
         if not self.auto:
-            for key in ("patience", "max_epochs", "validation"):
+            for key in ("patience", "max_epochs", "validation", "refit"):
                 del record[key]
         return record
+
+
+def refit_folder(checkpoint_dir):
+    """Where the `refit` of a run checkpointing in `checkpoint_dir` keeps its own checkpoints."""
+    return Path(f"{checkpoint_dir}-refit")
 
 
 def parse_epochs(value):

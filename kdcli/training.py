@@ -25,7 +25,7 @@ from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
-from kdcli.runs import Budget
+from kdcli.runs import Budget, refit_folder
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
@@ -74,7 +74,7 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         >>> history = train(teacher, data, epochs=20, lr_schedule="cosine")
     """
     budget = _budget(budget, options, epochs=20)
-    return _fit(
+    return _fit_and_refit(
         model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
         restart=restart, run_config=run_config, strategy=strategy,
     )
@@ -121,7 +121,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     method.check_teacher_source(live=teacher is not None)
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
-    return _fit(
+    return _fit_and_refit(
         student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
         checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
     )
@@ -136,6 +136,22 @@ def _budget(budget, options, **defaults):
         raise TypeError(f"unknown options {', '.join(unknown)}: a budget has {', '.join(Budget.__dataclass_fields__)}; "
                         "a method's parameters go in method= (kdcli.make_method('kd', temperature=2.0))")
     return budget or Budget(**{**defaults, **options})
+
+
+def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
+    """`_fit`; with `budget.refit`, then retrain from the same initial weights on the whole training
+    split for the epochs of the best validation epoch (checkpointed in `<checkpoint_dir>-refit`)."""
+    if not budget.refit:
+        return _fit(model, data, budget, checkpoint_dir=checkpoint_dir, **fit)
+    initial = model.get_weights()  # dropout's seed state too: the refit repeats a fresh run's randomness
+    search = _fit(model, data, budget, checkpoint_dir=checkpoint_dir, **fit)
+    model.set_weights(initial)
+    refit_dir = None if checkpoint_dir is None else refit_folder(checkpoint_dir)
+    fixed = dataclasses.replace(budget, epochs=search["best_epoch"], refit=False)
+    history = _fit(model, data, fixed, checkpoint_dir=refit_dir, **fit)
+    history.update({key: search[key] for key in ("best_epoch", "stopped", "val_accuracy", "val_loss")},
+                   refit=True, search_epochs=len(search["loss"]), seconds=search["seconds"] + history["seconds"])
+    return history
 
 
 def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,

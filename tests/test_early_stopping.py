@@ -13,16 +13,17 @@ from conftest import assert_same_weights, kdcli_process, run_cli, state
 
 
 class Steps:
-    """A progress object that counts training steps."""
+    """A progress object that counts training steps and keeps the last status."""
 
     def __init__(self):
-        self.steps = 0
+        self.steps, self.logs = 0, None
 
     def start(self, total):
         pass
 
     def advance(self, logs):
         self.steps += 1
+        self.logs = logs
 
     def stop(self):
         pass
@@ -79,9 +80,11 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(digits):
 
 
 def test_a_run_that_keeps_improving_stops_at_max_epochs(digits):
+    steps = Steps()
     history = kdcli.train(kdcli.build_model("mlp", digits, depth=0, seed=0), digits,
-                          Budget(epochs="auto", patience=50, max_epochs=3))
+                          Budget(epochs="auto", patience=50, max_epochs=3), progress=steps)
     assert (len(history["loss"]), history["stopped"]) == (3, "max-epochs")
+    assert steps.logs == {"epoch": 3, "val_acc": history["val_accuracy"][1]}  # the bar shows the last measured
 
 
 def test_epochs_n_trains_on_the_whole_training_split_as_before(digits):
@@ -141,3 +144,22 @@ def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path):
     resumed = kdcli.read_provenance(out)["metrics"]
     for key in ("epochs", "best_epoch", "stopped", "validation_accuracy"):
         assert resumed[key] == whole[key], key
+
+
+def test_refit_retrains_on_the_whole_training_split_for_the_best_epoch(pipeline, tmp_path):
+    common = ["--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--seed", "4"]
+    refit = tmp_path / "refit.keras"
+    r = run_cli("distill", *common, "--patience", "2", "--max-epochs", "30", "--learning-rate", "0.02", "--refit",
+                "--out", refit)
+    assert r.exit_code == 0, r.stderr
+    metrics = kdcli.read_provenance(refit)["metrics"]
+    assert metrics["refit"] and metrics["epochs"] == metrics["best_epoch"] <= metrics["search_epochs"]
+    assert "on the whole training split, the best of" in r.stderr
+    # the same as training that many epochs from the same start with --epochs N
+    fixed = tmp_path / "fixed.keras"
+    r = run_cli("distill", *common, "--epochs", str(metrics["best_epoch"]), "--learning-rate", "0.02", "--out", fixed)
+    assert r.exit_code == 0, r.stderr
+    assert_same_weights(refit, kdcli.load_model(fixed).get_weights())
+    assert not (tmp_path / "refit.ckpt").exists()  # both runs' checkpoints removed
+    r = run_cli("distill", *common, "--epochs", "3", "--refit", "--out", tmp_path / "x.keras")
+    assert r.exit_code == 2 and "--refit retrains for the epochs that --epochs auto finds" in r.stderr

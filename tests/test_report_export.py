@@ -64,7 +64,7 @@ def test_markdown_and_json_files(pipeline, tmp_path):
     md = (tmp_path / "r.md").read_text()
     lines = md.splitlines()
     assert lines[0].startswith("### digits: 359 test samples")
-    assert lines[2].startswith("| model | method | accuracy | top-5 | params |")
+    assert lines[2].startswith("| model | method | epochs | accuracy | top-5 | params |")
     assert lines[4].startswith(f"| {pipeline['teacher']} |") and lines[5].startswith(f"| {pipeline['student']} |")
     assert "_latency: 10 single-sample calls after 20 warm-up calls, in 5 rounds" in md
     assert f"- `{pipeline['student']}`: accuracy ≥ 0.0: passed" in md
