@@ -43,10 +43,13 @@ demo: $(RUNS)/student-int8.tflite
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md
 
-# Accuracy of teacher, scratch and distilled students over 3 seeds (about 20 minutes):
-# writes benchmarks/accuracy.md, which the next `make bench` includes in BENCHMARKS.md.
+# Accuracy of teacher, scratch and distilled students over 3 seeds, per method (accuracy.py) and
+# per budget (budgets.py: --epochs auto against a fixed budget, on digits, a tabular set, a 1-D
+# signal set and the MNIST split; over an hour on 2 cores): writes benchmarks/accuracy.md and
+# benchmarks/budgets.md, which the next `make bench` includes in BENCHMARKS.md.
 bench-accuracy: $(STAMP)
 	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
+	cd benchmarks && ../$(BIN)/python budgets.py --json budgets.json --markdown budgets.md  # resumes: delete budgets.json to start over
 
 clean:
 	rm -rf $(RUNS)

@@ -350,9 +350,10 @@ def markdown(results, machine):
     ]
     for r in results["mixed_precision"]:
         out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
-    accuracy_file = ROOT / "benchmarks" / "accuracy.md"
-    if accuracy_file.exists():
-        out += ["", accuracy_file.read_text().strip()]
+    for name in ("accuracy.md", "budgets.md"):  # written by `make bench-accuracy`
+        section = ROOT / "benchmarks" / name
+        if section.exists():
+            out += ["", section.read_text().strip()]
     return "\n".join(out) + "\n"
 
 

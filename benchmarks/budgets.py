@@ -1,0 +1,215 @@
+"""Training budgets of one-shot distillation: the old fixed epochs against `--epochs auto`, and a refit.
+
+For each data set (the bundled digits, the synthetic `tabular` and `signal`
+of datasets.py, and the MNIST benchmark split when `../shared/data` is
+there): one teacher (`kdcli train-teacher` with its defaults, seed 0), then
+for each seed `kdcli distill --teacher T --data D --seed S --baseline`
+(student shrink:0.25, kdcli's default) in each variant:
+
+- today: `--epochs N_old`, the old default: max(30, ceil(3000 / steps per
+  epoch)), steps per epoch = ceil(n_train / 64) on the whole training split;
+- auto: no budget options (the new default, `--epochs auto`);
+- auto + cosine: `--lr-schedule cosine` (the cosine spans `--max-epochs`);
+- refit: what `--refit` does (its result equals `--epochs E`): retrain on the whole training split for
+  the epochs auto found, `--epochs E_d` (E_d: auto's `best_epoch`, giving
+  the distilled student) and `--epochs E_s --baseline` (E_s: auto's
+  `baseline_best_epoch`, giving the student from scratch).
+
+Each command's whole wall time is measured around its subprocess. Results go
+to `--json` after every run; cells already there are skipped, so a run cut
+short resumes (keep `--workdir` to reuse the teachers). Prints, and writes to
+`--markdown`, a Markdown section for BENCHMARKS.md.
+
+    python benchmarks/budgets.py [--sets digits tabular signal mnist] [--variants today auto ...]
+        [--seeds 0 1 2] [--workdir DIR] [--json budgets.json] [--markdown budgets.md]
+"""
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import kdcli
+
+import datasets
+from common import kdcli as run, mnist_split
+
+HERE = Path(__file__).resolve().parent
+SETS = ("digits", "tabular", "signal", "mnist")
+VARIANTS = ("today", "auto", "auto + cosine", "refit")
+NAMES = {"digits": "digits (bundled, 1,438/359)", "tabular": "tabular (synthetic, 3,000/1,000)",
+         "signal": "signal (synthetic, 4,000/1,000)", "mnist": "MNIST (8,000/2,000 split)"}
+
+
+def old_epochs(n_train):
+    """The old default budget: 30 epochs, or more so that training takes at least 3,000 steps of 64."""
+    return max(30, math.ceil(3000 / math.ceil(n_train / 64)))
+
+
+def make_data(name, workdir):
+    """The `--data` value of a data set (written into `workdir` when synthetic); None when absent."""
+    if name == "digits":
+        return "digits"
+    if name == "mnist":
+        return mnist_split(workdir / "mnist.npz")
+    return datasets.GENERATORS[name](workdir / f"{name}.npz", seed=0)
+
+
+def distill(teacher, data, seed, out, *options):
+    """Run one `kdcli distill`; returns its provenance metrics and its wall seconds."""
+    start = time.perf_counter()
+    path = run("distill", "--teacher", teacher, "--data", data, "--seed", seed, *options, "--out", out)
+    return kdcli.read_provenance(path)["metrics"], time.perf_counter() - start
+
+
+def measure(variant, teacher, data, seed, workdir, n_old, auto):
+    """One cell: a variant on one seed; `auto` is the same seed's auto record (for refit)."""
+    out = workdir / f"student-{variant.replace(' + ', '-')}-{seed}.keras"
+    if variant == "refit":
+        distilled, seconds_d = distill(teacher, data, seed, out, "--epochs", auto["best_epoch"])
+        scratch, seconds_s = distill(teacher, data, seed, out, "--epochs", auto["baseline_best_epoch"], "--baseline")
+        return {"distilled": distilled["test_accuracy"], "scratch": scratch["baseline_test_accuracy"],
+                "epochs": distilled["epochs"], "baseline_epochs": scratch["baseline_epochs"],
+                "seconds": seconds_d + seconds_s, "seconds_distilled": seconds_d, "seconds_scratch": seconds_s}
+    options = {"today": ("--epochs", n_old), "auto": (), "auto + cosine": ("--lr-schedule", "cosine")}[variant]
+    metrics, seconds = distill(teacher, data, seed, out, *options, "--baseline")
+    record = {"distilled": metrics["test_accuracy"], "scratch": metrics["baseline_test_accuracy"],
+              "seconds": seconds, "train_seconds": metrics["train_seconds"]}
+    record.update({key: metrics[key] for key in ("epochs", "best_epoch", "stopped", "baseline_epochs",
+                                                  "baseline_best_epoch", "baseline_stopped") if key in metrics})
+    return record
+
+
+def measure_set(name, workdir, seeds, variants, results, save):
+    """Teacher and all cells of one data set, into `results[name]`; calls `save()` after each run."""
+    data = make_data(name, workdir)
+    if data is None:
+        print(f"skipping {name}: ../shared/data is not there", flush=True)
+        return
+    start = time.perf_counter()
+    entry = results.setdefault(name, {"runs": {}})
+    teacher = workdir / "teacher.keras"
+    if not teacher.exists():
+        run("train-teacher", "--data", data, "--seed", 0, "--out", teacher)
+        entry["teacher_seconds"] = time.perf_counter() - start
+    n_train = len(kdcli.load_data(str(data)).y_train)
+    entry.update(teacher=kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
+                 teacher_params=kdcli.load_model(teacher).count_params(), n_train=n_train,
+                 epochs_old=old_epochs(n_train))
+    print(f"{name}: teacher {100 * entry['teacher']:.2f}%, n_train {n_train}, old epochs {entry['epochs_old']}",
+          flush=True)
+    for variant in variants:
+        cells = entry["runs"].setdefault(variant, {})
+        for seed in map(str, seeds):
+            if seed in cells:
+                continue
+            cells[seed] = measure(variant, teacher, data, seed, workdir, entry["epochs_old"],
+                                  entry["runs"].get("auto", {}).get(seed))
+            print(f"{name} / {variant} / seed {seed}: {cells[seed]}", flush=True)
+            if "student_params" not in entry:
+                entry["student_params"] = kdcli.load_model(next(workdir.glob("student-*.keras"))).count_params()
+            save()
+    entry["seconds"] = entry.get("seconds", 0) + time.perf_counter() - start
+    save()
+
+
+def points(x):
+    """A difference in points, signed, with no -0.00."""
+    return f"{round(x, 2) + 0:+.2f}"
+
+
+def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
+    """One table row of a variant's cells (seed -> record); `n_seeds`: how many seeds were asked for.
+
+    `today_seconds`, `auto_seconds`: those variants' mean wall seconds per seed, for the time ratios.
+    """
+    records = list(cells.values())
+    s, d = (np.array([r[k] for r in records]) * 100 for k in ("scratch", "distilled"))
+    gains = d - s
+    noise = " (within noise)" if abs(gains.mean()) <= max(s.std(), d.std(), gains.std()) else ""
+    mean = {k: np.mean([r[k] for r in records]) for k in records[0] if not isinstance(records[0][k], str)}
+    epochs = f"{mean['epochs']:.0f} / {mean['baseline_epochs']:.0f}"
+    if "best_epoch" in mean:
+        epochs += f" (best {mean['best_epoch']:.0f} / {mean['baseline_best_epoch']:.0f})"
+    time_cell = f"{mean['seconds'] * len(records):.0f} s"
+    if today_seconds:
+        time_cell += f" (×{mean['seconds'] / today_seconds:.2f})"
+        if variant == "refit" and auto_seconds:
+            time_cell += f"; with auto's search ×{(mean['seconds'] + auto_seconds) / today_seconds:.2f}"
+    missing = "" if len(records) == n_seeds else f" [{len(records)} of {n_seeds} seeds]"
+    return (f"| {NAMES[name]} | {variant}{missing} | {s.mean():.2f} ± {s.std():.2f} | {d.mean():.2f} ± {d.std():.2f} | "
+            f"{points(gains.mean())}{noise} ({', '.join(points(g) for g in gains)}) | {epochs} | {time_cell} |")
+
+
+def markdown(results, seeds):
+    """The Markdown heading, description and table of `results`, as a list of lines."""
+    about = "; ".join(
+        f"{NAMES[name]}: teacher {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params), student "
+        f"{r.get('student_params', 0):,} params, N_old = {r['epochs_old']}" for name, r in results.items())
+    lines = [
+        "## Training budget: fixed epochs, `--epochs auto`, refit",
+        "",
+        "Written by `benchmarks/budgets.py` (data sets `tabular` and `signal` from `benchmarks/datasets.py`, seed 0). "
+        "One teacher per data set: `kdcli train-teacher --data D --seed 0` (its defaults: 40 epochs, cosine, "
+        "`--arch auto`: a cnn for digits, signal and MNIST, an mlp for tabular). "
+        f"For each seed S in {seeds}: `kdcli distill --teacher T --data D --seed S --baseline` (student shrink:0.25) "
+        "with, per variant: today `--epochs N_old` (the old default: max(30, ceil(3000 / ceil(n_train / 64)))); "
+        "auto: nothing (the new default: 10% held out, patience 20, at most 300 epochs, best epoch restored); "
+        "auto + cosine: `--lr-schedule cosine`; refit: `--epochs E_d` for the distilled student and a separate "
+        "`--epochs E_s --baseline` for the student from scratch, E_d and E_s being auto's best epochs for the same "
+        f"seed, on the whole training split. {about}. "
+        "Test accuracy in %, mean ± standard deviation over the seeds; the gain is the mean of the per-seed "
+        "differences distilled − scratch (each seed's in brackets), \"within noise\" when its mean is within one "
+        "standard deviation (the largest of the scratch, distilled and per-seed gain standard deviations). "
+        "Epochs: distilled / scratch, means over seeds (auto: epochs run, then the best epochs kept). Wall time: the distill commands' whole wall time (process start to exit, "
+        "teacher logits and the `--baseline` training included) summed over the seeds, and its ratio to today's on "
+        "the same data (of the means per seed, for rows with fewer seeds); refit's is its two retraining commands, and \"with auto's search\" adds auto's time, "
+        "what a `--refit` would cost in all. Machine: 2 CPU cores, no GPU, shared with other jobs, so times are "
+        "noisy: compare ratios, not seconds.",
+        "",
+        "| data | variant | scratch (%) | distilled (%) | gain (points) | epochs distilled / scratch | wall time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        runs = r["runs"]
+        today, auto = (np.mean([c["seconds"] for c in runs[v].values()]) if runs.get(v) else None
+                       for v in ("today", "auto"))
+        lines += [row(name, variant, runs[variant], len(seeds), today, auto) for variant in VARIANTS if runs.get(variant)]
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", help="keeps data, teachers and students (default: a temporary folder)")
+    parser.add_argument("--json", default=str(HERE / "budgets.json"), help="raw numbers; cells there are skipped")
+    parser.add_argument("--markdown", help="also write the section to this file")
+    args = parser.parse_args()
+    if "refit" in args.variants and "auto" not in args.variants:
+        parser.error("refit needs auto's best epochs: list auto too (its cells in --json are reused)")
+    json_path = Path(args.json)
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+
+    def save():
+        json_path.write_text(json.dumps(results, indent=2))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        for name in args.sets:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            measure_set(name, root / name, args.seeds, args.variants, results, save)
+    results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
+    lines = markdown(results, args.seeds)
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
