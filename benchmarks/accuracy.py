@@ -52,7 +52,7 @@ def measure(data, workdir, seeds, student, epochs):
     teacher = Path(run("train-teacher", "--data", data, *TEACHER_RECIPE, "--out", workdir / "teacher.keras"))
     result = {"teacher": kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
               "teacher_params": kdcli.load_model(teacher).count_params(), "ways": {}}
-    budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: at least 3,000 steps
+    budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: --epochs auto
     shared_scratch = {}  # seed -> accuracy of the logits-once ways' scratch student
     for i, (way, args) in enumerate(WAYS.items()):
         scratch, distilled = [], []
@@ -81,7 +81,7 @@ def markdown(results, seeds, student, epochs):
     """The Markdown heading, description and table of `results`, as a list of lines."""
     command = f"kdcli distill --teacher T --student {student}{f' --epochs {epochs}' if epochs else ''}"
     budget = (f"{epochs} epochs" if epochs
-              else "kdcli's default (30 epochs, or more so that training takes at least 3,000 steps)")
+              else "kdcli's default (`--epochs auto`: stop when a 10% validation split stops improving)")
     budgets = " and ".join(f"{r['epochs']} epochs on {name}" for name, r in results.items())
     shared = [w for w, a in WAYS.items() if not own_baseline(a)]
     lines = [
@@ -118,7 +118,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--student", default="shrink:0.25")
-    parser.add_argument("--epochs", type=int, help="default: kdcli's (30, or at least 3,000 steps)")
+    parser.add_argument("--epochs", type=int, help="default: kdcli's (--epochs auto)")
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="also write the table, with a heading, to this file")
     args = parser.parse_args()
