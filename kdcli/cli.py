@@ -129,9 +129,11 @@ LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of t
 LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
 
 
-SHIFT_HELP = "shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of the side)"
+SHIFT_HELP = ("shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of "
+              "the side); mixup: on random mixes of two inputs and their labels; shift+mixup: both")
 Augment = Annotated[str, typer.Option(
-    help=f"none, {SHIFT_HELP}; the teacher then runs on every batch to label the same copies.")]
+    help=f"none, {SHIFT_HELP}. The teacher then runs on every batch to label the same inputs "
+         "(mixup: function matching).")]
 TeacherAugment = Annotated[str, typer.Option(
     help=f"auto (shift for --arch cnn, else none), none, {SHIFT_HELP}.")]
 Width = Annotated[Optional[int], typer.Option(help="Units per hidden layer (mlp) or filters of the first block (cnn).")]

@@ -161,7 +161,8 @@ def train_teacher(
 
     data = resolve_data(data, data_options)
     arch = resolve_spec(arch, data)
-    augment = resolve_augment(teacher_augment(budget.augment, arch, data.input_shape), data.input_shape)
+    augment = resolve_augment(teacher_augment(budget.augment, arch, data.input_shape), data.input_shape,
+                              data.input_kind)
     budget = dataclasses.replace(budget, augment=augment)
     strategy = make_strategy(runtime.strategy)
     with strategy.scope():
@@ -307,7 +308,7 @@ def distill_student(
         raise UsageError("--online runs the teacher on every batch: give --teacher, without --soft-labels")
     budget = budget or Budget()
     runtime = runtime or Runtime()
-    if parse_augment(budget.augment)[0] != "none" and (teacher is None or soft_labels is not None):
+    if parse_augment(budget.augment) and (teacher is None or soft_labels is not None):
         raise UsageError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
     if student_output not in STUDENT_OUTPUTS:
@@ -334,7 +335,7 @@ def distill_student(
 
     data = resolve_data(data, data_options, soft_labels or teacher)
     student = resolve_spec(student, data)
-    budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape))
+    budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape, data.input_kind))
     online = online or budget.augment != "none"
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
     teacher_model = teacher_logits = None

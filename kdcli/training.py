@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from kdcli._tf import keras, tf
-from kdcli.augment import NEEDS_TEACHER, make_augment, parse_augment, resolve_augment
+from kdcli.augment import NEEDS_TEACHER, has_mixup, make_augment, mix, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
 from kdcli.console import plural
 from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
@@ -31,6 +31,8 @@ from kdcli.runs import Budget, refit_folder
 CHECK_EVERY = 16
 # Samples per call when measuring the validation split.
 VALIDATION_BATCH = 256
+# Folded into a step's seed for mixup's random numbers, so that they differ from the shift's.
+MIXUP_STREAM = 1
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
@@ -51,7 +53,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             `max_epochs`), with the weights of its best epoch.
         progress: optional object with `start(total_steps)`, `advance(logs)`
             and `stop()`, told about every step, and optionally `say(line)`,
-            told where a resumed run continues.
+            told where a resumed run continues, and `epoch_end(epoch, epochs,
+            logs, last)`, told each epoch's loss, accuracy, validation accuracy
+            and seconds.
         checkpoint_dir: save a checkpoint there after every epoch. An
             unfinished run's checkpoint found there is refused unless `resume`
             or `restart` (see `kdcli.checkpoints.check_checkpoints`).
@@ -116,7 +120,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         raise ValueError(f"method {method.name} does not learn from a teacher: use train()")
     if (teacher_logits is None) == (teacher is None):
         raise ValueError("give exactly one of teacher_logits and teacher")
-    if teacher_logits is not None and parse_augment(budget.augment)[0] != "none":
+    if teacher_logits is not None and parse_augment(budget.augment):
         raise UsageError(NEEDS_TEACHER)
     method.check_teacher_source(live=teacher is not None)
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
@@ -175,8 +179,9 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         validate = _validator(model, data.train.take(held_out))
         loss_config = {**loss_config, "epochs": "auto", "patience": budget.patience, "max_epochs": epochs,
                        "validation": budget.validation}
-    augment = resolve_augment(budget.augment, data.input_shape)
+    augment = resolve_augment(budget.augment, data.input_shape, data.input_kind)
     shift = make_augment(augment, data.input_shape)
+    mixup = has_mixup(augment)
     if augment != "none":
         loss_config = {**loss_config, "augment": augment}
     global_batch = batch_size * strategy.num_replicas_in_sync
@@ -200,16 +205,23 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
 
     def replica_step(step_seed, epoch_number, x, y, *given_logits):
-        if shift is not None:  # before the teacher runs: it sees the same copies as the student
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            x = shift(x, tf.random.experimental.stateless_fold_in(step_seed, replica))
+        # Augmentation comes before the teacher runs: it sees the same inputs as the student.
+        replica_seed = tf.random.experimental.stateless_fold_in(
+            step_seed, tf.distribute.get_replica_context().replica_id_in_sync_group)
+        if shift is not None:
+            x = shift(x, replica_seed)
+        if mixup:
+            x, partner, weight = mix(x, tf.random.experimental.stateless_fold_in(replica_seed, MIXUP_STREAM))
         if teacher is not None:
             t = teacher(x, training=False)
         else:
             t = given_logits[0] if given_logits else None
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            per_sample, batch_term = method.loss(y, logits, t, epoch_number)
+            if mixup:
+                per_sample, batch_term, y = mixup_loss(method, y, partner, weight, logits, t, epoch_number)
+            else:
+                per_sample, batch_term = method.loss(y, logits, t, epoch_number)
             # Averaged over the global batch (counted, since the last one is smaller and may be
             # split unevenly), so summing the replicas' gradients gives the mean over the batch.
             local_size = tf.shape(per_sample)[0]
@@ -292,6 +304,9 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                     best = model.get_weights()
             if checkpoints is not None:
                 checkpoints.save(epoch + 1, history, best=best if improved else None)
+            if hasattr(progress, "epoch_end"):
+                progress.epoch_end(epoch + 1, epochs, _epoch_logs(history),
+                                   last=bool(history.get("stopped")) or epoch + 1 == epochs)
             if history.get("stopped"):
                 break
     except KeyboardInterrupt:
@@ -311,6 +326,26 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         model.set_weights(best)  # the best epoch's, as measured on the validation split
     history["seconds"] = time.perf_counter() - started
     return history
+
+
+def mixup_loss(method, labels, partner, weight, logits, teacher_logits, epoch):
+    """`method`'s loss on a mixed batch (see `kdcli.augment.mix`): each input's loss for its
+    own label, weighted by `weight`, plus for its partner's, by `1 - weight`.
+
+    Terms that do not depend on the labels (a teacher's) come out unchanged.
+
+    Returns:
+        `(per_sample, batch_term, labels)`: as `method.loss`, and the label of
+        each input's larger share, for counting training accuracy.
+    """
+    partner_labels = tf.gather(labels, partner)
+    own, batch_term = method.loss(labels, logits, teacher_logits, epoch)
+    other, partner_term = method.loss(partner_labels, logits, teacher_logits, epoch)
+    per_sample = weight * own + (1 - weight) * other
+    if batch_term is not None:
+        mean = tf.reduce_mean(weight)
+        batch_term = mean * batch_term + (1 - mean) * partner_term
+    return per_sample, batch_term, tf.where(weight >= 0.5, labels, partner_labels)
 
 
 def _validator(model, split):
@@ -348,6 +383,14 @@ def _early_stopping(history, accuracy, loss, epoch, patience, max_epochs):
     elif epoch + 1 >= max_epochs:
         history["stopped"] = "max-epochs"
     return improved
+
+
+def _epoch_logs(history):
+    """The last epoch's figures, for a log line."""
+    logs = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}
+    if history.get("val_accuracy"):
+        logs["val_accuracy"] = history["val_accuracy"][-1]
+    return {**logs, "seconds": history["epoch_seconds"][-1]}
 
 
 def _last_validation(history):

@@ -23,13 +23,22 @@ def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+EPOCH_LINE = re.compile(r"[a-z ]+: epoch \d+/\d+  loss [-.\w]+  accuracy .* s")
+
+
+def talk(stderr):
+    """The lines of `stderr` without the per-epoch log lines of training."""
+    return [line for line in stderr.strip().splitlines() if not EPOCH_LINE.fullmatch(line)]
+
+
 def assert_one_line_error(result, code=4, contains=None):
     """The contract for an expected error: exit code, one `error:` line, no traceback.
 
     A usage error (code 2) is followed by one `try 'kdcli COMMAND --help'` line.
+    Lines of the epochs that ran before the error may precede it.
     """
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
+    lines = talk(result.stderr)
     if code == 2:
         assert len(lines) == 2 and re.fullmatch(r"try 'kdcli( [a-z-]+)* --help'", lines[1]), result.stderr
         lines = lines[:1]

@@ -44,8 +44,10 @@ def test_the_same_seed_gives_the_same_shifts():
 
 
 def test_specs_and_default_sizes():
-    assert parse_augment("none") == ("none", None) and parse_augment("shift:3") == ("shift", 3)
-    for bad in ("flip", "shift:0", "shift:x", "none:2", "shift:-1", "none:", "shift:", "shift:\u00b2", "auto"):
+    assert parse_augment("none") == {} and parse_augment("shift:3") == {"shift": 3}
+    assert parse_augment("shift+mixup") == {"shift": None, "mixup": None}
+    for bad in ("flip", "shift:0", "shift:x", "none:2", "shift:-1", "none:", "shift:", "shift:\u00b2", "auto",
+                "mixup+shift", "mixup:2", "mixup+mixup", "shift+", "none+mixup"):
         with pytest.raises(KdcliError):
             parse_augment(bad)
     assert make_augment("none", (28, 28)) is None
@@ -151,9 +153,9 @@ def test_bad_augment_options_are_usage_or_data_errors(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--out", tmp_path / "s.keras")
     assert r.exit_code == 2 and "give --teacher, without --soft-labels" in r.stderr
     r = run_cli("train-teacher", "--augment", "rotate", "--out", tmp_path / "t.keras")
-    assert r.exit_code == 2 and "auto, none, shift or shift:N" in r.stderr
+    assert r.exit_code == 2 and "auto, none, shift, mixup, shift+mixup, with shift:N" in r.stderr
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--augment", "auto", "--out", tmp_path / "s.keras")
-    assert r.exit_code == 2 and "none, shift or shift:N, got 'auto'" in r.stderr
+    assert r.exit_code == 2 and "none, shift, mixup, shift+mixup, with shift:N for N pixels, got 'auto'" in r.stderr
     flat = tmp_path / "flat.npz"
     rng = np.random.default_rng(0)
     np.savez(flat, x=rng.random((50, 6), np.float32), y=rng.integers(0, 2, 50))

@@ -9,7 +9,7 @@ from kdcli.data import stratified_split
 from kdcli.runs import Budget
 from kdcli.training import _validator
 
-from conftest import assert_same_weights, kdcli_process, run_cli, state
+from conftest import EPOCH_LINE, assert_same_weights, kdcli_process, run_cli, state, talk
 
 
 class Steps:
@@ -163,3 +163,25 @@ def test_refit_retrains_on_the_whole_training_split_for_the_best_epoch(pipeline,
     assert not (tmp_path / "refit.ckpt").exists()  # both runs' checkpoints removed
     r = run_cli("distill", *common, "--epochs", "3", "--refit", "--out", tmp_path / "x.keras")
     assert r.exit_code == 2 and "--refit retrains for the epochs that --epochs auto finds" in r.stderr
+
+
+def test_without_a_terminal_each_epoch_prints_a_line_with_its_validation_accuracy(monkeypatch, tmp_path):
+    import kdcli.console
+
+    monkeypatch.setattr(kdcli.console, "LOG_EVERY", 0.0)  # as if every epoch took longer than the throttle
+    r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "auto", "--max-epochs", "3", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if EPOCH_LINE.fullmatch(line)]
+    assert [line.split("  ")[0] for line in lines] == [f"training teacher: epoch {e}/3" for e in (1, 2, 3)]
+    assert all("  val_accuracy 0." in line for line in lines)
+    assert talk(r.stderr)[-1].startswith("teacher: test accuracy")  # the summary follows the epochs
+
+
+def test_short_epochs_print_at_most_a_line_every_few_seconds_and_quiet_none(tmp_path):
+    r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "4", "--out", tmp_path / "t.keras")
+    lines = [line for line in r.stderr.splitlines() if EPOCH_LINE.fullmatch(line)]
+    # Epochs of a fraction of a second: the first and the last epoch only, without validation.
+    assert [line.split("  ")[0] for line in lines] == ["training teacher: epoch 1/4", "training teacher: epoch 4/4"]
+    assert "val_accuracy" not in r.stderr
+    r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "2", "--out", tmp_path / "q.keras", "--quiet")
+    assert r.exit_code == 0 and r.stderr == ""

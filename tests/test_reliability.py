@@ -13,7 +13,7 @@ import pytest
 
 import kdcli
 
-from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state, talk
 
 
 def distill_args(pipeline, out, epochs=3):
@@ -47,7 +47,7 @@ def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 3}:INT")
     assert r.returncode == 130
-    lines = r.stderr.strip().splitlines()
+    lines = talk(r.stderr)
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert lines[0].startswith("error: interrupted in epoch 3; the 2 epochs done are saved in")
     assert lines[0].endswith("run the same command with --resume to continue")

@@ -19,7 +19,7 @@ from conftest import assert_one_line_error, run_cli
     ({"epochs": True}, "--epochs must be auto or a whole number of at least 1, got True"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, got 'step'"),
     ({"seed": -1}, "--seed must be a whole number from 0 to 2**32 - 1, got -1"),
-    ({"augment": "rotate"}, "--augment must be auto, none, shift or shift:N, got 'rotate'"),
+    ({"augment": "rotate"}, "--augment must be auto, none, shift, mixup, shift+mixup, with shift:N for N pixels, got 'rotate'"),
 ])
 def test_a_budget_refuses_bad_values_naming_the_option(fields, message):
     with pytest.raises(kdcli.UsageError) as e:
