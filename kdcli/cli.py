@@ -354,7 +354,8 @@ def distill(
     width: Width = None,
     depth: Depth = None,
     method: Annotated[MethodName, typer.Option(
-        help="kd (Hinton et al.), dkd (decoupled KD, Zhao et al.) or dist (correlations, Huang et al.).")
+        help="kd (Hinton et al.), dkd (decoupled KD, Zhao et al.), dist (correlations, Huang et al.) or hints "
+             "(kd plus matching an intermediate layer, FitNets; needs --teacher).")
     ] = DEFAULT_METHOD_CHOICE,
     temperature: Annotated[Optional[float], typer.Option(help=option_help("--temperature"))] = None,
     alpha: Annotated[Optional[float], typer.Option(help=option_help("--alpha"))] = None,
@@ -365,6 +366,9 @@ def distill(
     gamma: Annotated[Optional[float], typer.Option(help=option_help("--gamma"))] = None,
     standardize_logits: Annotated[bool, typer.Option(
         "--standardize-logits", help=option_help("--standardize-logits"))] = False,
+    hint_weight: Annotated[Optional[float], typer.Option(help=option_help("--hint-weight"))] = None,
+    student_layer: Annotated[Optional[str], typer.Option(help=option_help("--student-layer"))] = None,
+    teacher_layer: Annotated[Optional[str], typer.Option(help=option_help("--teacher-layer"))] = None,
     epochs: Annotated[str, typer.Option(help=EPOCHS_HELP + "; --baseline stops by the same rule on its own.")
     ] = AUTO_EPOCHS,
     patience: Patience = PATIENCE,
@@ -403,7 +407,8 @@ def distill(
     chosen = method_from_options(method.value, {
         "--temperature": temperature, "--alpha": alpha, "--dkd-alpha": dkd_alpha, "--dkd-beta": dkd_beta,
         "--warmup-epochs": warmup_epochs, "--beta": beta, "--gamma": gamma,
-        "--standardize-logits": True if standardize_logits else None,
+        "--standardize-logits": True if standardize_logits else None, "--hint-weight": hint_weight,
+        "--student-layer": student_layer, "--teacher-layer": teacher_layer,
     })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,

@@ -336,7 +336,7 @@ def distill_student(
     data = resolve_data(data, data_options, soft_labels or teacher)
     student = resolve_spec(student, data)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape, data.input_kind))
-    online = online or budget.augment != "none"
+    online = online or budget.augment != "none" or method.needs_live_teacher
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
     teacher_model = teacher_logits = None
     teacher_head = (read_provenance(soft_labels) or {}).get("teacher_head") if soft_labels else None

@@ -213,15 +213,17 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         if mixup:
             x, partner, weight = mix(x, tf.random.experimental.stateless_fold_in(replica_seed, MIXUP_STREAM))
         if teacher is not None:
-            t = teacher(x, training=False)
+            t, t_features = method.teacher_outputs(teacher, x)
         else:
-            t = given_logits[0] if given_logits else None
+            t, t_features = (given_logits[0] if given_logits else None), None
         with tf.GradientTape() as tape:
-            logits = model(x, training=True)
+            logits, s_features = method.student_outputs(model, x)
             if mixup:
                 per_sample, batch_term, y = mixup_loss(method, y, partner, weight, logits, t, epoch_number)
             else:
                 per_sample, batch_term = method.loss(y, logits, t, epoch_number)
+            if s_features is not None:
+                per_sample += method.feature_loss(s_features, t_features)
             # Averaged over the global batch (counted, since the last one is smaller and may be
             # split unevenly), so summing the replicas' gradients gives the mean over the batch.
             local_size = tf.shape(per_sample)[0]

@@ -87,8 +87,8 @@ def test_info_and_evaluate_show_the_method(pipeline, tmp_path):
 
 @pytest.mark.parametrize("args, contains", [
     (["--dkd-beta", "2"], "--dkd-beta applies to --method dkd, not kd"),
-    (["--method", "dist", "--standardize-logits"], "--standardize-logits applies to --method kd or dkd, not dist"),
-    (["--method", "dkd", "--alpha", "0.5"], "--alpha applies to --method kd, not dkd"),
+    (["--method", "dist", "--standardize-logits"], "--standardize-logits applies to --method kd or dkd or hints, not dist"),
+    (["--method", "dkd", "--alpha", "0.5"], "--alpha applies to --method kd or hints, not dkd"),
     (["--method", "dkd", "--temperature", "0"], "--temperature must be a positive number, got 0"),
     (["--method", "dkd", "--dkd-beta", "inf"], "--dkd-beta must be a number of 0 or more, got inf"),
     (["--method", "dist", "--gamma", "-1"], "--gamma must be a number of 0 or more, got -1"),
@@ -102,8 +102,8 @@ def test_method_options_are_checked_before_any_work(pipeline, tmp_path, args, co
 
 
 def test_methods_are_found_by_name_with_their_defaults():
-    assert set(REGISTRY) == {"hard", "kd", "dkd", "dist"}
-    assert methods.distill_methods() == ("kd", "dkd", "dist")
+    assert set(REGISTRY) == {"hard", "kd", "dkd", "dist", "hints"}
+    assert methods.distill_methods() == ("kd", "dkd", "dist", "hints")
     assert make_method("kd").config() == {"name": "kd", "temperature": 4.0, "alpha": 0.9, "standardize": False}
     assert make_method("dkd").config() == {"name": "dkd", "temperature": 4.0, "alpha": 1.0, "beta": 8.0,
                                            "warmup": 20, "standardize": False}

@@ -22,6 +22,7 @@ REGISTRY = {
     "kd": "kdcli.methods.kd:KD",
     "dkd": "kdcli.methods.dkd:DKD",
     "dist": "kdcli.methods.dist:DIST",
+    "hints": "kdcli.methods.hints:Hints",
 }
 # The method of `distill` when none is given.
 DEFAULT_METHOD = "kd"
@@ -84,7 +85,8 @@ def option_help(option):
         for f in dataclasses.fields(method_class(name)):
             if f.metadata["option"] == option:
                 text = f.metadata["help"]
-                parts.append(name if isinstance(f.default, bool) else f"{name}: {f.default:g}")
+                default = f.default if isinstance(f.default, str) else f"{f.default:g}"
+                parts.append(name if isinstance(f.default, bool) else f"{name}: {default}")
     return f"{text[:1].upper()}{text[1:]} ({', '.join(parts)})."
 
 

@@ -33,8 +33,10 @@ class Method:
             training does not).
         needs_live_teacher: the teacher must run on every batch (a method
             reading intermediate layers); soft-label files cannot serve it.
-        outputs: what the loss reads from the student and the teacher; for
-            now always `("logits",)`.
+        outputs: what the loss reads from the student and the teacher:
+            `("logits",)`, or `("logits", "features")` for a method that
+            also matches intermediate layers (`student_outputs`,
+            `teacher_outputs` and `feature_loss` then say how).
     """
 
     name: ClassVar[str] = ""
@@ -69,6 +71,20 @@ class Method:
     def config(self):
         """The method's JSON-ready identity: its name and parameters."""
         return {"name": self.name, **dataclasses.asdict(self)}
+
+    def student_outputs(self, student, x):
+        """The student's `(logits, features)` for a training batch; features are None
+        unless `outputs` has them."""
+        return student(x, training=True), None
+
+    def teacher_outputs(self, teacher, x):
+        """A live teacher's `(logits, features)` for a batch, as `student_outputs`."""
+        return teacher(x, training=False), None
+
+    def feature_loss(self, student_features, teacher_features):
+        """The per-sample loss between the features of `student_outputs` and
+        `teacher_outputs`, added to `loss`'s (methods whose `outputs` have features)."""
+        raise NotImplementedError
 
     def loss(self, labels, student_logits, teacher_logits, epoch):
         """The loss of a batch (of one replica's share of it, under `tf.distribute`).
