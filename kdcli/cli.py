@@ -378,6 +378,9 @@ def distill(
     learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also train the same student from scratch and report what distillation gained.")] = False,
+    seeds: Annotated[int, typer.Option(
+        help="With --baseline: train both students with K seeds (--seed and the next ones) and report the mean ± "
+             "std of each and of the gain; OUT is --seed's student.", metavar="K")] = 1,
     online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
     student_output: Annotated[StudentOutput, typer.Option(
         help="What the saved student outputs: auto (like its teacher: probabilities for a softmax teacher, one "
@@ -412,7 +415,7 @@ def distill(
     })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
-        method=chosen, online=online, baseline=baseline, student_output=student_output.value,
+        method=chosen, online=online, baseline=baseline, seeds=seeds, student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),

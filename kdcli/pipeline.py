@@ -253,8 +253,8 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
-    budget=None, runtime=None, online=False, baseline=False, student_output="auto", data_options=None, unsafe=False,
-    reporter=None,
+    budget=None, runtime=None, online=False, baseline=False, seeds=1, student_output="auto", data_options=None,
+    unsafe=False, reporter=None,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -289,6 +289,10 @@ def distill_student(
         online: run the teacher on every batch instead of once.
         baseline: also train the same student from scratch on the hard
             labels, with the same budget, and record what distillation gained.
+        seeds: with `baseline`, train both students with this many seeds
+            (`budget.seed` and the next ones) and record each seed's
+            accuracies, their means and standard deviations, and the gain's;
+            `out` is the first seed's student.
         student_output: what the saved student outputs: `auto` (the same kind
             as its teacher, so it is a drop-in replacement: probabilities for
             a softmax teacher, one sigmoid probability for a binary sigmoid
@@ -311,6 +315,10 @@ def distill_student(
     if parse_augment(budget.augment) and (teacher is None or soft_labels is not None):
         raise UsageError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"--seeds must be a whole number of 1 or more, got {seeds}")
+    if seeds > 1 and not baseline:
+        raise UsageError("--seeds K compares K seeds of the distilled and the scratch student: add --baseline")
     if student_output not in STUDENT_OUTPUTS:
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
     student = student or ("auto" if soft_labels else "shrink:0.25")
@@ -324,8 +332,12 @@ def distill_student(
     out = check_output(out or (default_student_path(teacher) if teacher and not soft_labels else "student.keras"),
                        ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
-    # The student's run and its --baseline twin's, each in its own folder.
-    run_folders = [checkpoint_dir / "student", *([checkpoint_dir / "baseline"] if baseline else [])]
+    # Per seed, the student's run and its --baseline twin's, each in its own folder.
+    seed_list = [budget.seed + k for k in range(seeds)]
+    seed_folders = [[checkpoint_dir / f"{role}{'' if k == 0 else f'-seed{seed}'}"
+                     for role in ("student", *(("baseline",) if baseline else ()))]
+                    for k, seed in enumerate(seed_list)]
+    run_folders = [folder for folders in seed_folders for folder in folders]
     run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
     # TensorFlow: once the options and files are right
@@ -357,37 +369,49 @@ def distill_student(
     if output == "sigmoid" and data.num_classes != 2:
         raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
 
-    def build():
-        return build_from_spec(student, data, "student", width=width, depth=depth, seed=budget.seed, unsafe=unsafe,
-                               teacher=teacher_model, mixed_precision=runtime.mixed_precision)
+    def build(seed):
+        with strategy.scope():
+            return build_from_spec(student, data, "student", width=width, depth=depth, seed=seed, unsafe=unsafe,
+                                   teacher=teacher_model, mixed_precision=runtime.mixed_precision)
 
-    with strategy.scope():
-        model = build()  # before the teacher's logits: a student that cannot be built fails at once
+    model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
     if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
         teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
     runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart}
-    history = distill(
-        model, data, budget, teacher_logits=teacher_logits, teacher=teacher_model if teacher_logits is None else None,
-        method=method, progress=reporter.progress("distilling"), checkpoint_dir=run_folders[0],
-        run_config={"student": student, "teacher_sha256": teacher_sha,
-                    "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
-        **runs,
-    )
-    metrics = _metrics(model, data, history)
+
+    def run_seed(seed, folders, model):
+        """One seed's distilled student and, with --baseline, its scratch twin: the student and its metrics."""
+        seed_budget = dataclasses.replace(budget, seed=seed)
+        named = "" if seed == budget.seed else f" (seed {seed})"
+        history = distill(
+            model, data, seed_budget, teacher_logits=teacher_logits,
+            teacher=teacher_model if teacher_logits is None else None, method=method,
+            progress=reporter.progress(f"distilling{named}"), checkpoint_dir=folders[0],
+            run_config={"student": student, "teacher_sha256": teacher_sha,
+                        "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
+            **runs,
+        )
+        metrics = _metrics(model, data, history)
+        if baseline:
+            scratch = build(seed)  # the same architecture and initial weights (same seed)
+            scratch_history = train(scratch, data, seed_budget, progress=reporter.progress(f"baseline{named}"),
+                                    checkpoint_dir=folders[1], run_config={"student": student}, **runs)
+            baseline_metrics = _metrics(scratch, data, scratch_history, prefix="baseline_")
+            kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
+            metrics.update({k: v for k, v in baseline_metrics.items() if k.removeprefix("baseline_") in kept})
+            metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
+        return metrics
+
+    metrics = run_seed(budget.seed, seed_folders[0], model)
+    if seeds > 1:
+        others = [run_seed(seed, folders, build(seed)) for seed, folders in zip(seed_list[1:], seed_folders[1:])]
+        metrics.update(_over_seeds(seed_list, [metrics, *others]))
     if teacher_model is not None:
         from kdcli.training import accuracy
 
         metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
-    if baseline:
-        with strategy.scope():
-            scratch = build()  # the same architecture and initial weights (same seed)
-        scratch_history = train(scratch, data, budget, progress=reporter.progress("baseline"),
-                                checkpoint_dir=run_folders[1], run_config={"student": student}, **runs)
-        baseline_metrics = _metrics(scratch, data, scratch_history, prefix="baseline_")
-        kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
-        metrics.update({k: v for k, v in baseline_metrics.items() if k.removeprefix("baseline_") in kept})
-        metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
+             **({"seeds": seeds} if seeds > 1 else {}),
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
     record = provenance(
@@ -404,6 +428,21 @@ def distill_student(
     remove_checkpoints(run_folders, parent=checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics
+
+
+def _over_seeds(seeds, per_seed):
+    """`--seeds K`'s metrics: each seed's test accuracies and gain (in points), and
+    their means and standard deviations over the seeds (NumPy's, ddof 0)."""
+    import numpy as np
+
+    series = {"test_accuracy": [m["test_accuracy"] for m in per_seed],
+              "baseline_test_accuracy": [m["baseline_test_accuracy"] for m in per_seed],
+              "distillation_gain_points": [m["distillation_gain_points"] for m in per_seed]}
+    summary = {"seeds": seeds}
+    for key, values in series.items():
+        summary[f"seed_{key}"] = values
+        summary[f"mean_{key}"], summary[f"std_{key}"] = float(np.mean(values)), float(np.std(values))
+    return summary
 
 
 def _recorded_teacher(soft_labels, teacher_sha):
@@ -437,7 +476,18 @@ def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_para
         reporter.say("teacher " + describe(teacher, teacher_model, metrics["teacher_test_accuracy"]))
     reporter.say("student " + describe(out, model, metrics["test_accuracy"]) +
                  f" ({_epochs_run(metrics)}, {metrics['train_seconds']:.1f} s of training)")
-    if "baseline_test_accuracy" in metrics:
+    if "seeds" in metrics:
+        m = {k: 100 * metrics[k] for k in ("mean_test_accuracy", "std_test_accuracy",
+                                           "mean_baseline_test_accuracy", "std_baseline_test_accuracy")}
+        gain, spread = metrics["mean_distillation_gain_points"], metrics["std_distillation_gain_points"]
+        noise = max(spread, m["std_test_accuracy"], m["std_baseline_test_accuracy"])
+        reporter.say(
+            f"over {len(metrics['seeds'])} seeds ({', '.join(map(str, metrics['seeds']))}): distilled "
+            f"{m['mean_test_accuracy']:.2f} ± {m['std_test_accuracy']:.2f}%, from scratch "
+            f"{m['mean_baseline_test_accuracy']:.2f} ± {m['std_baseline_test_accuracy']:.2f}%; distillation gained "
+            f"{gain:+.2f} ± {spread:.2f} points{' (within noise)' if abs(gain) <= noise else ''}"
+        )
+    elif "baseline_test_accuracy" in metrics:
         reporter.say(
             f"baseline: the same student trained from scratch reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
             f"({_epochs_run(metrics, 'baseline_')}); distillation gained {metrics['distillation_gain_points']:+.1f} points"
