@@ -381,6 +381,11 @@ def distill(
     seeds: Annotated[int, typer.Option(
         help="With --baseline: train both students with K seeds (--seed and the next ones) and report the mean ± "
              "std of each and of the gain; OUT is --seed's student.", metavar="K")] = 1,
+    tune: Annotated[int, typer.Option(
+        help="Search N trials of methods, their temperature and weights, and augmentations (scratch among them), "
+             "each scored on the validation split of --epochs auto, and keep the winner.", metavar="N")] = 0,
+    tune_json: Annotated[Optional[Path], typer.Option(help="With --tune: also write the trials to this JSON file.")
+    ] = None,
     online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
     student_output: Annotated[StudentOutput, typer.Option(
         help="What the saved student outputs: auto (like its teacher: probabilities for a softmax teacher, one "
@@ -407,6 +412,15 @@ def distill(
     from kdcli import pipeline
     from kdcli.methods import method_from_options
 
+    given = [name for name, value in (("--method", method.value != DEFAULT_METHOD_CHOICE.value),
+                                      ("--augment", augment != "none")) if value]
+    given += [f"--{name.replace('_', '-')}" for name, value in (
+        ("temperature", temperature), ("alpha", alpha), ("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta),
+        ("warmup_epochs", warmup_epochs), ("beta", beta), ("gamma", gamma), ("hint_weight", hint_weight),
+        ("student_layer", student_layer), ("teacher_layer", teacher_layer)) if value is not None]
+    if tune and (given or standardize_logits):
+        raise UsageError(f"--tune searches the method, its options and the augmentation: leave out "
+                         f"{', '.join(given or ['--standardize-logits'])}")
     chosen = method_from_options(method.value, {
         "--temperature": temperature, "--alpha": alpha, "--dkd-alpha": dkd_alpha, "--dkd-beta": dkd_beta,
         "--warmup-epochs": warmup_epochs, "--beta": beta, "--gamma": gamma,
@@ -415,7 +429,8 @@ def distill(
     })
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
-        method=chosen, online=online, baseline=baseline, seeds=seeds, student_output=student_output.value,
+        method=chosen, online=online, baseline=baseline, seeds=seeds, tune=tune, tune_json=tune_json,
+        student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),

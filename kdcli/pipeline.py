@@ -12,6 +12,7 @@ line does:
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 from kdcli.artifacts import read_provenance
@@ -253,8 +254,8 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
-    budget=None, runtime=None, online=False, baseline=False, seeds=1, student_output="auto", data_options=None,
-    unsafe=False, reporter=None,
+    budget=None, runtime=None, online=False, baseline=False, seeds=1, tune=0, tune_json=None, student_output="auto",
+    data_options=None, unsafe=False, reporter=None,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -293,6 +294,12 @@ def distill_student(
             (`budget.seed` and the next ones) and record each seed's
             accuracies, their means and standard deviations, and the gain's;
             `out` is the first seed's student.
+        tune: with 2 or more, search that many trials of methods and
+            augmentations (`kdcli.tuning`) scored on the validation split,
+            scratch among them, and keep the winning trial; `method` and
+            `budget.augment` are then not used.
+        tune_json: a path for the trials as JSON (they are also in the
+            student's provenance, under `metrics.tune`).
         student_output: what the saved student outputs: `auto` (the same kind
             as its teacher, so it is a drop-in replacement: probabilities for
             a softmax teacher, one sigmoid probability for a binary sigmoid
@@ -319,6 +326,9 @@ def distill_student(
         raise UsageError(f"--seeds must be a whole number of 1 or more, got {seeds}")
     if seeds > 1 and not baseline:
         raise UsageError("--seeds K compares K seeds of the distilled and the scratch student: add --baseline")
+    if tune:
+        _check_tune(tune, budget or Budget(), seeds)
+        tune_json = check_output(tune_json, option="--tune-json") if tune_json else None
     if student_output not in STUDENT_OUTPUTS:
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
     student = student or ("auto" if soft_labels else "shrink:0.25")
@@ -338,6 +348,7 @@ def distill_student(
                      for role in ("student", *(("baseline",) if baseline else ()))]
                     for k, seed in enumerate(seed_list)]
     run_folders = [folder for folders in seed_folders for folder in folders]
+    run_folders += [checkpoint_dir / f"trial-{index + 1}" for index in range(tune)]
     run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
     # TensorFlow: once the options and files are right
@@ -396,13 +407,41 @@ def distill_student(
             scratch = build(seed)  # the same architecture and initial weights (same seed)
             scratch_history = train(scratch, data, seed_budget, progress=reporter.progress(f"baseline{named}"),
                                     checkpoint_dir=folders[1], run_config={"student": student}, **runs)
-            baseline_metrics = _metrics(scratch, data, scratch_history, prefix="baseline_")
-            kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
-            metrics.update({k: v for k, v in baseline_metrics.items() if k.removeprefix("baseline_") in kept})
-            metrics["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
+            metrics.update(_baseline_metrics(metrics, scratch, data, scratch_history))
         return metrics
 
-    metrics = run_seed(budget.seed, seed_folders[0], model)
+    if tune:
+        from kdcli.tuning import draw_trials
+
+        live = teacher_model is not None
+        augments = ["none", *(_augments_for(data) if live else [])]
+        trials = draw_trials(tune, budget.seed, live, augments)
+
+        def run_trial(index, trial, prune):
+            trial_model = model if index == 0 else build(budget.seed)  # the same initial weights in every trial
+            trial_budget = dataclasses.replace(budget, augment=trial.augment)
+            progress = reporter.progress(f"trial {index + 1}/{len(trials)} ({trial.label()})")
+            folder = checkpoint_dir / f"trial-{index + 1}"
+            if trial.scratch:
+                history = train(trial_model, data, trial_budget, progress=progress, checkpoint_dir=folder,
+                                run_config={"student": student}, prune=prune, **runs)
+            else:
+                trial_method = trial.make_method()
+                offline = teacher_logits is not None and trial.augment == "none" and \
+                    not trial_method.needs_live_teacher
+                history = distill(
+                    trial_model, data, trial_budget, teacher_logits=teacher_logits if offline else None,
+                    teacher=None if offline else teacher_model, method=trial_method, progress=progress,
+                    checkpoint_dir=folder, run_config={"student": student, "teacher_sha256": teacher_sha},
+                    prune=prune, **runs)
+            trained[index] = trial_model, history
+            return history
+
+        trained = {}
+        metrics, model, method, augment = _tuned(trials, run_trial, trained, data, reporter, tune_json)
+        budget = dataclasses.replace(budget, augment=augment)
+    else:
+        metrics = run_seed(budget.seed, seed_folders[0], model)
     if seeds > 1:
         others = [run_seed(seed, folders, build(seed)) for seed, folders in zip(seed_list[1:], seed_folders[1:])]
         metrics.update(_over_seeds(seed_list, [metrics, *others]))
@@ -411,7 +450,7 @@ def distill_student(
 
         metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
     hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
-             **({"seeds": seeds} if seeds > 1 else {}),
+             **({"seeds": seeds} if seeds > 1 else {}), **({"tune": tune} if tune else {}),
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
     record = provenance(
@@ -428,6 +467,64 @@ def distill_student(
     remove_checkpoints(run_folders, parent=checkpoint_dir)
     _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
     return out, metrics
+
+
+def _baseline_metrics(metrics, scratch, data, history):
+    """The `baseline_` metrics of a student trained from scratch beside `metrics`' distilled one, and the gain."""
+    baseline = _metrics(scratch, data, history, prefix="baseline_")
+    kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
+    baseline = {k: v for k, v in baseline.items() if k.removeprefix("baseline_") in kept}
+    baseline["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - baseline["baseline_test_accuracy"])
+    return baseline
+
+
+def _check_tune(tune, budget, seeds):
+    """Refuse what `--tune` cannot combine with, before any work."""
+    if not isinstance(tune, int) or tune < 2:
+        raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {tune}")
+    if not budget.auto:
+        raise UsageError("--tune scores its trials on the validation split of --epochs auto: leave --epochs out")
+    if budget.refit or seeds > 1:
+        raise UsageError(f"--tune keeps the winning trial: it does not combine with {'--refit' if budget.refit else '--seeds'}")
+
+
+def _augments_for(data):
+    """The augmentations a tuner may try on `data` with a live teacher: mixup for numbers, shifts for images."""
+    from kdcli.augment import resolve_augment
+
+    found = []
+    for spec in ("mixup", "shift"):
+        try:
+            found.append(resolve_augment(spec, data.input_shape, data.input_kind))
+        except KdcliError:
+            pass
+    return found
+
+
+def _tuned(trials, run_trial, trained, data, reporter, tune_json=None):
+    """Run the search; the winning trial's metrics (with the scratch trial's as the baseline and the
+    trials under `tune`), its student, its method and its augmentation."""
+    from kdcli.tuning import search, trials_table
+
+    records, winner = search(trials, run_trial, reporter.say)
+    if not reporter.quiet:
+        from kdcli.console import stderr
+
+        stderr.print(trials_table(records, winner))
+    outcome = "scratch won: distillation did not pay on the validation split" if trials[winner].scratch else \
+        f"trial {winner + 1} won ({trials[winner].label()})"
+    reporter.say(f"tuning: {outcome}; kept as trained, on the training split less its validation share")
+    if tune_json:
+        from kdcli.files import write_text
+
+        write_text(tune_json, json.dumps({"trials": records, "winner": winner + 1}, indent=2) + "\n")
+    model, history = trained[winner]
+    metrics = _metrics(model, data, history)
+    scratch, scratch_history = trained[0]
+    metrics.update(_baseline_metrics(metrics, scratch, data, scratch_history))
+    metrics["tune"] = {"trials": records, "winner": winner + 1,
+                       "kept": "the winning trial, trained on the training split less its validation share"}
+    return metrics, model, trials[winner].make_method(), trials[winner].augment
 
 
 def _over_seeds(seeds, per_seed):

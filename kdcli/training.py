@@ -36,7 +36,7 @@ MIXUP_STREAM = 1
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
-          run_config=None, strategy=None, **options):
+          run_config=None, strategy=None, prune=None, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -66,6 +66,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             sha256...): `resume` refuses checkpoints whose facts differ.
         strategy: a `tf.distribute.Strategy` (see `kdcli.distribute`) in whose
             scope `model` was built; the batch size is then per replica.
+        prune: with `epochs="auto"`, a function of the validation accuracies
+            so far that says whether to stop the run now (a tuner's rule
+            for trials that fall behind); `stopped` is then `pruned`.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -80,12 +83,12 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     budget = _budget(budget, options, epochs=20)
     return _fit_and_refit(
         model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
-        restart=restart, run_config=run_config, strategy=strategy,
+        restart=restart, run_config=run_config, strategy=strategy, prune=prune,
     )
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
-            checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, **options):
+            checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -105,7 +108,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
-        progress, checkpoint_dir, resume, restart, run_config, strategy: as in `train`.
+        progress, checkpoint_dir, resume, restart, run_config, strategy, prune: as in `train`.
         **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
@@ -128,6 +131,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     return _fit_and_refit(
         student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
         checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
+        prune=prune,
     )
 
 
@@ -159,7 +163,7 @@ def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
 
 
 def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,
-         restart, run_config, strategy):
+         restart, run_config, strategy, prune=None):
     """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
     from kdcli.distribute import is_chief, worker_id
 
@@ -304,6 +308,8 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 improved = _early_stopping(history, *validate(), epoch, budget.patience, epochs)
                 if improved:
                     best = model.get_weights()
+                if prune is not None and not history.get("stopped") and prune(history["val_accuracy"]):
+                    history["stopped"] = "pruned"
             if checkpoints is not None:
                 checkpoints.save(epoch + 1, history, best=best if improved else None)
             if hasattr(progress, "epoch_end"):

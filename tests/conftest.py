@@ -23,7 +23,7 @@ def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-EPOCH_LINE = re.compile(r"[a-z ()0-9]+: epoch \d+/\d+  loss [-.\w]+  accuracy .* s")
+EPOCH_LINE = re.compile(r".+: epoch \d+/\d+  loss [-.\w]+  accuracy .* s")
 
 
 def talk(stderr):
