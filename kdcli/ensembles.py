@@ -30,7 +30,6 @@ import numpy as np
 
 from kdcli._tf import keras
 from kdcli.errors import KdcliError
-from kdcli.training import predict_logits
 
 
 def log_mean_softmax(logits):
@@ -119,6 +118,8 @@ def ensemble_accuracies(members, split, batch_size=256):
         `(each, ensemble)`: a list of fractions, one per teacher, and the
         ensemble's fraction (for one teacher, its own).
     """
+    from kdcli.training import predict_logits  # looked up when called: the runs over a split can be counted
+
     logits = [predict_logits(model, split, batch_size) for model in members]
     combined = np.asarray(log_mean_softmax(logits)) if len(logits) > 1 else logits[0]
     each = [float(np.mean(np.argmax(z, axis=-1) == split.y)) for z in logits]

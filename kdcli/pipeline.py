@@ -401,6 +401,7 @@ def distill_student(
     online = online or budget.augment != "none"
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
     members = teacher_model = teacher_logits = None
+    shas = [sha256_file(path) for path in teachers] if teachers else None  # once: teachers can be large
     soft_record = (read_provenance(soft_labels) or {}) if soft_labels else {}
     teacher_head, teachers_record = soft_record.get("teacher_head"), soft_record.get("teachers")
     if teachers_record:  # an ensemble's file: its teachers, with paths relative to the student
@@ -411,16 +412,16 @@ def distill_student(
         soft.check_matches(data, soft_labels)
         teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], open_teacher_logits(soft_labels)
         if teachers is not None:
-            _check_teachers_of(soft_labels, teachers, soft.attrs)
+            _check_teachers_of(soft_labels, teachers, shas, soft.attrs)
         elif student_kind == "shrink":
-            teachers = _recorded_teachers(soft_labels, soft.attrs)
+            teachers, shas = _recorded_teachers(soft_labels, soft.attrs)
     else:
-        teacher_sha = ensemble_sha256([sha256_file(path) for path in teachers])
+        teacher_sha = ensemble_sha256(shas)
     if teachers is not None:
         members, heads = load_teachers(teachers, data, unsafe)
         teacher_model, teacher_head = ensemble_model(members), ensemble_head(heads)
         if len(teachers) > 1:
-            teachers_record = _teachers_record(teachers, [sha256_file(path) for path in teachers], heads, out)
+            teachers_record = _teachers_record(teachers, shas, heads, out)
     output = (teacher_head or "logits") if student_output == "auto" else student_output
     if output == "sigmoid" and data.num_classes != 2:
         raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
@@ -478,7 +479,8 @@ def distill_student(
 
 
 def _recorded_teachers(soft_labels, attrs):
-    """The teachers named in a soft-label file's provenance (one, or an ensemble's), each checked by its sha256."""
+    """The teachers named in a soft-label file's provenance (one, or an ensemble's), each checked by its
+    sha256: `(paths, sha256s)`."""
     record = read_provenance(soft_labels) or {}
     recorded = [(t.get("path"), t.get("sha256")) for t in record["teachers"]] if record.get("teachers") else \
         [(record.get("teacher"), attrs["teacher_sha256"])]
@@ -486,23 +488,24 @@ def _recorded_teachers(soft_labels, attrs):
     for name, sha in recorded:
         path = locate_recorded(name, soft_labels) if name else None
         if not path or not Path(path).is_file() or sha256_file(path) != sha:
-            which = "the teachers" if len(recorded) > 1 else "the teacher"
+            which = "the teacher these soft labels were made with" if len(recorded) == 1 else \
+                f"one of the {len(recorded)} teachers these soft labels were made with"
             raise KdcliError(
-                f"{soft_labels}: shrink derives the student from the teacher, and {which} these soft labels "
-                f"were made with ({name or 'not recorded'}) is not there unchanged; give "
-                f"{'their paths with --teacher, each' if len(recorded) > 1 else 'its path with --teacher'}, "
+                f"{soft_labels}: shrink derives the student from the teacher, and {which} "
+                f"({name or 'not recorded'}) is not there unchanged; give "
+                f"{'its path' if len(recorded) == 1 else 'all their paths'} with --teacher, "
                 "or another --student (mlp, cnn, a .keras architecture)"
             )
         paths.append(path)
-    return paths
+    return paths, [sha for _, sha in recorded]
 
 
-def _check_teachers_of(soft_labels, teachers, attrs):
+def _check_teachers_of(soft_labels, teachers, given, attrs):
     """Refuse `--teacher`s given beside `--soft-labels` that are not the teachers they were made with:
-    all of them, in any order, compared by sha256."""
+    all of them, in any order, compared by sha256 (`given`: the teachers' sha256s)."""
     from kdcli.soft_labels import teacher_shas
 
-    expected, given = teacher_shas(attrs), [sha256_file(path) for path in teachers]
+    expected = teacher_shas(attrs)
     if len(expected) == len(given) == 1 and given != expected:
         raise KdcliError(
             f"{teachers[0]}: not the teacher {soft_labels} were made with (its sha256 differs); give that teacher, "
