@@ -90,7 +90,7 @@ def ensemble_model(members):
         The model; for one teacher, that teacher's model itself.
 
     Example:
-        >>> teacher = ensemble_model([logits_model(a), logits_model(b)])
+        >>> teacher = ensemble_model([kdcli.logits_model(a), kdcli.logits_model(b)])
         >>> kdcli.distill(student, data, teacher=teacher)
     """
     if len(members) == 1:
