@@ -12,6 +12,8 @@ The public API (see each function's docstring):
 
 - data: `load_data`, `Dataset`
 - models: `build_model`, `build_from_spec`, `shrink`, `logits_model`
+- teacher ensembles: `ensemble_model` (one logits model, the log of the
+  teachers' mean probabilities; see `kdcli.ensembles`)
 - training: `train`, `distill`, `predict_logits`
 - methods: `make_method` (by name: `kd`, `dkd`, `dist`), `KD`, `DKD`, `DIST`
   (see `kdcli.methods`)
@@ -51,6 +53,7 @@ _EXPORTS = {
     "build_from_spec": "kdcli.models",
     "logits_model": "kdcli.models",
     "shrink": "kdcli.models",
+    "ensemble_model": "kdcli.ensembles",
     "load_model": "kdcli.model_files",
     "save_model": "kdcli.model_files",
     "read_provenance": "kdcli.artifacts",

@@ -275,14 +275,18 @@ def train_teacher(
     _result(path)
 
 
-soft_labels_app = typer.Typer(help="Write a teacher's logits for the training split (and merge sharded runs).")
+soft_labels_app = typer.Typer(help="Write a teacher's (or an ensemble's) logits for the training split "
+                                   "(and merge sharded runs).")
 app.add_typer(soft_labels_app, name="soft-labels")
 
 
 @command("soft-labels", register_with=soft_labels_app.callback(invoke_without_command=True))
 def soft_labels(
     ctx: typer.Context,
-    teacher: Annotated[Optional[Path], typer.Option(help="The teacher .keras file (required).")] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(
+        metavar="<path>",
+        help="The teacher .keras file (required). Repeat it for an ensemble: the file then holds the log of the "
+             "teachers' mean probabilities.")] = None,
     data: Data = None,
     out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
     dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits.")] = LogitsType.float32,
@@ -297,10 +301,10 @@ def soft_labels(
     quiet: Quiet = False,
     debug: Debug = False,
 ):
-    """Write the teacher's logits for the training split to an HDF5 file."""
+    """Write the teacher's logits (or an ensemble's) for the training split to an HDF5 file."""
     if ctx.invoked_subcommand:
         return
-    if teacher is None:
+    if not teacher:
         raise UsageError("give the teacher whose logits to write: --teacher model.keras")
     if split != "train":
         raise UsageError(f"--split {split}: soft labels are for the training split only (--split train); "
@@ -342,9 +346,11 @@ def merge(
 @command("distill")
 def distill(
     soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (the teacher never runs).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option(
-        help="A teacher .keras file; alone, it is all distill needs (one shot). With --soft-labels, their teacher, "
-             "used only to derive a shrink:F student.")] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(
+        metavar="<path>",
+        help="A teacher .keras file; alone, it is all distill needs (one shot). Repeat it for an ensemble: the "
+             "targets are the mean of the teachers' probabilities, and shrink:F derives from the first. With "
+             "--soft-labels, their teacher(s), all of them, used only to derive a shrink:F student.")] = None,
     data: Data = None,
     student: Annotated[Optional[str], typer.Option(
         help="auto (as train-teacher --arch auto picks), mlp, cnn, sequence, text, shrink:F (the teacher with every "
@@ -428,7 +434,7 @@ def distill(
         "--student-layer": student_layer, "--teacher-layer": teacher_layer,
     })
     path, _ = pipeline.distill_student(
-        data, out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth,
+        data, out, soft_labels=soft_labels, teacher=teacher or None, student=student, width=width, depth=depth,
         method=chosen, online=online, baseline=baseline, seeds=seeds, tune=tune, tune_json=tune_json,
         student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,

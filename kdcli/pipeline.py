@@ -9,10 +9,14 @@ line does:
     pipeline.make_soft_labels("runs/teacher.keras", "digits", "runs/soft.h5")
     pipeline.distill_student("digits", "runs/student.keras", soft_labels="runs/soft.h5")
     report = pipeline.evaluate(["runs/teacher.keras", "runs/student.keras"], "digits")
+
+Wherever a step takes a teacher, a list of teachers is an ensemble (see
+`kdcli.ensembles`): `make_soft_labels(["a.keras", "b.keras"], ...)`.
 """
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from kdcli.artifacts import read_provenance
@@ -80,16 +84,48 @@ def _same_data(a, b):
     return Path(a).resolve() == Path(b).resolve()
 
 
+def teacher_paths(teacher):
+    """A `teacher` argument as a list of paths: one path, or a list of them (an ensemble); None stays None."""
+    if teacher is None:
+        return None
+    paths = [teacher] if isinstance(teacher, (str, os.PathLike)) else list(teacher)
+    if not paths:
+        raise UsageError("give a teacher: --teacher model.keras (repeat it for an ensemble)")
+    return paths
+
+
 def load_teacher(path, data, unsafe=False):
     """A teacher's logits model, checked against the data (whose classes it sets), and
     what its own head outputs (`logits`, `softmax` or `sigmoid`: see `kdcli.models.head_kind`)."""
+    models, heads = load_teachers([path], data, unsafe)
+    return models[0], heads[0]
+
+
+def load_teachers(paths, data, unsafe=False):
+    """The logits models and heads of several teachers (see `load_teacher`), checked to agree
+    with each other on their input shape and classes (`kdcli.ensembles.check_members`), then
+    against the data.
+
+    Returns:
+        `(models, heads)`, two lists in the order of `paths`.
+    """
+    from kdcli.ensembles import check_members
     from kdcli.models import check_compatible, head_kind, logits_model
 
-    loaded = load_model(path, unsafe=unsafe)
-    model = logits_model(loaded, Path(path).name)
-    data.expect_classes(model.output_shape[-1], Path(path).name)
-    check_compatible(model, data, Path(path).name)
-    return model, head_kind(loaded, Path(path).name)
+    names = [Path(path).name for path in paths]
+    loaded = [load_model(path, unsafe=unsafe) for path in paths]
+    models = [logits_model(model, name) for model, name in zip(loaded, names)]
+    check_members(models, names)  # before the data: the error then names the two teachers that differ
+    for model, name in zip(models, names):
+        data.expect_classes(model.output_shape[-1], name)
+        check_compatible(model, data, name)
+    return models, [head_kind(model, name) for model, name in zip(loaded, names)]
+
+
+def _teachers_record(paths, shas, heads, artifact):
+    """An ensemble's teachers for provenance, in order: each one's path (relative to the artifact), sha256, head."""
+    return [{"path": relative_to_artifact(path, artifact), "sha256": sha, "head": head}
+            for path, sha, head in zip(paths, shas, heads)]
 
 
 def _epochs_run(metrics, prefix=""):
@@ -191,36 +227,50 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
                      top_k=None, shard=None):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
-    A teacher that ends in a softmax gives its pre-softmax logits. The data
-    defaults to the one recorded in the teacher's provenance. With `shard`,
-    `(index, count)` (0-based), only that contiguous part of the rows is
-    computed and written; `merge_soft_labels` joins the parts.
+    A teacher that ends in a softmax gives its pre-softmax logits. `teacher`
+    is a `.keras` path, or a list of them: an ensemble, whose logits are the
+    log of the teachers' mean probabilities (see `kdcli.ensembles`); the file
+    then records every teacher's sha256 (`teacher_sha256s`) and provenance
+    lists them under `teachers`, while a single teacher's file is exactly as
+    it always was. The data defaults to the one recorded in the (first)
+    teacher's provenance. With `shard`, `(index, count)` (0-based), only that
+    contiguous part of the rows is computed and written; `merge_soft_labels`
+    joins the parts.
 
     Returns:
         The path written.
     """
     reporter = reporter or Reporter(quiet=True)
-    require_file(teacher, "model file")
+    teachers = teacher_paths(teacher)
+    for path in teachers:
+        require_file(path, "model file")
     check_output(out, ".h5")
+    from kdcli.ensembles import ensemble_head, ensemble_model, ensemble_sha256
     from kdcli.soft_labels import shard_rows, write_soft_labels
     from kdcli.training import iter_logits
 
-    data = resolve_data(data, data_options, teacher)
-    model, head = load_teacher(teacher, data, unsafe)
-    teacher_sha = sha256_file(teacher)
+    data = resolve_data(data, data_options, *teachers)
+    members, heads = load_teachers(teachers, data, unsafe)
+    shas = [sha256_file(path) for path in teachers]
+    ensemble = len(teachers) > 1
+    # One teacher: the very fields of a single teacher's file, in the same order.
+    named = {"teachers": _teachers_record(teachers, shas, heads, out)} if ensemble else \
+        {"teacher": relative_to_artifact(teachers[0], out)}
     record = provenance(
-        "soft-labels", data=data.describe(out), teacher=relative_to_artifact(teacher, out), teacher_sha256=teacher_sha,
-        teacher_head=head,
+        "soft-labels", data=data.describe(out), **named, teacher_sha256=ensemble_sha256(shas),
+        teacher_head=ensemble_head(heads),
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
     split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
-    batches = iter_logits(model, split, batch_size, reporter.progress("soft labels"))
+    batches = iter_logits(ensemble_model(members), split, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
-        out, batches, len(data.train), data.num_classes, fingerprint=data.fingerprint, teacher_sha256=teacher_sha,
-        record=record, dtype=dtype, top_k=top_k, shard=shard,
+        out, batches, len(data.train), data.num_classes, fingerprint=data.fingerprint,
+        teacher_sha256=ensemble_sha256(shas), record=record, dtype=dtype, top_k=top_k, shard=shard,
+        teacher_sha256s=shas if ensemble else None,
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
-    reporter.say(f"soft labels: {len(split)} x {kept} logits ({dtype}, {format_size(Path(out).stat().st_size)})")
+    of = f" of an ensemble of {len(teachers)} teachers (the log of their mean probabilities)" if ensemble else ""
+    reporter.say(f"soft labels: {len(split)} x {kept} logits{of} ({dtype}, {format_size(Path(out).stat().st_size)})")
     return Path(out)
 
 
@@ -234,9 +284,11 @@ def merge_soft_labels(parts, out, reporter=None):
     check_output(out, ".h5")
     first = read_provenance(parts[0]) or {}
     # Paths in a part's provenance are relative to the part's folder; the merged file's, to its own.
+    teachers = [{**t, "path": rebase_recorded(t["path"], parts[0], out)} for t in first.get("teachers") or ()]
     record = provenance(
         "soft-labels", data=rebase_data_record(first.get("data"), parts[0], out),
-        teacher=rebase_recorded(first["teacher"], parts[0], out) if first.get("teacher") else None,
+        **({"teachers": teachers} if teachers else
+           {"teacher": rebase_recorded(first["teacher"], parts[0], out) if first.get("teacher") else None}),
         teacher_sha256=first.get("teacher_sha256"), teacher_head=first.get("teacher_head"),
         hyperparameters=first.get("hyperparameters"),
         merged_from=[relative_to_artifact(p, out) for p in parts],
@@ -263,16 +315,21 @@ def distill_student(
         data: a `Dataset`, a `--data` value, or None for the data recorded in
             the soft labels' or the teacher's provenance.
         out: the `.keras` file to write; by default `student.keras`, or
-            `T.student.keras` beside a teacher `T.keras`.
+            `T.student.keras` beside a teacher `T.keras` (the first teacher
+            of an ensemble).
         soft_labels: a soft-label `.h5` file (the teacher never runs).
-        teacher: a teacher `.keras` file. Its logits for the training split
-            are computed once, in memory, unless `online`. With
-            `soft_labels` too, it must be the teacher they were made with
-            (checked by sha256): it is then used only to derive a `shrink:F`
-            student and to report its accuracy.
+        teacher: a teacher `.keras` file, or a list of them: an ensemble,
+            whose targets are the mean of the teachers' probabilities (see
+            `kdcli.ensembles`; they must agree on their input shape and
+            classes). Its logits for the training split are computed once,
+            in memory, unless `online`. With `soft_labels` too, they must be
+            the teachers the file was made with, all of them in any order
+            (checked by sha256): they are then used only to derive a
+            `shrink:F` student and to report their accuracy.
         student: `auto` (a cnn for image-shaped samples, else an mlp), `mlp`,
-            `cnn`, `shrink:F` or a `.keras` architecture; by default
-            `shrink:0.25` with a teacher, `auto` with soft labels.
+            `cnn`, `shrink:F` (derived from the first teacher of an
+            ensemble) or a `.keras` architecture; by default `shrink:0.25`
+            with a teacher, `auto` with soft labels.
         method: a `kdcli.methods.Method`, or a name in `kdcli.methods.REGISTRY`
             (with its default parameters); by default `kd` (Hinton's loss,
             `T = 4`, `alpha = 0.9`).
@@ -303,16 +360,21 @@ def distill_student(
         student_output: what the saved student outputs: `auto` (the same kind
             as its teacher, so it is a drop-in replacement: probabilities for
             a softmax teacher, one sigmoid probability for a binary sigmoid
-            teacher, logits for a logits teacher), `logits`, `softmax` or
+            teacher, logits for a logits teacher; for an ensemble, its
+            teachers' common head, or `softmax` when they differ: see
+            `kdcli.ensembles.ensemble_head`), `logits`, `softmax` or
             `sigmoid` (two classes). Training uses logits whatever it is;
             the choice is recorded in provenance as `output`.
         data_options, unsafe, reporter: as in `train_teacher`.
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
-        teacher's `teacher_test_accuracy` when it was loaded, and with
-        `baseline` the `baseline_test_accuracy` and `distillation_gain_points`.
+        teacher's `teacher_test_accuracy` when it was loaded (for an
+        ensemble, the ensemble's, also as `ensemble_test_accuracy`, and each
+        teacher's in `teacher_test_accuracies`), and with `baseline` the
+        `baseline_test_accuracy` and `distillation_gain_points`.
     """
+    teachers = teacher_paths(teacher)
     if soft_labels is None and teacher is None:
         raise UsageError("give --teacher (a .keras model) or --soft-labels (a file from kdcli soft-labels)")
     if online and (teacher is None or soft_labels is not None):
@@ -335,11 +397,13 @@ def distill_student(
     student_kind, _ = parse_spec(student, "student")
     method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
     method.check_teacher_source(live=teacher is not None and soft_labels is None)
-    for path, what in ((soft_labels, "soft-label file"), (teacher, "model file"),
+    if method.needs_live_teacher and teachers and len(teachers) > 1:
+        raise UsageError(f"--method {method.name} reads one teacher's layers: give one --teacher, not an ensemble")
+    for path, what in ((soft_labels, "soft-label file"), *((path, "model file") for path in teachers or ()),
                        (student if student_kind == "file" else None, "model file")):
         if path is not None:
             require_file(path, what)
-    out = check_output(out or (default_student_path(teacher) if teacher and not soft_labels else "student.keras"),
+    out = check_output(out or (default_student_path(teachers[0]) if teachers and not soft_labels else "student.keras"),
                        ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
     # Per seed, the student's run and its --baseline twin's, each in its own folder.
@@ -352,38 +416,47 @@ def distill_student(
     run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
     # TensorFlow: once the options and files are right
+    from kdcli.ensembles import ensemble_accuracies, ensemble_head, ensemble_model, ensemble_sha256
     from kdcli.models import build_from_spec, count_params, with_head
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import distill, predict_logits, train
 
-    data = resolve_data(data, data_options, soft_labels or teacher)
+    data = resolve_data(data, data_options, *([soft_labels] if soft_labels else teachers))
     student = resolve_spec(student, data)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape, data.input_kind))
     online = online or budget.augment != "none" or method.needs_live_teacher
     strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
-    teacher_model = teacher_logits = None
-    teacher_head = (read_provenance(soft_labels) or {}).get("teacher_head") if soft_labels else None
+    members = teacher_model = teacher_logits = None
+    shas = [sha256_file(path) for path in teachers] if teachers else None  # once: teachers can be large
+    soft_record = (read_provenance(soft_labels) or {}) if soft_labels else {}
+    teacher_head, teachers_record = soft_record.get("teacher_head"), soft_record.get("teachers")
+    if teachers_record:  # an ensemble's file: its teachers, with paths relative to the student
+        teachers_record = [{**t, "path": rebase_recorded(t["path"], soft_labels, out)} for t in teachers_record]
     if soft_labels is not None:
         soft = read_soft_labels(soft_labels)
         data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
         soft.check_matches(data, soft_labels)
         teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], open_teacher_logits(soft_labels)
-        if teacher is not None:
-            _check_teacher_of(soft_labels, teacher, teacher_sha)
+        if teachers is not None:
+            _check_teachers_of(soft_labels, teachers, shas, soft.attrs)
         elif student_kind == "shrink":
-            teacher = _recorded_teacher(soft_labels, teacher_sha)
+            teachers, shas = _recorded_teachers(soft_labels, soft.attrs)
     else:
-        teacher_sha = sha256_file(teacher)
-    if teacher is not None:
-        teacher_model, teacher_head = load_teacher(teacher, data, unsafe)
+        teacher_sha = ensemble_sha256(shas)
+    if teachers is not None:
+        members, heads = load_teachers(teachers, data, unsafe)
+        teacher_model, teacher_head = ensemble_model(members), ensemble_head(heads)
+        if len(teachers) > 1:
+            teachers_record = _teachers_record(teachers, shas, heads, out)
     output = (teacher_head or "logits") if student_output == "auto" else student_output
     if output == "sigmoid" and data.num_classes != 2:
         raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
 
     def build(seed):
+        # shrink:F derives the student from the first teacher of an ensemble.
         with strategy.scope():
             return build_from_spec(student, data, "student", width=width, depth=depth, seed=seed, unsafe=unsafe,
-                                   teacher=teacher_model, mixed_precision=runtime.mixed_precision)
+                                   teacher=members[0] if members else None, mixed_precision=runtime.mixed_precision)
 
     model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
     if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
@@ -413,9 +486,9 @@ def distill_student(
     if tune:
         from kdcli.tuning import draw_trials
 
-        live = teacher_model is not None
+        live = teacher_model is not None  # augmentations need it, hints one teacher's layers
         augments = ["none", *(_augments_for(data) if live else [])]
-        trials = draw_trials(tune, budget.seed, live, augments)
+        trials = draw_trials(tune, budget.seed, augments, hints=live and len(members) == 1)
 
         def run_trial(index, trial, prune):
             trial_model = model if index == 0 else build(budget.seed)  # the same initial weights in every trial
@@ -445,18 +518,20 @@ def distill_student(
     if seeds > 1:
         others = [run_seed(seed, folders, build(seed)) for seed, folders in zip(seed_list[1:], seed_folders[1:])]
         metrics.update(_over_seeds(seed_list, [metrics, *others]))
-    if teacher_model is not None:
-        from kdcli.training import accuracy
-
-        metrics["teacher_test_accuracy"] = accuracy(teacher_model, data.test)
+    if members is not None:
+        each, together = ensemble_accuracies(members, data.test)
+        metrics["teacher_test_accuracy"] = together
+        if len(members) > 1:
+            metrics.update(teacher_test_accuracies=each, ensemble_test_accuracy=together)
     hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
              **({"seeds": seeds} if seeds > 1 else {}), **({"tune": tune} if tune else {}),
              **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
              "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
     record = provenance(
         "student", data=data.describe(out), teacher_sha256=teacher_sha,
+        **({"teachers": teachers_record} if teachers_record else {}),
         soft_labels=relative_to_artifact(soft_labels, out) if soft_labels else None,
-        teacher=relative_to_artifact(teacher, out) if teacher else None,
+        teacher=relative_to_artifact(teachers[0], out) if teachers and not teachers_record else None,
         output=output, hyperparameters=hyper, metrics=metrics,
     )
     if not is_chief(strategy):
@@ -465,7 +540,7 @@ def distill_student(
         served = with_head(model, output)
     save_model(served, out, record)
     remove_checkpoints(run_folders, parent=checkpoint_dir)
-    _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params)
+    _summarise(reporter, out, model, metrics, teachers, members, count_params)
     return out, metrics
 
 
@@ -542,35 +617,60 @@ def _over_seeds(seeds, per_seed):
     return summary
 
 
-def _recorded_teacher(soft_labels, teacher_sha):
-    """The teacher named in a soft-label file's provenance, checked by its sha256."""
-    recorded = (read_provenance(soft_labels) or {}).get("teacher")
-    path = locate_recorded(recorded, soft_labels) if recorded else None
-    if not path or not Path(path).is_file() or sha256_file(path) != teacher_sha:
-        raise KdcliError(
-            f"{soft_labels}: shrink derives the student from the teacher, and the teacher these soft labels "
-            f"were made with ({recorded or 'not recorded'}) is not there unchanged; give its path with --teacher, "
-            "or another --student (mlp, cnn, a .keras architecture)"
-        )
-    return path
+def _recorded_teachers(soft_labels, attrs):
+    """The teachers named in a soft-label file's provenance (one, or an ensemble's), each checked by its
+    sha256: `(paths, sha256s)`."""
+    record = read_provenance(soft_labels) or {}
+    recorded = [(t.get("path"), t.get("sha256")) for t in record["teachers"]] if record.get("teachers") else \
+        [(record.get("teacher"), attrs["teacher_sha256"])]
+    paths = []
+    for name, sha in recorded:
+        path = locate_recorded(name, soft_labels) if name else None
+        if not path or not Path(path).is_file() or sha256_file(path) != sha:
+            which = "the teacher these soft labels were made with" if len(recorded) == 1 else \
+                f"one of the {len(recorded)} teachers these soft labels were made with"
+            raise KdcliError(
+                f"{soft_labels}: shrink derives the student from the teacher, and {which} "
+                f"({name or 'not recorded'}) is not there unchanged; give "
+                f"{'its path' if len(recorded) == 1 else 'all their paths'} with --teacher, "
+                "or another --student (mlp, cnn, a .keras architecture)"
+            )
+        paths.append(path)
+    return paths, [sha for _, sha in recorded]
 
 
-def _check_teacher_of(soft_labels, teacher, teacher_sha):
-    """Refuse a `--teacher` given beside `--soft-labels` that is not the teacher they were made with."""
-    if sha256_file(teacher) != teacher_sha:
+def _check_teachers_of(soft_labels, teachers, given, attrs):
+    """Refuse `--teacher`s given beside `--soft-labels` that are not the teachers they were made with:
+    all of them, in any order, compared by sha256 (`given`: the teachers' sha256s)."""
+    from kdcli.soft_labels import teacher_shas
+
+    expected = teacher_shas(attrs)
+    if len(expected) == len(given) == 1 and given != expected:
         raise KdcliError(
-            f"{teacher}: not the teacher {soft_labels} were made with (its sha256 differs); give that teacher, "
+            f"{teachers[0]}: not the teacher {soft_labels} were made with (its sha256 differs); give that teacher, "
             "or make soft labels with this one (kdcli soft-labels)"
         )
+    if sorted(given) != sorted(expected):
+        made = f"an ensemble of {len(expected)} teachers" if len(expected) > 1 else "one teacher"
+        raise KdcliError(
+            f"{soft_labels} were made with {made} (sha256 {', '.join(s[:12] for s in expected)}), the --teacher "
+            f"files given ({', '.join(Path(p).name for p in teachers)}) are not those; give all of those teachers, "
+            "or make soft labels with these (kdcli soft-labels)"
+        )
 
 
-def _summarise(reporter, out, model, metrics, teacher, teacher_model, count_params):
+def _summarise(reporter, out, model, metrics, teachers, members, count_params):
     def describe(path, model, acc):
         return f"{path}: test accuracy {100 * acc:.1f}%, {count_params(model)[0]:,} parameters, " \
                f"{format_size(Path(path).stat().st_size)}"
 
-    if teacher_model is not None:
-        reporter.say("teacher " + describe(teacher, teacher_model, metrics["teacher_test_accuracy"]))
+    if members is not None:
+        each = metrics.get("teacher_test_accuracies", [metrics["teacher_test_accuracy"]])
+        for path, member, acc in zip(teachers, members, each):
+            reporter.say("teacher " + describe(path, member, acc))
+        if len(members) > 1:
+            reporter.say(f"ensemble of {len(members)} teachers (the mean of their probabilities): test accuracy "
+                         f"{100 * metrics['ensemble_test_accuracy']:.1f}%")
     reporter.say("student " + describe(out, model, metrics["test_accuracy"]) +
                  f" ({_epochs_run(metrics)}, {metrics['train_seconds']:.1f} s of training)")
     if "seeds" in metrics:

@@ -9,7 +9,13 @@ Layout (format version 1):
 - file attributes: `format` ("kdcli-soft-labels"), `format_version`, `n`,
   `num_classes`, `fingerprint` (of the training split), `teacher_sha256`,
   `kdcli_version`, `dtype`, `top_k` (0: full logits), and `provenance` (a
-  JSON run card).
+  JSON run card);
+- for an ensemble of teachers (see `kdcli.ensembles`) only, one more
+  attribute, `teacher_sha256s`: each teacher's sha256, in the order given;
+  `teacher_sha256` is then `kdcli.ensembles.ensemble_sha256` of them, and the
+  logits are the log of the teachers' mean probabilities. The layout and the
+  format version are those of a single teacher's file: any kdcli reads it,
+  and a single teacher's file is exactly what it always was.
 
 Logits, not probabilities, are stored: the temperature is chosen at distill
 time, so one file serves every temperature.
@@ -73,7 +79,7 @@ class SoftLabels:
 
 
 def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teacher_sha256, record, dtype="float32",
-                      top_k=None, shard=None):
+                      top_k=None, shard=None, teacher_sha256s=None):
     """Write a soft-label file atomically, one batch of rows at a time.
 
     Args:
@@ -82,7 +88,8 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
         n: the number of training samples (rows).
         num_classes: C.
         fingerprint: the training split's fingerprint (`Dataset.fingerprint`).
-        teacher_sha256: sha256 of the teacher's file.
+        teacher_sha256: sha256 of the teacher's file (of an ensemble: see
+            `kdcli.ensembles.ensemble_sha256`).
         record: the provenance dict.
         dtype: `float32` or `float16`.
         top_k: keep only the K largest of each row, as `topk_values` (their
@@ -90,6 +97,8 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
             `topk_indices` (their classes); see `TopKColumn`.
         shard: `(index, count)`: the batches hold only the rows of that shard
             (`shard_rows`); the file is a part for `merge_soft_labels`.
+        teacher_sha256s: an ensemble's teachers' sha256s, in order (None
+            for one teacher: no such attribute is written).
 
     Returns:
         The path written.
@@ -149,6 +158,8 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
                 top_k=top_k or 0,
                 provenance=json.dumps(record),
             )
+            if teacher_sha256s:
+                f.attrs["teacher_sha256s"] = list(teacher_sha256s)
             if shard:
                 f.attrs.update(shard_index=shard[0], shard_count=shard[1], row_start=start, row_stop=stop)
     return path
@@ -311,8 +322,15 @@ def teacher_logits(path, in_memory_bytes=256 << 20):
     return soft.column
 
 
+def teacher_shas(attrs):
+    """The sha256 of each teacher a soft-label file was made with: several for an ensemble, else one."""
+    return list(attrs.get("teacher_sha256s") or [attrs["teacher_sha256"]])
+
+
 def _plain(value):
-    """HDF5 attribute values as plain Python values."""
+    """HDF5 attribute values as plain Python values (an array, such as `teacher_sha256s`, as a list)."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.generic):

@@ -60,10 +60,11 @@ SCRATCH = Trial({"name": "hard"})
 DEFAULT = Trial({"name": "kd", "temperature": 4.0, "alpha": 0.9})
 
 
-def candidates(live=False, augments=("none",)):
+def candidates(augments=("none",), hints=False):
     """The search space beyond scratch: Hinton's KD over T and alpha, DKD over T and beta
-    (5 warm-up epochs, since trials may stop early), DIST over T, and with a live
-    teacher feature hints; each with every augmentation of `augments`."""
+    (5 warm-up epochs, since trials may stop early), DIST over T, and with `hints` (a
+    live teacher) feature hints; each with every augmentation of `augments` (augmentations
+    other than `none` need a live teacher too)."""
     space = []
     for augment in augments:
         space += [Trial({"name": "kd", "temperature": t, "alpha": a}, augment)
@@ -71,12 +72,12 @@ def candidates(live=False, augments=("none",)):
         space += [Trial({"name": "dkd", "temperature": t, "beta": b, "warmup": 5}, augment)
                   for t in (1.0, 4.0) for b in (1.0, 2.0, 8.0)]
         space += [Trial({"name": "dist", "temperature": t}, augment) for t in (1.0, 4.0)]
-        if live:
+        if hints:
             space += [Trial({"name": "hints", "hint_weight": w}, augment) for w in (0.1, 1.0)]
     return space
 
 
-def draw_trials(n, seed, live=False, augments=("none",)):
+def draw_trials(n, seed, augments=("none",), hints=False):
     """`n` trials: scratch, kdcli's default, then distinct random draws from `candidates`.
 
     Raises:
@@ -84,7 +85,7 @@ def draw_trials(n, seed, live=False, augments=("none",)):
     """
     if not isinstance(n, int) or n < 2:
         raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {n}")
-    rest = [trial for trial in candidates(live, augments) if trial != DEFAULT]
+    rest = [trial for trial in candidates(augments, hints) if trial != DEFAULT]
     return [SCRATCH, DEFAULT, *random.Random(seed).sample(rest, min(n - 2, len(rest)))]
 
 

@@ -108,3 +108,8 @@ def test_hints_need_the_live_teacher_and_known_layers(pipeline, tmp_path):
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--hint-weight", "2", "--out", tmp_path / "s.keras")
     assert_one_line_error(r, 2, "--hint-weight applies to --method hints")
     assert not (tmp_path / "s.keras").exists()
+
+
+def test_hints_read_one_teacher_not_an_ensemble(pipeline, tmp_path):
+    r = run_cli(*hints_args(pipeline, tmp_path / "s.keras", "--teacher", pipeline["teacher"]))
+    assert_one_line_error(r, 2, "--method hints reads one teacher's layers")

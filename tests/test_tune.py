@@ -13,12 +13,12 @@ from conftest import EPOCH_LINE, assert_one_line_error, kdcli_process, run_cli
 
 
 def test_trials_start_with_scratch_and_the_default_then_distinct_draws_from_the_seed():
-    trials = draw_trials(8, seed=3, live=True, augments=("none", "mixup"))
+    trials = draw_trials(8, seed=3, augments=("none", "mixup"), hints=True)
     assert trials[:2] == [SCRATCH, DEFAULT] and len({t.label() for t in trials}) == 8
-    assert trials == draw_trials(8, seed=3, live=True, augments=("none", "mixup"))
-    assert trials != draw_trials(8, seed=4, live=True, augments=("none", "mixup"))
-    assert all(t in candidates(True, ("none", "mixup")) for t in trials[2:])
-    assert not any(t.method["name"] == "hints" or t.augment != "none" for t in candidates(False))
+    assert trials == draw_trials(8, seed=3, augments=("none", "mixup"), hints=True)
+    assert trials != draw_trials(8, seed=4, augments=("none", "mixup"), hints=True)
+    assert all(t in candidates(("none", "mixup"), hints=True) for t in trials[2:])
+    assert not any(t.method["name"] == "hints" or t.augment != "none" for t in candidates())
     assert len(draw_trials(500, 0)) == 2 + len(candidates()) - 1  # the whole space, the default once
     with pytest.raises(UsageError, match="2 trials or more"):
         draw_trials(1, 0)
