@@ -1,11 +1,15 @@
-"""Per-epoch checkpoints that survive a crash, and resuming from them.
+"""Checkpoints that survive a crash, and resuming from them.
 
 A checkpoint folder holds TensorFlow checkpoints (`tf.train.Checkpoint` of
 the model, the optimizer, the epoch counter and the dropout RNG state) and
 `state.json`, which names the last complete one, the run's configuration and
-the per-epoch history. `state.json` is replaced atomically only after a
-checkpoint is completely written, so a process killed at any moment leaves
-the previous checkpoint as the last good one.
+the per-epoch history. A checkpoint is taken at the end of an epoch, or
+inside one at a step boundary (`ckpt-3-17`: 3 epochs and 17 steps done); the
+state of an unfinished epoch (its steps done, the running sums of its loss
+and correct answers, its seconds) is then kept in `state.json` as `partial`.
+`state.json` is replaced atomically only after a checkpoint is completely
+written, so a process killed at any moment leaves the previous checkpoint as
+the last good one.
 """
 
 import json
@@ -52,7 +56,9 @@ class Checkpoints:
         more = {"method": list(extra)} if extra else {}
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng, **more)
         self.best = None  # the best epoch's weights (`epochs="auto"`), as restored
+        self.partial = None  # an unfinished epoch's state, as restored
         self._best_file = None
+        self._kept = []  # the names of the checkpoints kept, oldest first
 
     def _state(self):
         path = self.directory / STATE
@@ -98,20 +104,24 @@ class Checkpoints:
                     "of --resume to discard it and start over"
                 ) from e
             self._best_file = state["best"]
+        self.partial = state.get("partial")
+        self._kept = [state["checkpoint"]]
         return int(self.epoch.numpy()), state["history"]
 
-    def save(self, epochs_done, history, best=None):
+    def save(self, epochs_done, history, best=None, partial=None):
         """Write the checkpoint after `epochs_done` epochs, then make it the last good one.
 
         `best`: the weights of a new best epoch (`epochs="auto"`), kept beside the checkpoint
-        until a better epoch replaces them; None keeps the last ones saved.
+        until a better epoch replaces them; None keeps the last ones saved. `partial`: the
+        state of the unfinished epoch that follows, for a checkpoint taken inside it
+        (`{"step": steps done, ...}`); None at the end of an epoch.
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise KdcliError(f"{self.directory}: cannot write checkpoints here ({e.strerror or e})") from e
         self.epoch.assign(epochs_done)
-        name = f"ckpt-{epochs_done}"
+        name = f"ckpt-{epochs_done}" + (f"-{partial['step']}" if partial else "")
         if not self.chief:
             scratch = self.directory / f".worker-{self.worker}"
             try:
@@ -124,9 +134,9 @@ class Checkpoints:
         try:
             self._checkpoint.write(str(self.directory / name))
         except self._tf.errors.OpError as e:
-            for partial in self.directory.iterdir():  # leave no half-written checkpoint
-                if _checkpoint_epoch(partial.name) == epochs_done:
-                    shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+            for written in self.directory.iterdir():  # leave no half-written checkpoint
+                if _checkpoint_name(written.name) == name:
+                    shutil.rmtree(written) if written.is_dir() else written.unlink()
             if not any(self.directory.iterdir()):
                 self.directory.rmdir()
             reason = re.search(r"; ([^;\[]+?)\s*\[Op:", e.message)
@@ -139,12 +149,13 @@ class Checkpoints:
                 np.savez(f, *best)
         fault_point("checkpoint-written")
         state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history,
-                 "best": self._best_file}
+                 "best": self._best_file, **({"partial": partial} if partial else {})}
         with atomic_path(self.directory / STATE) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
+        self._kept = [*[kept for kept in self._kept if kept != name], name][-KEEP:]
         for old in self.directory.iterdir():
-            done = _checkpoint_epoch(old.name)
-            if (done is not None and done <= epochs_done - KEEP) or (_is_best_file(old.name) and old.name != self._best_file):
+            stem = _checkpoint_name(old.name)
+            if (stem is not None and stem not in self._kept) or (_is_best_file(old.name) and old.name != self._best_file):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
@@ -161,11 +172,11 @@ def _differences(a, b, prefix=""):
     return changed
 
 
-def _checkpoint_epoch(name):
-    """The epoch of a checkpoint file kdcli wrote (`ckpt-3.index`, `ckpt-3.data-...`,
-    TensorFlow's `ckpt-3_temp/`), or None for any other name."""
-    found = re.fullmatch(r"ckpt-(\d+)(\.index|\.data-.*|_temp)", name)
-    return int(found.group(1)) if found else None
+def _checkpoint_name(name):
+    """The checkpoint a file kdcli wrote belongs to (`ckpt-3` for `ckpt-3.index`, `ckpt-3.data-...`,
+    TensorFlow's `ckpt-3_temp/`; `ckpt-3-17` for one inside an epoch), or None for any other name."""
+    found = re.fullmatch(r"(ckpt-\d+(?:-\d+)?)(\.index|\.data-.*|_temp)", name)
+    return found.group(1) if found else None
 
 
 def _is_best_file(name):
@@ -223,7 +234,7 @@ def remove_checkpoints(folders, parent=None):
         for scratch in sorted(folder.glob(".worker-*")):
             shutil.rmtree(scratch, ignore_errors=True)
         for path in folder.iterdir():
-            if path.name == STATE or path.name.startswith(".state.") or _checkpoint_epoch(path.name) is not None \
+            if path.name == STATE or path.name.startswith(".state.") or _checkpoint_name(path.name) is not None \
                     or _is_best_file(path.name):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         if not any(folder.iterdir()):

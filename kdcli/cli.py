@@ -141,6 +141,9 @@ Depth = Annotated[Optional[int], typer.Option(help="Hidden layers (mlp) or convo
 CheckpointDir = Annotated[
     Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
 ]
+CheckpointEvery = Annotated[float, typer.Option(
+    help="Seconds between two checkpoints, taken at the next step or epoch boundary; also one when the run ends, "
+         "and on Ctrl-C or SIGTERM. 0: at the end of every epoch.", metavar="SECONDS")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Discard the checkpoint of an unfinished run and start over (without --resume or --restart, "
@@ -219,10 +222,10 @@ def _data_options(val_split, image_size, color_mode):
     return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
 
 
-def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart):
+def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every):
     """The `Runtime` of the training commands' shared options."""
     return Runtime(strategy=strategy.value, mixed_precision=mixed_precision.value, checkpoint_dir=checkpoint_dir,
-                   resume=resume, restart=restart)
+                   resume=resume, restart=restart, checkpoint_every=checkpoint_every)
 
 
 def _result(path):
@@ -251,6 +254,7 @@ def train_teacher(
     color_mode: ColorMode = None,
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
+    checkpoint_every: CheckpointEvery = 60.0,
     resume: Resume = False,
     restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
@@ -269,7 +273,7 @@ def train_teacher(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)
@@ -404,6 +408,7 @@ def distill(
         help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, "
              "else student.keras).")] = None,
     checkpoint_dir: CheckpointDir = None,
+    checkpoint_every: CheckpointEvery = 60.0,
     resume: Resume = False,
     restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
@@ -440,7 +445,7 @@ def distill(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)

@@ -51,6 +51,13 @@ def _multi_worker(tf):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def is_multi_worker(strategy):
+    """Whether this process is one worker of several (a multi-worker cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and len(resolver.cluster_spec().as_dict()) > 0 and \
+        sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
+
+
 def is_chief(strategy):
     """Whether this process writes artifacts and checkpoints: always, except the
     non-chief workers of a multi-worker run."""

@@ -7,6 +7,7 @@ EXIT_USAGE = 2
 EXIT_GATE_FAILED = 3
 EXIT_BAD_INPUT = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM stopped
 
 
 class KdcliError(Exception):

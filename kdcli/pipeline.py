@@ -208,6 +208,7 @@ def train_teacher(
     history = train(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
         resume=runtime.resume, restart=runtime.restart, run_config={"arch": arch}, strategy=strategy,
+        checkpoint_every=runtime.checkpoint_every,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, **budget.record(), **runtime.record(),
@@ -461,7 +462,8 @@ def distill_student(
     model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
     if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
         teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
-    runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart}
+    runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart,
+            "checkpoint_every": runtime.checkpoint_every}
 
     def run_seed(seed, folders, model):
         """One seed's distilled student and, with --baseline, its scratch twin: the student and its metrics."""

@@ -143,6 +143,8 @@ class Runtime:
         restart: discard a checkpoint found there and start over (without
             `resume` or `restart`, a checkpoint found there is refused; both
             at once are refused by `kdcli.checkpoints.check_checkpoints`).
+        checkpoint_every: seconds between two checkpoints, taken at the next
+            step or epoch boundary (0: at the end of every epoch).
     """
 
     strategy: str = "default"
@@ -150,8 +152,11 @@ class Runtime:
     checkpoint_dir: Path | None = None
     resume: bool = False
     restart: bool = False
+    checkpoint_every: float = 60.0
 
     def __post_init__(self):
+        if not (is_finite_number(self.checkpoint_every) and self.checkpoint_every >= 0):
+            raise UsageError(f"--checkpoint-every must be a number of seconds of 0 or more, got {self.checkpoint_every}")
         if self.strategy not in STRATEGIES:
             raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.mixed_precision not in PRECISIONS:

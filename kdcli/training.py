@@ -11,7 +11,10 @@ loss averaging (`tf.nn.compute_average_loss`, ready for `tf.distribute`), of
 speed, and of what happens between epochs.
 """
 
+import contextlib
 import dataclasses
+import signal
+import threading
 import time
 
 import numpy as np
@@ -21,7 +24,7 @@ from kdcli.augment import NEEDS_TEACHER, has_mixup, make_augment, mix, parse_aug
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
 from kdcli.console import plural
 from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
-from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
+from kdcli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
@@ -31,12 +34,14 @@ from kdcli.runs import Budget, refit_folder
 CHECK_EVERY = 16
 # Samples per call when measuring the validation split.
 VALIDATION_BATCH = 256
+# Seconds between two checkpoints, by default (see the README's measurement).
+CHECKPOINT_EVERY = 60.0
 # Folded into a step's seed for mixup's random numbers, so that they differ from the shift's.
 MIXUP_STREAM = 1
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
-          run_config=None, strategy=None, prune=None, **options):
+          run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -56,9 +61,12 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             told where a resumed run continues, and `epoch_end(epoch, epochs,
             logs, last)`, told each epoch's loss, accuracy, validation accuracy
             and seconds.
-        checkpoint_dir: save a checkpoint there after every epoch. An
-            unfinished run's checkpoint found there is refused unless `resume`
-            or `restart` (see `kdcli.checkpoints.check_checkpoints`).
+        checkpoint_dir: save checkpoints there: every `checkpoint_every`
+            seconds at the first step or epoch boundary after, when the run
+            ends, and on SIGINT or SIGTERM at the next step boundary (the
+            process then exits with code 130 or 143). An unfinished run's
+            checkpoint found there is refused unless `resume` or `restart`
+            (see `kdcli.checkpoints.check_checkpoints`).
         resume: continue from the last good checkpoint in `checkpoint_dir`
             (the result equals an uninterrupted run's, up to float rounding).
         restart: discard a checkpoint found in `checkpoint_dir` and start over.
@@ -69,6 +77,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         prune: with `epochs="auto"`, a function of the validation accuracies
             so far that says whether to stop the run now (a tuner's rule
             for trials that fall behind); `stopped` is then `pruned`.
+        checkpoint_every: seconds between two checkpoints (60 by default);
+            0 checkpoints at the end of every epoch. A multi-worker run
+            checkpoints at the end of every epoch whatever the value.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -83,12 +94,13 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     budget = _budget(budget, options, epochs=20)
     return _fit_and_refit(
         model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
-        restart=restart, run_config=run_config, strategy=strategy, prune=prune,
+        restart=restart, run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
     )
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
-            checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None, **options):
+            checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None,
+            checkpoint_every=CHECKPOINT_EVERY, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -108,7 +120,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
-        progress, checkpoint_dir, resume, restart, run_config, strategy, prune: as in `train`.
+        progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every: as in `train`.
         **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
@@ -131,7 +143,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     return _fit_and_refit(
         student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
         checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
-        prune=prune,
+        prune=prune, checkpoint_every=checkpoint_every,
     )
 
 
@@ -163,9 +175,9 @@ def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
 
 
 def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,
-         restart, run_config, strategy, prune=None):
+         restart, run_config, strategy, prune=None, checkpoint_every=CHECKPOINT_EVERY):
     """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
-    from kdcli.distribute import is_chief, worker_id
+    from kdcli.distribute import is_chief, is_multi_worker, worker_id
 
     loss_config = {"method": method.config(), **(run_config or {})}
     epochs = budget.max_epochs if budget.auto else budget.epochs
@@ -271,61 +283,91 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                     f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done, more than --epochs {epochs}; "
                     f"give --epochs {first_epoch} or more"
                 )
-            if first_epoch and hasattr(progress, "say"):
+            partial = checkpoints.partial
+            if (first_epoch or partial) and hasattr(progress, "say"):
                 rest = f", continuing with epoch {first_epoch + 1}" if first_epoch < epochs and \
                     not history.get("stopped") else ""
+                rest += f" after its step {partial['step']}" if partial else ""
                 progress.say(f"resuming from {checkpoint_dir}: {first_epoch} of {epochs} epochs done{rest}")
+    partial = checkpoints.partial if checkpoints is not None else None
     if progress is not None:
-        progress.start(max(epochs - first_epoch, 0) * steps)
+        progress.start(max(epochs - first_epoch, 0) * steps - (partial["step"] if partial else 0))
     started = time.perf_counter()
     epoch = first_epoch
+    # In a multi-worker run every worker must take part in each checkpoint: at epoch ends only,
+    # and a signal is left to stop the process as it would (see the README).
+    by_time = not is_multi_worker(strategy)
+    saved = {"at": time.monotonic(), "best_epoch": history.get("best_epoch")}
+
+    def sums():
+        """The epoch's summed loss and correct answers so far, those of steps before a resume included."""
+        return carried[0] + float(loss_sum.numpy()), carried[1] + int(correct_sum.numpy())
+
+    def save(epochs_done, step=0, seconds=0.0):
+        """A checkpoint after `epochs_done` epochs and `step` steps of the next."""
+        new_best = history.get("best_epoch") != saved["best_epoch"]
+        partial = dict(zip(("step", "loss_sum", "correct", "seconds"), (step, *sums(), seconds))) if step else None
+        checkpoints.save(epochs_done, history, best=best if new_best else None, partial=partial)
+        saved.update(at=time.monotonic(), best_epoch=history.get("best_epoch"))
+
     try:
-        for epoch in range(first_epoch, epochs if not history.get("stopped") else first_epoch):
-            epoch_started = time.perf_counter()
-            loss_sum.assign(0.0)
-            correct_sum.assign(0)
-            last_loss.assign(0.0)
-            # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
-            epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
-            batches = train_split.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra)
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            batches = strategy.experimental_distribute_dataset(batches.with_options(options))
-            for step, batch in enumerate(iterate(batches), start=1):
-                # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
-                train_step(tf.constant([seed, epoch * steps + step], tf.int64), epoch_number, *batch)
-                if step % CHECK_EVERY == 0:
-                    _check_finite(last_loss, epoch, checkpoints)
-                if progress is not None:
-                    progress.advance({"epoch": epoch + 1, **_last_validation(history)})
-                fault_point("step")
-            _check_finite(last_loss, epoch, checkpoints)
-            history["loss"].append(float(loss_sum.numpy()) / n)
-            history["accuracy"].append(int(correct_sum.numpy()) / n)
-            history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
-            improved = False
-            if validate is not None:
-                improved = _early_stopping(history, *validate(), epoch, budget.patience, epochs)
-                if improved:
-                    best = model.get_weights()
-                if prune is not None and not history.get("stopped") and prune(history["val_accuracy"]):
-                    history["stopped"] = "pruned"
-            if checkpoints is not None:
-                checkpoints.save(epoch + 1, history, best=best if improved else None)
-            if hasattr(progress, "epoch_end"):
-                progress.epoch_end(epoch + 1, epochs, _epoch_logs(history),
-                                   last=bool(history.get("stopped")) or epoch + 1 == epochs)
-            if history.get("stopped"):
-                break
-    except KeyboardInterrupt:
+        with _stop_requests(enabled=checkpoints is not None and by_time) as stop:
+            for epoch in range(first_epoch, epochs if not history.get("stopped") else first_epoch):
+                # An epoch resumed from a checkpoint taken inside it continues after its steps done.
+                done = partial["step"] if partial and epoch == first_epoch else 0
+                epoch_started = time.perf_counter() - (partial["seconds"] if done else 0.0)
+                # Kept apart from the device sums: a SUM variable split over replicas would round them.
+                carried = (partial["loss_sum"], partial["correct"]) if done else (0.0, 0)
+                loss_sum.assign(0.0)
+                correct_sum.assign(0)
+                last_loss.assign(0.0)
+                # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
+                epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
+                batches = train_split.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra).skip(done)
+                options = tf.data.Options()
+                options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+                batches = strategy.experimental_distribute_dataset(batches.with_options(options))
+                for step, batch in enumerate(iterate(batches), start=done + 1):
+                    # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
+                    train_step(tf.constant([seed, epoch * steps + step], tf.int64), epoch_number, *batch)
+                    if step % CHECK_EVERY == 0:
+                        _check_finite(last_loss, epoch, checkpoints)
+                    if progress is not None:
+                        progress.advance({"epoch": epoch + 1, **_last_validation(history)})
+                    fault_point("step")
+                    if checkpoints is not None and step < steps and (stop or (
+                            by_time and checkpoint_every > 0 and time.monotonic() - saved["at"] >= checkpoint_every)):
+                        _check_finite(last_loss, epoch, checkpoints)
+                        save(epoch, step, time.perf_counter() - epoch_started)
+                        if stop:
+                            raise _Stopped(stop["signal"], epoch, step, steps, checkpoints.directory)
+                _check_finite(last_loss, epoch, checkpoints)
+                summed_loss, correct = sums()
+                history["loss"].append(summed_loss / n)
+                history["accuracy"].append(correct / n)
+                history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
+                if validate is not None:
+                    if _early_stopping(history, *validate(), epoch, budget.patience, epochs):
+                        best = model.get_weights()
+                    if prune is not None and not history.get("stopped") and prune(history["val_accuracy"]):
+                        history["stopped"] = "pruned"
+                last = bool(history.get("stopped")) or epoch + 1 == epochs
+                # At the end of the run too, so that a finished run's checkpoint holds its result.
+                if checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
+                                                time.monotonic() - saved["at"] >= checkpoint_every):
+                    save(epoch + 1)
+                if hasattr(progress, "epoch_end"):
+                    progress.epoch_end(epoch + 1, epochs, _epoch_logs(history), last=last)
+                if stop:
+                    raise _Stopped(stop["signal"], epoch + 1, 0, steps, checkpoints.directory)
+                if history.get("stopped"):
+                    break
+    except KeyboardInterrupt:  # without checkpoints, or a second Ctrl-C while a checkpoint was written
         if checkpoints is None:
             raise
-        if epoch == 0:
-            raise KdcliError(f"interrupted in epoch 1, before any checkpoint in {checkpoints.directory}",
-                             EXIT_INTERRUPTED) from None
         raise KdcliError(
-            f"interrupted in epoch {epoch + 1}; the {plural(epoch, 'epoch')} done are saved in {checkpoints.directory}: "
-            "run the same command with --resume to continue", EXIT_INTERRUPTED,
+            f"interrupted in epoch {epoch + 1}; the last checkpoint in {checkpoints.directory} is kept: "
+            "run the same command with --resume to continue from it", EXIT_INTERRUPTED,
         ) from None
     finally:
         if progress is not None:
@@ -354,6 +396,40 @@ def mixup_loss(method, labels, partner, weight, logits, teacher_logits, epoch):
         mean = tf.reduce_mean(weight)
         batch_term = mean * batch_term + (1 - mean) * partner_term
     return per_sample, batch_term, tf.where(weight >= 0.5, labels, partner_labels)
+
+
+class _Stopped(KdcliError):
+    """A run stopped by SIGINT or SIGTERM after saving a checkpoint at a step boundary."""
+
+    def __init__(self, signum, epochs_done, step, steps, directory):
+        name, code = ("interrupted", EXIT_INTERRUPTED) if signum == signal.SIGINT else \
+            ("stopped by SIGTERM", EXIT_TERMINATED)
+        where = f"in epoch {epochs_done + 1} after step {step} of {steps}" if step else \
+            f"after epoch {epochs_done}"
+        super().__init__(f"{name} {where}; saved in {directory}: run the same command with --resume to continue",
+                         code)
+
+
+@contextlib.contextmanager
+def _stop_requests(enabled):
+    """While training: SIGINT and SIGTERM ask the loop to stop at the next step boundary,
+    after a checkpoint (`stop["signal"]` is then set); a second SIGINT stops at once."""
+    stop = {}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame):
+        if stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+
+    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _validator(model, split):

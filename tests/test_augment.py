@@ -128,14 +128,15 @@ def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(p
     assert "baseline_test_accuracy" in record["metrics"]
     # stopped after the baseline's first epoch (2 epochs of distillation, then 1 of the baseline), its
     # checkpoint says how it was trained: on shifted copies too
-    r = kdcli_process(*args, "--checkpoint-dir", tmp_path / "ck", fault=f"step:{3 * STEPS_PER_EPOCH + 1}:KILL")
+    r = kdcli_process(*args, "--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", "0",
+                      fault=f"step:{3 * STEPS_PER_EPOCH + 1}:KILL")
     assert r.returncode == -9
     assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift:1"
 
 
 def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
     args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1",
-            "--augment", "shift"]
+            "--checkpoint-every", "0", "--augment", "shift"]
     r = run_cli(*args, "--out", tmp_path / "a.keras")
     assert r.exit_code == 0, r.stderr
     r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck",

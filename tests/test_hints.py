@@ -69,7 +69,7 @@ def test_the_automatic_layer_is_the_last_hidden_layer_with_weights():
 
 def hints_args(pipeline, out, *more):
     return ["distill", "--teacher", pipeline["teacher"], "--method", "hints", "--epochs", "2", "--seed", "4",
-            *more, "--out", out]
+            "--checkpoint-every", "0", *more, "--out", out]
 
 
 def test_distill_with_hints_saves_the_student_without_its_projector(pipeline, tmp_path):

@@ -17,7 +17,9 @@ from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights
 
 
 def distill_args(pipeline, out, epochs=3):
+    """A short distillation that checkpoints at the end of every epoch (`--checkpoint-every 0`)."""
     return ["distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", epochs,
+            "--checkpoint-every", "0",
             "--seed", "3", "--out", out]
 
 
@@ -49,12 +51,52 @@ def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
     assert r.returncode == 130
     lines = talk(r.stderr)
     assert len(lines) == 1 and "Traceback" not in r.stderr
-    assert lines[0].startswith("error: interrupted in epoch 3; the 2 epochs done are saved in")
+    # the step it was in finished, then a checkpoint of 2 epochs and 3 steps
+    assert lines[0].startswith("error: interrupted in epoch 3 after step 3 of 23; saved in")
     assert lines[0].endswith("run the same command with --resume to continue")
+    assert state(tmp_path / "student.ckpt" / "student")["partial"]["step"] == 3
     assert not out.exists()
     r = kdcli_process(*distill_args(pipeline, out), "--resume")
     assert r.returncode == 0, r.stderr
     assert_same_weights(out, reference)
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_exits_143_then_resume(pipeline, reference, tmp_path):
+    out = tmp_path / "student.keras"
+    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]  # the default interval
+    r = kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 7}:TERM")
+    assert r.returncode == 143
+    lines = talk(r.stderr)
+    assert lines == [f"error: stopped by SIGTERM in epoch 2 after step 7 of 23; saved in {tmp_path / 'student.ckpt'}"
+                     "/student: run the same command with --resume to continue"]
+    assert not out.exists()
+    r = kdcli_process(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stderr and "continuing with epoch 2 after its step 7" in r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_path):
+    out, ck = tmp_path / "student.keras", tmp_path / "ck"
+    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "0.000001", "--checkpoint-dir", ck, "--out", out]
+    r = kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 9}:KILL")  # an interval shorter than any step
+    assert r.returncode == -9
+    assert state(ck / "student")["epochs_done"] == 1
+    assert state(ck / "student")["partial"]["step"] == 8  # the step before the kill
+    r = kdcli_process(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out, reference)
+
+
+def test_the_default_interval_checkpoints_a_short_run_only_at_its_end(pipeline, tmp_path):
+    out = tmp_path / "student.keras"
+    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]
+    r = kdcli_process(*args, fault="checkpoint-written:1:KILL")  # 3 epochs in well under 60 s
+    assert r.returncode == -9  # killed while writing the first checkpoint: the one of the run's end
+    written = {p.name.split(".")[0] for p in (tmp_path / "student.ckpt" / "student").iterdir()}
+    assert written == {"ckpt-3"}
+    r = run_cli(*distill_args(pipeline, out), "--checkpoint-every", "-1")
+    assert_one_line_error(r, 2, "--checkpoint-every must be a number of seconds of 0 or more, got -1.0")
 
 
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(pipeline, reference, tmp_path):
@@ -83,7 +125,8 @@ def test_sigkill_during_the_final_save_keeps_the_previous_file(pipeline, referen
 
 
 def test_teacher_training_resumes_too(tmp_path):
-    args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1"]
+    args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1",
+            "--checkpoint-every", "0"]
     r = run_cli(*args, "--out", tmp_path / "a.keras")
     assert r.exit_code == 0
     r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck",
@@ -238,7 +281,8 @@ def test_full_disk_leaves_nothing_half_written(small_disk, pipeline, tmp_path):
 
 def test_extending_a_run_needs_a_constant_schedule(pipeline, tmp_path):
     out = tmp_path / "s.keras"
-    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2", "--out", out]
+    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2", "--checkpoint-every", "0",
+            "--out", out]
     cosine = [*args, "--lr-schedule", "cosine"]
     r = kdcli_process(*cosine, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")  # the schedule spans 2 epochs
     assert r.returncode == -9
@@ -283,8 +327,8 @@ def test_resume_with_fewer_epochs_than_done_says_how_many_and_that_works(pipelin
 def test_checkpoints_of_another_command_in_the_same_folder_are_kept(pipeline, tmp_path):
     """A teacher's and a student's runs may share a --checkpoint-dir: each sees and removes only its own."""
     ck = tmp_path / "ck"
-    teacher = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-dir", ck,
-               "--out", tmp_path / "t.keras"]
+    teacher = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-every", "0",
+               "--checkpoint-dir", ck, "--out", tmp_path / "t.keras"]
     r = kdcli_process(*teacher, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
     assert r.returncode == -9 and state(ck)["epochs_done"] == 1
     r = run_cli(*distill_args(pipeline, tmp_path / "s.keras", epochs=1), "--checkpoint-dir", ck)
@@ -298,8 +342,8 @@ def test_checkpoints_of_another_command_in_the_same_folder_are_kept(pipeline, tm
 
 def test_restart_discards_nothing_when_the_command_fails_before_training(tmp_path):
     ck = tmp_path / "ck"
-    args = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-dir", ck,
-            "--out", tmp_path / "t.keras"]
+    args = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-every", "0",
+            "--checkpoint-dir", ck, "--out", tmp_path / "t.keras"]
     kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
     assert state(ck)["epochs_done"] == 1
     r = run_cli(*args, "--restart", "--data", "digitz")

@@ -11,7 +11,7 @@ from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights
 
 def seeds_args(pipeline, out, *more):
     return ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16", "--epochs", "2",
-            "--seed", "3", "--baseline", *more, "--out", out]
+            "--seed", "3", "--baseline", "--checkpoint-every", "0", *more, "--out", out]
 
 
 def test_seeds_train_both_students_per_seed_and_report_mean_and_spread(pipeline, tmp_path):
