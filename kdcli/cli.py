@@ -144,6 +144,9 @@ CheckpointDir = Annotated[
 CheckpointEvery = Annotated[float, typer.Option(
     help="Seconds between two checkpoints, taken at the next step or epoch boundary; also one when the run ends, "
          "and on Ctrl-C or SIGTERM. 0: at the end of every epoch.", metavar="SECONDS")]
+LogDir = Annotated[Optional[Path], typer.Option(
+    help="Write training logs there: per epoch the loss and its parts, accuracy, validation accuracy and loss, "
+         "step size and seconds, as TensorBoard scalars and in metrics.csv (one folder per run).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Discard the checkpoint of an unfinished run and start over (without --resume or --restart, "
@@ -222,10 +225,10 @@ def _data_options(val_split, image_size, color_mode):
     return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
 
 
-def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every):
+def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir):
     """The `Runtime` of the training commands' shared options."""
     return Runtime(strategy=strategy.value, mixed_precision=mixed_precision.value, checkpoint_dir=checkpoint_dir,
-                   resume=resume, restart=restart, checkpoint_every=checkpoint_every)
+                   resume=resume, restart=restart, checkpoint_every=checkpoint_every, log_dir=log_dir)
 
 
 def _result(path):
@@ -255,6 +258,7 @@ def train_teacher(
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 60.0,
+    log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
@@ -273,7 +277,7 @@ def train_teacher(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)
@@ -409,6 +413,7 @@ def distill(
              "else student.keras).")] = None,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 60.0,
+    log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
     mixed_precision: MixedPrecision = Precision.off,
@@ -445,7 +450,7 @@ def distill(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)

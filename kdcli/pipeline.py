@@ -208,7 +208,7 @@ def train_teacher(
     history = train(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
         resume=runtime.resume, restart=runtime.restart, run_config={"arch": arch}, strategy=strategy,
-        checkpoint_every=runtime.checkpoint_every,
+        checkpoint_every=runtime.checkpoint_every, log_dir=runtime.log_for(),
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, **budget.record(), **runtime.record(),
@@ -473,6 +473,7 @@ def distill_student(
             model, data, seed_budget, teacher_logits=teacher_logits,
             teacher=teacher_model if teacher_logits is None else None, method=method,
             progress=reporter.progress(f"distilling{named}"), checkpoint_dir=folders[0],
+            log_dir=runtime.log_for(folders[0]),
             run_config={"student": student, "teacher_sha256": teacher_sha,
                         "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
             **runs,
@@ -481,7 +482,8 @@ def distill_student(
         if baseline:
             scratch = build(seed)  # the same architecture and initial weights (same seed)
             scratch_history = train(scratch, data, seed_budget, progress=reporter.progress(f"baseline{named}"),
-                                    checkpoint_dir=folders[1], run_config={"student": student}, **runs)
+                                    checkpoint_dir=folders[1], log_dir=runtime.log_for(folders[1]),
+                                    run_config={"student": student}, **runs)
             metrics.update(_baseline_metrics(metrics, scratch, data, scratch_history))
         return metrics
 
@@ -499,7 +501,8 @@ def distill_student(
             folder = checkpoint_dir / f"trial-{index + 1}"
             if trial.scratch:
                 history = train(trial_model, data, trial_budget, progress=progress, checkpoint_dir=folder,
-                                run_config={"student": student}, prune=prune, **runs)
+                                log_dir=runtime.log_for(folder), run_config={"student": student}, prune=prune,
+                                **runs)
             else:
                 trial_method = trial.make_method()
                 offline = teacher_logits is not None and trial.augment == "none" and \
@@ -507,8 +510,8 @@ def distill_student(
                 history = distill(
                     trial_model, data, trial_budget, teacher_logits=teacher_logits if offline else None,
                     teacher=None if offline else teacher_model, method=trial_method, progress=progress,
-                    checkpoint_dir=folder, run_config={"student": student, "teacher_sha256": teacher_sha},
-                    prune=prune, **runs)
+                    checkpoint_dir=folder, log_dir=runtime.log_for(folder),
+                    run_config={"student": student, "teacher_sha256": teacher_sha}, prune=prune, **runs)
             trained[index] = trial_model, history
             return history
 

@@ -145,6 +145,7 @@ class Runtime:
             at once are refused by `kdcli.checkpoints.check_checkpoints`).
         checkpoint_every: seconds between two checkpoints, taken at the next
             step or epoch boundary (0: at the end of every epoch).
+        log_dir: a folder for training logs (TensorBoard and CSV), or None.
     """
 
     strategy: str = "default"
@@ -153,6 +154,7 @@ class Runtime:
     resume: bool = False
     restart: bool = False
     checkpoint_every: float = 60.0
+    log_dir: Path | None = None
 
     def __post_init__(self):
         if not (is_finite_number(self.checkpoint_every) and self.checkpoint_every >= 0):
@@ -168,6 +170,13 @@ class Runtime:
             return Path(self.checkpoint_dir)
         out = Path(out)
         return out.with_name(f"{out.stem}.ckpt")
+
+    def log_for(self, run_folder=None):
+        """The log folder of a run: `log_dir` itself, or its subfolder named like the run's
+        checkpoint folder (`student`, `baseline`, `trial-3`...); None without `log_dir`."""
+        if self.log_dir is None:
+            return None
+        return Path(self.log_dir) / Path(run_folder).name if run_folder is not None else Path(self.log_dir)
 
     def record(self):
         """What provenance keeps of the runtime: how the run computed (not where it saved)."""

@@ -26,6 +26,7 @@ from kdcli.console import plural
 from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
 from kdcli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, KdcliError, UsageError
 from kdcli.faults import fault_point
+from kdcli.logs import TrainingLog
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
 from kdcli.runs import Budget, refit_folder
@@ -41,7 +42,7 @@ MIXUP_STREAM = 1
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
-          run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, **options):
+          run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -80,6 +81,10 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         checkpoint_every: seconds between two checkpoints (60 by default);
             0 checkpoints at the end of every epoch. A multi-worker run
             checkpoints at the end of every epoch whatever the value.
+        log_dir: a folder for training logs (`kdcli.logs.TrainingLog`):
+            per epoch, the loss and its parts, the training accuracy, the
+            validation accuracy and loss, the step size and the seconds, as
+            TensorBoard scalars and in `metrics.csv`.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -95,12 +100,13 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     return _fit_and_refit(
         model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
         restart=restart, run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
+        log_dir=log_dir,
     )
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
             checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None,
-            checkpoint_every=CHECKPOINT_EVERY, **options):
+            checkpoint_every=CHECKPOINT_EVERY, log_dir=None, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -120,7 +126,8 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
-        progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every: as in `train`.
+        progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every, log_dir: as in
+            `train`.
         **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
@@ -143,7 +150,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     return _fit_and_refit(
         student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
         checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
-        prune=prune, checkpoint_every=checkpoint_every,
+        prune=prune, checkpoint_every=checkpoint_every, log_dir=log_dir,
     )
 
 
@@ -175,7 +182,7 @@ def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
 
 
 def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,
-         restart, run_config, strategy, prune=None, checkpoint_every=CHECKPOINT_EVERY):
+         restart, run_config, strategy, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None):
     """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
     from kdcli.distribute import is_chief, is_multi_worker, worker_id
 
@@ -219,8 +226,12 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         loss_sum = tf.Variable(0.0, dtype=tf.float64, **summed)
         correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
         last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
+        # The loss's parts, summed for the training logs only.
+        term_sums = {name: tf.Variable(0.0, dtype=tf.float64, **summed)
+                     for name in (method.term_names if log_dir is not None else ())}
 
     def replica_step(step_seed, epoch_number, x, y, *given_logits):
+        labels = y
         # Augmentation comes before the teacher runs: it sees the same inputs as the student.
         replica_seed = tf.random.experimental.stateless_fold_in(
             step_seed, tf.distribute.get_replica_context().replica_id_in_sync_group)
@@ -239,7 +250,8 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
             else:
                 per_sample, batch_term = method.loss(y, logits, t, epoch_number)
             if s_features is not None:
-                per_sample += method.feature_loss(s_features, t_features)
+                feature_part = method.feature_loss(s_features, t_features)
+                per_sample += feature_part
             # Averaged over the global batch (counted, since the last one is smaller and may be
             # split unevenly), so summing the replicas' gradients gives the mean over the batch.
             local_size = tf.shape(per_sample)[0]
@@ -249,6 +261,19 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 loss += batch_term * tf.cast(local_size, batch_term.dtype) / tf.cast(global_size, batch_term.dtype)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        if term_sums:
+            terms = method.loss_terms(labels, logits, t, epoch_number)
+            if mixup:  # weighted like the loss: see mixup_loss
+                partner_terms = method.loss_terms(tf.gather(labels, partner), logits, t, epoch_number)
+                share = {True: weight, False: tf.reduce_mean(weight)}
+                terms = {k: share[v.shape.rank == 1] * v + (1 - share[v.shape.rank == 1]) * partner_terms[k]
+                         for k, v in terms.items()}
+            if s_features is not None:
+                terms["feature_term"] = feature_part
+            for name, value in terms.items():  # a batch statistic counts once per sample, like batch_term
+                value = tf.cast(value, tf.float64)
+                term_sums[name].assign_add(tf.reduce_sum(value) if value.shape.rank == 1
+                                           else value * tf.cast(local_size, tf.float64))
         grads = tape.gradient(loss, trained)
         optimizer.apply_gradients(zip(grads, trained))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
@@ -290,6 +315,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 rest += f" after its step {partial['step']}" if partial else ""
                 progress.say(f"resuming from {checkpoint_dir}: {first_epoch} of {epochs} epochs done{rest}")
     partial = checkpoints.partial if checkpoints is not None else None
+    log = TrainingLog(log_dir, epochs_done=first_epoch) if log_dir is not None and is_chief(strategy) else None
     if progress is not None:
         progress.start(max(epochs - first_epoch, 0) * steps - (partial["step"] if partial else 0))
     started = time.perf_counter()
@@ -300,13 +326,15 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
     saved = {"at": time.monotonic(), "best_epoch": history.get("best_epoch")}
 
     def sums():
-        """The epoch's summed loss and correct answers so far, those of steps before a resume included."""
-        return carried[0] + float(loss_sum.numpy()), carried[1] + int(correct_sum.numpy())
+        """The epoch's summed loss, correct answers and loss parts so far, those of steps before a resume included."""
+        return (carried[0] + float(loss_sum.numpy()), carried[1] + int(correct_sum.numpy()),
+                {name: carried[2].get(name, 0.0) + float(total.numpy()) for name, total in term_sums.items()})
 
     def save(epochs_done, step=0, seconds=0.0):
         """A checkpoint after `epochs_done` epochs and `step` steps of the next."""
         new_best = history.get("best_epoch") != saved["best_epoch"]
-        partial = dict(zip(("step", "loss_sum", "correct", "seconds"), (step, *sums(), seconds))) if step else None
+        partial = dict(zip(("step", "loss_sum", "correct", "terms", "seconds"), (step, *sums(), seconds))) \
+            if step else None
         checkpoints.save(epochs_done, history, best=best if new_best else None, partial=partial)
         saved.update(at=time.monotonic(), best_epoch=history.get("best_epoch"))
 
@@ -317,7 +345,9 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 done = partial["step"] if partial and epoch == first_epoch else 0
                 epoch_started = time.perf_counter() - (partial["seconds"] if done else 0.0)
                 # Kept apart from the device sums: a SUM variable split over replicas would round them.
-                carried = (partial["loss_sum"], partial["correct"]) if done else (0.0, 0)
+                carried = (partial["loss_sum"], partial["correct"], partial.get("terms", {})) if done else (0.0, 0, {})
+                for total in term_sums.values():
+                    total.assign(0.0)
                 loss_sum.assign(0.0)
                 correct_sum.assign(0)
                 last_loss.assign(0.0)
@@ -342,7 +372,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                         if stop:
                             raise _Stopped(stop["signal"], epoch, step, steps, checkpoints.directory)
                 _check_finite(last_loss, epoch, checkpoints)
-                summed_loss, correct = sums()
+                summed_loss, correct, summed_terms = sums()
                 history["loss"].append(summed_loss / n)
                 history["accuracy"].append(correct / n)
                 history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
@@ -356,6 +386,12 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 if checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
                                                 time.monotonic() - saved["at"] >= checkpoint_every):
                     save(epoch + 1)
+                if log is not None:
+                    scalars = _epoch_logs(history)
+                    log.write(epoch + 1, {"loss": scalars.pop("loss"), **{k: v / n for k, v in summed_terms.items()},
+                                          **{k: v for k, v in scalars.items() if k != "seconds"},
+                                          **({"val_loss": history["val_loss"][-1]} if validate else {}),
+                                          "learning_rate": float(optimizer.learning_rate), "seconds": scalars["seconds"]})
                 if hasattr(progress, "epoch_end"):
                     progress.epoch_end(epoch + 1, epochs, _epoch_logs(history), last=last)
                 if stop:
@@ -372,6 +408,8 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
     finally:
         if progress is not None:
             progress.stop()
+        if log is not None:
+            log.close()
     if validate is not None and best is not None:
         model.set_weights(best)  # the best epoch's, as measured on the validation split
     history["seconds"] = time.perf_counter() - started

@@ -43,6 +43,8 @@ class Method:
     uses_teacher: ClassVar[bool] = True
     needs_live_teacher: ClassVar[bool] = False
     outputs: ClassVar[tuple] = ("logits",)
+    # The names of `loss_terms`, for training logs (`--log-dir`).
+    term_names: ClassVar[tuple] = ()
 
     def __post_init__(self):
         self.check()
@@ -85,6 +87,11 @@ class Method:
         """The per-sample loss between the features of `student_outputs` and
         `teacher_outputs`, added to `loss`'s (methods whose `outputs` have features)."""
         raise NotImplementedError
+
+    def loss_terms(self, labels, student_logits, teacher_logits, epoch):
+        """The parts of `loss` by name (`term_names`), for training logs: each a `(batch,)`
+        tensor or a scalar statistic of the batch. None by default."""
+        return {}
 
     def loss(self, labels, student_logits, teacher_logits, epoch):
         """The loss of a batch (of one replica's share of it, under `tf.distribute`).

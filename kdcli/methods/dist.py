@@ -25,6 +25,8 @@ class DIST(Method):
     beta: float = param(1.0, "--beta", "weight of the inter-class (per-sample) correlation term")
     gamma: float = param(1.0, "--gamma", "weight of the intra-class (per-class, over the batch) correlation term")
 
+    term_names = ("hard_term", "dist_term")
+
     def check(self):
         self.require_positive("temperature")
         self.require_at_least_zero("beta", "gamma")
@@ -33,3 +35,6 @@ class DIST(Method):
         from kdcli.losses import dist_terms
 
         return dist_terms(labels, student_logits, teacher_logits, self.temperature, self.beta, self.gamma)
+
+    def loss_terms(self, labels, student_logits, teacher_logits, epoch):
+        return dict(zip(self.term_names, self.loss(labels, student_logits, teacher_logits, epoch)))

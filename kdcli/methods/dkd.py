@@ -27,15 +27,21 @@ class DKD(Method):
     warmup: int = param(20, "--warmup-epochs", "epochs over which the KD term's weight grows to 1")
     standardize: bool = param(False, "--standardize-logits", "compare standardised logits in the KD term")
 
+    term_names = ("hard_term", "kd_term")
+
     def check(self):
         self.require_positive("temperature")
         self.require_at_least_zero("alpha", "beta", "warmup")
 
     def loss(self, labels, student_logits, teacher_logits, epoch):
+        terms = self.loss_terms(labels, student_logits, teacher_logits, epoch)
+        return terms["hard_term"] + terms["kd_term"], None
+
+    def loss_terms(self, labels, student_logits, teacher_logits, epoch):
         from kdcli._tf import tf
         from kdcli.losses import dkd_terms_per_sample
 
         ce, kd = dkd_terms_per_sample(labels, student_logits, teacher_logits, self.temperature, self.alpha, self.beta,
                                       standardize=self.standardize)
         weight = tf.minimum(epoch / self.warmup, 1.0) if self.warmup else 1.0
-        return ce + weight * kd, None
+        return {"hard_term": ce, "kd_term": weight * kd}

@@ -33,6 +33,7 @@ class Hints(KD):
     name = "hints"
     needs_live_teacher = True
     outputs = ("logits", "features")
+    term_names = (*KD.term_names, "feature_term")  # the loop adds the feature term
     hint_weight: float = param(1.0, "--hint-weight", "weight of the feature-matching term of hints")
     student_layer: str = param(AUTO, "--student-layer", "the student layer whose output matches the teacher's")
     teacher_layer: str = param(AUTO, "--teacher-layer", "the teacher layer the student's matches")

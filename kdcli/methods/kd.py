@@ -20,6 +20,7 @@ class KD(Method):
     temperature: float = param(4.0, "--temperature", "softens teacher and student distributions")
     alpha: float = param(0.9, "--alpha", "weight of the KD term; 1 - alpha weighs the hard labels")
     standardize: bool = param(False, "--standardize-logits", "compare standardised logits in the KD term")
+    term_names = ("kd_term", "hard_term")
 
     def check(self):
         self.require_positive("temperature")
@@ -31,3 +32,11 @@ class KD(Method):
         kwargs = {"standardize": True} if self.standardize else {}
         return distillation_loss_per_sample(
             labels, student_logits, teacher_logits, self.temperature, self.alpha, **kwargs), None
+
+    def loss_terms(self, labels, student_logits, teacher_logits, epoch):
+        from kdcli.losses import distillation_loss_per_sample
+
+        kwargs = {"standardize": True} if self.standardize else {}
+        soft, hard = (distillation_loss_per_sample(labels, student_logits, teacher_logits, self.temperature, weight,
+                                                   **kwargs) for weight in (1.0, 0.0))
+        return {"kd_term": self.alpha * soft, "hard_term": (1.0 - self.alpha) * hard}
