@@ -1,4 +1,5 @@
-"""--augment shift: exact shifts, repeatable runs, and a teacher that labels the copies the student sees."""
+"""--augment shift: exact shifts, repeatable runs (mixup's too), and a teacher that labels the copies the
+student sees."""
 
 import numpy as np
 import pytest
@@ -94,7 +95,8 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     assert np.abs(teacher.predict(moved, verbose=0) - logits).max() > 0.1
 
 
-def test_runs_repeat_and_shifting_changes_the_result():
+@pytest.mark.parametrize("augment", ["shift", "mixup"])
+def test_runs_repeat_and_augmenting_changes_the_result(augment):
     data = kdcli.load_data("digits")
     teacher = kdcli.build_model("mlp", data, width=16, depth=1, seed=9)
 
@@ -103,16 +105,16 @@ def test_runs_repeat_and_shifting_changes_the_result():
         fit(model, data, epochs=2, seed=seed, augment=augment)
         return np.concatenate([w.ravel() for w in model.get_weights()])
 
-    a = weights("shift", 1)
-    np.testing.assert_array_equal(a, weights("shift", 1))
-    assert not np.allclose(a, weights("shift", 2))
+    a = weights(augment, 1)
+    np.testing.assert_array_equal(a, weights(augment, 1))
+    assert not np.allclose(a, weights(augment, 2))
     assert not np.allclose(a, weights("none", 1))
 
     def online(model, data, **kw):
         return distill(model, data, teacher=teacher, **kw)
 
-    a = weights("shift", 1, online)
-    np.testing.assert_array_equal(a, weights("shift", 1, online))
+    a = weights(augment, 1, online)
+    np.testing.assert_array_equal(a, weights(augment, 1, online))
     assert not np.allclose(a, weights("none", 1, online))
 
 
