@@ -231,6 +231,14 @@ def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpo
                    resume=resume, restart=restart, checkpoint_every=checkpoint_every, log_dir=log_dir)
 
 
+def _numbers(text, option):
+    """A comma-separated list of numbers (`1,1.5,2`)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} needs numbers separated by commas, like 1,1.5,2; got {text!r}") from None
+
+
 def _result(path):
     """Print an artifact's path, alone, on stdout."""
     typer.echo(str(path))
@@ -400,6 +408,9 @@ def distill(
              "each scored on the validation split of --epochs auto, and keep the winner.", metavar="N")] = 0,
     tune_json: Annotated[Optional[Path], typer.Option(help="With --tune: also write the trials to this JSON file.")
     ] = None,
+    tune_widths: Annotated[str, typer.Option(
+        help="With --tune: the student's widths to try, as multiples of its own, comma-separated (1,1.5,2); "
+             "scratch is tried at each.")] = "1",
     online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
     student_output: Annotated[StudentOutput, typer.Option(
         help="What the saved student outputs: auto (like its teacher: probabilities for a softmax teacher, one "
@@ -446,6 +457,7 @@ def distill(
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher or None, student=student, width=width, depth=depth,
         method=chosen, online=online, baseline=baseline, seeds=seeds, tune=tune, tune_json=tune_json,
+        tune_widths=_numbers(tune_widths, "--tune-widths"),
         student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,

@@ -30,7 +30,7 @@ from kdcli.files import check_output, locate_recorded, provenance, rebase_record
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, save_model
 from kdcli.report import format_size
-from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, refit_folder
+from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, is_finite_number, refit_folder
 from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
 
 
@@ -307,8 +307,8 @@ def default_student_path(teacher):
 
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
-    budget=None, runtime=None, online=False, baseline=False, seeds=1, tune=0, tune_json=None, student_output="auto",
-    data_options=None, unsafe=False, reporter=None,
+    budget=None, runtime=None, online=False, baseline=False, seeds=1, tune=0, tune_json=None, tune_widths=(1.0,),
+    student_output="auto", data_options=None, unsafe=False, reporter=None,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -358,6 +358,9 @@ def distill_student(
             `budget.augment` are then not used.
         tune_json: a path for the trials as JSON (they are also in the
             student's provenance, under `metrics.tune`).
+        tune_widths: with `tune`, the student's widths to try, as multiples
+            of its own (the factor of `shrink:F`, or `width` of a built-in
+            student); the student trained from scratch is tried at each.
         student_output: what the saved student outputs: `auto` (the same kind
             as its teacher, so it is a drop-in replacement: probabilities for
             a softmax teacher, one sigmoid probability for a binary sigmoid
@@ -390,7 +393,7 @@ def distill_student(
     if seeds > 1 and not baseline:
         raise UsageError("--seeds K compares K seeds of the distilled and the scratch student: add --baseline")
     if tune:
-        _check_tune(tune, budget or Budget(), seeds)
+        _check_tune(tune, budget or Budget(), seeds, tune_widths)
         tune_json = check_output(tune_json, option="--tune-json") if tune_json else None
     if student_output not in STUDENT_OUTPUTS:
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
@@ -418,7 +421,7 @@ def distill_student(
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
     # TensorFlow: once the options and files are right
     from kdcli.ensembles import ensemble_accuracies, ensemble_head, ensemble_model, ensemble_sha256
-    from kdcli.models import build_from_spec, count_params, with_head
+    from kdcli.models import DEFAULTS, build_from_spec, count_params, with_head
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import distill, predict_logits, train
 
@@ -453,10 +456,20 @@ def distill_student(
     if output == "sigmoid" and data.num_classes != 2:
         raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
 
-    def build(seed):
+    def build(seed, scale=1.0):
+        """The student (`scale`: its widths times that, for `--tune-widths`)."""
+        spec, scaled_width = student, width
+        if scale != 1:
+            kind, value = parse_spec(student, "student")
+            if kind == "shrink":
+                spec = f"shrink:{value * scale:g}"
+            elif kind == "builtin":
+                scaled_width = max(1, round((width or DEFAULTS["student"][student][0]) * scale))
+            else:
+                raise UsageError(f"--tune-widths scales shrink:F and the built-in students, not --student {student}")
         # shrink:F derives the student from the first teacher of an ensemble.
         with strategy.scope():
-            return build_from_spec(student, data, "student", width=width, depth=depth, seed=seed, unsafe=unsafe,
+            return build_from_spec(spec, data, "student", width=scaled_width, depth=depth, seed=seed, unsafe=unsafe,
                                    teacher=members[0] if members else None, mixed_precision=runtime.mixed_precision)
 
     model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
@@ -492,10 +505,11 @@ def distill_student(
 
         live = teacher_model is not None  # augmentations need it, hints one teacher's layers
         augments = ["none", *(_augments_for(data) if live else [])]
-        trials = draw_trials(tune, budget.seed, augments, hints=live and len(members) == 1)
+        trials = draw_trials(tune, budget.seed, augments, hints=live and len(members) == 1, widths=tune_widths)
 
         def run_trial(index, trial, prune):
-            trial_model = model if index == 0 else build(budget.seed)  # the same initial weights in every trial
+            # The same initial weights in every trial of a width.
+            trial_model = model if index == 0 else build(budget.seed, trial.width)
             trial_budget = dataclasses.replace(budget, augment=trial.augment)
             progress = reporter.progress(f"trial {index + 1}/{len(trials)} ({trial.label()})")
             folder = checkpoint_dir / f"trial-{index + 1}"
@@ -558,10 +572,12 @@ def _baseline_metrics(metrics, scratch, data, history):
     return baseline
 
 
-def _check_tune(tune, budget, seeds):
+def _check_tune(tune, budget, seeds, widths):
     """Refuse what `--tune` cannot combine with, before any work."""
     if not isinstance(tune, int) or tune < 2:
         raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {tune}")
+    if not widths or not all(is_finite_number(w) and w > 0 for w in widths):
+        raise UsageError(f"--tune-widths needs positive numbers, got {','.join(map(str, widths))}")
     if not budget.auto:
         raise UsageError("--tune scores its trials on the validation split of --epochs auto: leave --epochs out")
     if budget.refit or seeds > 1:
@@ -690,8 +706,10 @@ def _summarise(reporter, out, model, metrics, teachers, members, count_params):
             f"{gain:+.2f} ± {spread:.2f} points{' (within noise)' if abs(gain) <= noise else ''}"
         )
     elif "baseline_test_accuracy" in metrics:
+        scratch = "trial 1, the student trained from scratch," if "tune" in metrics else \
+            "the same student trained from scratch"
         reporter.say(
-            f"baseline: the same student trained from scratch reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
+            f"baseline: {scratch} reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
             f"({_epochs_run(metrics, 'baseline_')}); distillation gained {metrics['distillation_gain_points']:+.1f} points"
         )
 

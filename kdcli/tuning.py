@@ -29,10 +29,12 @@ GRACE = 10
 @dataclasses.dataclass(frozen=True)
 class Trial:
     """One point of the search: a method config (`{"name": "kd", "temperature": 2.0, ...}`;
-    `{"name": "hard"}` for scratch) and an `--augment` spec."""
+    `{"name": "hard"}` for scratch), an `--augment` spec and the student's width, as a
+    multiple of the student's own (`--tune-widths`)."""
 
     method: dict
     augment: str = "none"
+    width: float = 1.0
 
     @property
     def scratch(self):
@@ -53,18 +55,20 @@ class Trial:
             params = " ".join(f"{short.get(k, k)}={v:g}" for k, v in self.method.items()
                               if k != "name" and isinstance(v, (int, float)) and not isinstance(v, bool))
             name = f"{self.method['name']} {params}".strip()
-        return name if self.augment == "none" else f"{name} + {self.augment}"
+        name = name if self.augment == "none" else f"{name} + {self.augment}"
+        return name if self.width == 1 else f"{name}, width x{self.width:g}"
 
 
 SCRATCH = Trial({"name": "hard"})
 DEFAULT = Trial({"name": "kd", "temperature": 4.0, "alpha": 0.9})
 
 
-def candidates(augments=("none",), hints=False):
+def candidates(augments=("none",), hints=False, widths=(1.0,)):
     """The search space beyond scratch: Hinton's KD over T and alpha, DKD over T and beta
     (5 warm-up epochs, since trials may stop early), DIST over T, and with `hints` (a
     live teacher) feature hints; each with every augmentation of `augments` (augmentations
-    other than `none` need a live teacher too)."""
+    other than `none` need a live teacher too); and for each width of `widths` other than 1,
+    scratch too."""
     space = []
     for augment in augments:
         space += [Trial({"name": "kd", "temperature": t, "alpha": a}, augment)
@@ -74,10 +78,11 @@ def candidates(augments=("none",), hints=False):
         space += [Trial({"name": "dist", "temperature": t}, augment) for t in (1.0, 4.0)]
         if hints:
             space += [Trial({"name": "hints", "hint_weight": w}, augment) for w in (0.1, 1.0)]
-    return space
+    scratch = [dataclasses.replace(SCRATCH, width=w) for w in widths if w != 1]  # width 1's is trial 1
+    return scratch + [dataclasses.replace(trial, width=w) for w in widths for trial in space]
 
 
-def draw_trials(n, seed, augments=("none",), hints=False):
+def draw_trials(n, seed, augments=("none",), hints=False, widths=(1.0,)):
     """`n` trials: scratch, kdcli's default, then distinct random draws from `candidates`.
 
     Raises:
@@ -85,7 +90,7 @@ def draw_trials(n, seed, augments=("none",), hints=False):
     """
     if not isinstance(n, int) or n < 2:
         raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {n}")
-    rest = [trial for trial in candidates(augments, hints) if trial != DEFAULT]
+    rest = [trial for trial in candidates(augments, hints, widths) if trial != DEFAULT]
     return [SCRATCH, DEFAULT, *random.Random(seed).sample(rest, min(n - 2, len(rest)))]
 
 
@@ -126,6 +131,7 @@ def search(trials, run_trial, say=None):
         curves.append(history["val_accuracy"])
         accuracy, minus_loss = score(history)
         records.append({"trial": index + 1, "label": trial.label(), "method": trial.method, "augment": trial.augment,
+                        "width": trial.width,
                         "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
                         "stopped": history["stopped"], "val_accuracy": accuracy, "val_loss": -minus_loss,
                         "seconds": sum(history["epoch_seconds"])})

@@ -7,7 +7,7 @@ import pytest
 
 import kdcli
 from kdcli.errors import UsageError
-from kdcli.tuning import DEFAULT, GRACE, SCRATCH, candidates, draw_trials, median_rule, search
+from kdcli.tuning import DEFAULT, GRACE, SCRATCH, Trial, candidates, draw_trials, median_rule, search
 
 from conftest import EPOCH_LINE, assert_one_line_error, kdcli_process, run_cli
 
@@ -23,6 +23,13 @@ def test_trials_start_with_scratch_and_the_default_then_distinct_draws_from_the_
     with pytest.raises(UsageError, match="2 trials or more"):
         draw_trials(1, 0)
     assert SCRATCH.label() == "scratch" and DEFAULT.label() == "kd T=4 alpha=0.9"
+
+
+def test_widths_multiply_the_space_and_scratch_is_tried_at_each():
+    space = candidates(widths=(1.0, 2.0))
+    assert len(space) == 1 + 2 * len(candidates())
+    assert [t for t in space if t.scratch] == [Trial(SCRATCH.method, width=2.0)]  # width 1's is trial 1
+    assert Trial(DEFAULT.method, width=2.0).label() == "kd T=4 alpha=0.9, width x2"
 
 
 def test_the_median_rule_stops_a_trial_behind_the_finished_ones_after_its_grace():
@@ -59,12 +66,13 @@ def tune_args(pipeline, out, *more):
 
 def test_tune_keeps_the_winning_trial_and_reports_the_search(pipeline, tmp_path):
     out = tmp_path / "tuned.keras"
-    r = run_cli(*tune_args(pipeline, out, "--tune-json", tmp_path / "trials.json"))
+    r = run_cli(*tune_args(pipeline, out, "--tune-json", tmp_path / "trials.json", "--tune-widths", "1,2"))
     assert r.exit_code == 0, r.stderr
     record = kdcli.read_provenance(out)
     tune = record["metrics"]["tune"]
     trials = tune["trials"]
     assert [t["label"] for t in trials[:2]] == ["scratch", "kd T=4 alpha=0.9"] and len(trials) == 3
+    assert [t["width"] for t in trials[:2]] == [1.0, 1.0] and trials[2]["width"] in (1.0, 2.0)
     winner = trials[tune["winner"] - 1]
     assert winner["val_accuracy"] == max(t["val_accuracy"] for t in trials) >= trials[0]["val_accuracy"]
     assert record["hyperparameters"]["tune"] == 3
@@ -101,6 +109,8 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(pipelin
     (["--tune", "3", "--refit"], "does not combine with --refit"),
     (["--tune", "3", "--method", "dkd"], "leave out --method"),
     (["--tune", "3", "--temperature", "2", "--augment", "shift"], "leave out --augment, --temperature"),
+    (["--tune", "3", "--tune-widths", "1,x"], "--tune-widths needs numbers separated by commas"),
+    (["--tune", "3", "--tune-widths", "1,0"], "--tune-widths needs positive numbers"),
 ])
 def test_bad_tune_options_are_usage_errors(pipeline, tmp_path, more, message):
     r = run_cli("distill", "--teacher", pipeline["teacher"], *more, "--out", tmp_path / "s.keras")
