@@ -1,0 +1,161 @@
+"""Teacher budget: `kdcli train-teacher`'s 40 epochs with a cosine schedule against `--epochs auto`.
+
+For each data set (the bundled digits, the synthetic `tabular` and `signal`
+of datasets.py, and the MNIST benchmark split when `../shared/data` is
+there, all made as in budgets.py) and each seed S, `kdcli train-teacher
+--data D --seed S` (`--arch auto`, `--augment auto`) in each variant:
+
+- today: `--epochs 40 --lr-schedule cosine` (today's defaults, given explicitly);
+- auto: `--epochs auto --lr-schedule constant` (10% of the training split
+  held out, patience 20, at most 300 epochs, the best epoch's weights kept).
+
+Records each teacher's test accuracy, epochs run (and auto's best epoch),
+parameters and the command's whole wall time, measured around its
+subprocess. Results go to `--json` after every run; cells already there are
+skipped, so a run cut short resumes. Prints, and writes to `--markdown`, a
+Markdown section for BENCHMARKS.md (`--report` only writes it from `--json`).
+
+    python benchmarks/teachers.py [--sets digits tabular signal mnist] [--variants today auto]
+        [--seeds 0 1 2] [--workdir DIR] [--json teachers.json] [--markdown teachers.md] [--report]
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from budgets import NAMES, SETS, make_data, points
+
+import kdcli
+
+from common import kdcli as run
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = ("today", "auto")
+OPTIONS = {"today": ("--epochs", 40, "--lr-schedule", "cosine"),
+           "auto": ("--epochs", "auto", "--lr-schedule", "constant")}
+
+
+def measure(variant, data, seed, workdir):
+    """One cell: train one teacher; returns its record."""
+    out = workdir / f"teacher-{variant}-{seed}.keras"
+    start = time.perf_counter()
+    # --restart: a checkpoint left by a benchmark run cut short is discarded, not refused.
+    path = run("train-teacher", "--data", data, "--seed", seed, *OPTIONS[variant], "--restart", "--out", out)
+    seconds = time.perf_counter() - start
+    metrics = kdcli.read_provenance(path)["metrics"]
+    record = {"accuracy": metrics["test_accuracy"], "epochs": metrics["epochs"], "seconds": seconds,
+              "train_seconds": metrics["train_seconds"], "params": kdcli.load_model(path).count_params()}
+    record.update({key: metrics[key] for key in ("best_epoch", "stopped") if key in metrics})
+    return record
+
+
+def measure_set(name, workdir, seeds, variants, results, save):
+    """All cells of one data set, seed by seed, into `results[name]`; calls `save()` after each run."""
+    data = make_data(name, workdir)
+    if data is None:
+        print(f"skipping {name}: ../shared/data is not there", flush=True)
+        return
+    entry = results.setdefault(name, {"runs": {}})
+    entry["n_train"] = len(kdcli.load_data(str(data)).y_train)
+    for seed in map(str, seeds):
+        for variant in variants:
+            cells = entry["runs"].setdefault(variant, {})
+            if seed in cells:
+                continue
+            cells[seed] = measure(variant, data, seed, workdir)
+            print(f"{name} / {variant} / seed {seed}: {cells[seed]}", flush=True)
+            save()
+
+
+def row(name, variant, cells, n_seeds, today):
+    """One table row of a variant's cells (seed -> record); `today`: today's cells on the same data."""
+    seeds = sorted(cells, key=int)
+    acc = np.array([cells[s]["accuracy"] for s in seeds]) * 100
+    per_seed = ", ".join(f"{a:.2f}" for a in acc)
+    epochs = f"{np.mean([cells[s]['epochs'] for s in seeds]):.0f}"
+    if all("best_epoch" in cells[s] for s in seeds):
+        epochs += f" (best {np.mean([cells[s]['best_epoch'] for s in seeds]):.0f})"
+    seconds = np.array([cells[s]["seconds"] for s in seeds])
+    time_cell = f"{seconds.sum():.0f} s"
+    difference = ""
+    if today:
+        time_cell += f" (×{seconds.mean() / np.mean([c['seconds'] for c in today.values()]):.2f})"
+        paired = [s for s in seeds if s in today]
+        if variant != "today" and paired:
+            base = np.array([today[s]["accuracy"] for s in paired]) * 100
+            mine = np.array([cells[s]["accuracy"] for s in paired]) * 100
+            gaps = mine - base
+            noise = " (within noise)" if abs(gaps.mean()) <= max(base.std(), mine.std(), gaps.std()) else ""
+            difference = f"{points(gaps.mean())}{noise} ({', '.join(points(g) for g in gaps)})"
+    missing = "" if len(seeds) == n_seeds else f" [{len(seeds)} of {n_seeds} seeds]"
+    return (f"| {NAMES[name]} | {variant}{missing} | {acc.mean():.2f} ± {acc.std():.2f} | {per_seed} | "
+            f"{difference or '–'} | {epochs} | {time_cell} |")
+
+
+def markdown(results, seeds):
+    """The Markdown heading, description and table of `results`, as a list of lines."""
+    about = "; ".join(
+        f"{NAMES[name]}: {next(iter(next(iter(r['runs'].values())).values()))['params']:,} params"
+        for name, r in results.items() if r["runs"])
+    lines = [
+        "## Teacher budget: 40 epochs cosine against `--epochs auto`",
+        "",
+        "Written by `benchmarks/teachers.py` (data sets `tabular` and `signal` from `benchmarks/datasets.py`, seed 0; "
+        "MNIST: the 8,000/2,000 split of `benchmarks/common.py`). "
+        f"For each data set and each seed S in {seeds}: `kdcli train-teacher --data D --seed S` (`--arch auto`: a cnn "
+        "for digits, signal and MNIST, an mlp for tabular; `--augment auto`: shifted copies for the cnn) with, per "
+        "variant: today `--epochs 40 --lr-schedule cosine` (today's defaults); auto `--epochs auto --lr-schedule "
+        "constant` (10% of the training split held out, stratified from the seed, patience 20, at most 300 epochs, "
+        f"the best epoch's weights restored; trained on the other 90%). Teacher size: {about}. "
+        "Test accuracy in %, mean ± standard deviation over the seeds, then each seed's. auto − today: the mean of "
+        "the per-seed differences (each seed's in brackets), \"within noise\" when its mean is within one standard "
+        "deviation (the largest of today's, auto's and the per-seed differences'). Epochs: mean over seeds of the "
+        "epochs run (auto: then the mean best epoch, whose weights are kept). Wall time: the train-teacher "
+        "commands' whole wall time (process start to exit) summed over the seeds, and its ratio to today's on the "
+        "same data (of the means per seed, for rows with fewer seeds). Machine: 2 CPU cores, no GPU, shared with "
+        "other jobs, so times are noisy: compare ratios, not seconds.",
+        "",
+        "| data | variant | test accuracy (%) | per seed (%) | auto − today (points) | epochs | wall time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        runs = r["runs"]
+        lines += [row(name, variant, runs[variant], len(seeds), runs.get("today"))
+                  for variant in VARIANTS if runs.get(variant)]
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", help="keeps data and teachers (default: a temporary folder)")
+    parser.add_argument("--json", default=str(HERE / "teachers.json"), help="raw numbers; cells there are skipped")
+    parser.add_argument("--markdown", help="also write the section to this file")
+    parser.add_argument("--report", action="store_true", help="run nothing: only write the section from --json")
+    args = parser.parse_args()
+    json_path = Path(args.json)
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+
+    def save():
+        json_path.write_text(json.dumps(results, indent=2))
+
+    if not args.report:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(args.workdir or tmp)
+            for name in args.sets:
+                (root / name).mkdir(parents=True, exist_ok=True)
+                measure_set(name, root / name, args.seeds, args.variants, results, save)
+    results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
+    lines = markdown(results, args.seeds)
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
