@@ -155,8 +155,8 @@ def mix(x, seed):
     """Mixup of a batch: `(mixed, partner, weight)`, `mixed[i] = weight[i] x[i] + (1 - weight[i]) x[partner[i]]`.
 
     `partner` is a random permutation of the batch and `weight` uniform in
-    [0, 1], both from the stateless `seed` alone. Integer inputs (pixels) are
-    mixed in float32 and rounded back to their dtype.
+    [0, 1], both from the stateless `seed` alone. `x` is float (kdcli's
+    batches are float32 whatever the data's type).
     """
     from kdcli._tf import tf
 
@@ -165,7 +165,5 @@ def mix(x, seed):
     partner = tf.argsort(tf.random.stateless_uniform([size], order_seed))
     weight = tf.random.stateless_uniform([size], weight_seed)
     w = tf.reshape(weight, [-1] + [1] * (len(x.shape) - 1))
-    mixed = w * tf.cast(x, tf.float32) + (1 - w) * tf.cast(tf.gather(x, partner), tf.float32)
-    if not x.dtype.is_floating:
-        mixed = tf.round(mixed)
-    return tf.cast(mixed, x.dtype), partner, weight
+    w = tf.cast(w, x.dtype)
+    return w * x + (1 - w) * tf.gather(x, partner), partner, tf.cast(weight, x.dtype)

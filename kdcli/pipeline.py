@@ -399,6 +399,8 @@ def distill_student(
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
     student = student or ("auto" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
+    if tune and any(w != 1 for w in tune_widths) and student_kind not in ("shrink", "builtin"):
+        raise UsageError(f"--tune-widths scales shrink:F and the built-in students, not --student {student}")
     method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
     method.check_teacher_source(live=teacher is not None and soft_labels is None)
     if method.needs_live_teacher and teachers and len(teachers) > 1:
@@ -501,7 +503,8 @@ def distill_student(
         return metrics
 
     if tune:
-        from kdcli.tuning import draw_trials
+        from kdcli.training import NonFiniteLoss
+        from kdcli.tuning import draw_trials, score
 
         live = teacher_model is not None  # augmentations need it, hints one teacher's layers
         augments = ["none", *(_augments_for(data) if live else [])]
@@ -510,9 +513,23 @@ def distill_student(
         def run_trial(index, trial, prune):
             # The same initial weights in every trial of a width.
             trial_model = model if index == 0 else build(budget.seed, trial.width)
-            trial_budget = dataclasses.replace(budget, augment=trial.augment)
             progress = reporter.progress(f"trial {index + 1}/{len(trials)} ({trial.label()})")
             folder = checkpoint_dir / f"trial-{index + 1}"
+            try:
+                history = _run_trial(trial_model, trial, prune, folder, progress)
+            except NonFiniteLoss:
+                if index == 0:  # scratch is the reference every trial must beat
+                    raise
+                return None
+            trained[index] = trial_model, history
+            # Only scratch and the best trial so far can be needed: let the others go.
+            best = max((i for i in trained if i), key=lambda i: (score(trained[i][1]), -i), default=None)
+            for other in [i for i in trained if i not in (0, best)]:
+                del trained[other]
+            return history
+
+        def _run_trial(trial_model, trial, prune, folder, progress):
+            trial_budget = dataclasses.replace(budget, augment=trial.augment)
             if trial.scratch:
                 history = train(trial_model, data, trial_budget, progress=progress, checkpoint_dir=folder,
                                 log_dir=runtime.log_for(folder), run_config={"student": student}, prune=prune,
@@ -526,12 +543,12 @@ def distill_student(
                     teacher=None if offline else teacher_model, method=trial_method, progress=progress,
                     checkpoint_dir=folder, log_dir=runtime.log_for(folder),
                     run_config={"student": student, "teacher_sha256": teacher_sha}, prune=prune, **runs)
-            trained[index] = trial_model, history
             return history
 
         trained = {}
         metrics, model, method, augment = _tuned(trials, run_trial, trained, data, reporter, tune_json)
         budget = dataclasses.replace(budget, augment=augment)
+        online = soft_labels is None and (online or augment != "none" or method.needs_live_teacher)  # the winner's
     else:
         metrics = run_seed(budget.seed, seed_folders[0], model)
     if seeds > 1:

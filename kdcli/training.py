@@ -175,6 +175,8 @@ def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
     model.set_weights(initial)
     refit_dir = None if checkpoint_dir is None else refit_folder(checkpoint_dir)
     fixed = dataclasses.replace(budget, epochs=search["best_epoch"], refit=False)
+    if fit.get("log_dir") is not None:  # the refit logs in a folder of its own, like its checkpoints
+        fit = {**fit, "log_dir": refit_folder(fit["log_dir"])}
     history = _fit(model, data, fixed, checkpoint_dir=refit_dir, **fit)
     history.update({key: search[key] for key in ("best_epoch", "stopped", "val_accuracy", "val_loss")},
                    refit=True, search_epochs=len(search["loss"]), seconds=search["seconds"] + history["seconds"])
@@ -265,9 +267,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
             terms = method.loss_terms(labels, logits, t, epoch_number)
             if mixup:  # weighted like the loss: see mixup_loss
                 partner_terms = method.loss_terms(tf.gather(labels, partner), logits, t, epoch_number)
-                share = {True: weight, False: tf.reduce_mean(weight)}
-                terms = {k: share[v.shape.rank == 1] * v + (1 - share[v.shape.rank == 1]) * partner_terms[k]
-                         for k, v in terms.items()}
+                terms = {k: _weigh(weight, v, partner_terms[k]) for k, v in terms.items()}
             if s_features is not None:
                 terms["feature_term"] = feature_part
             for name, value in terms.items():  # a batch statistic counts once per sample, like batch_term
@@ -303,10 +303,12 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
         if resume:
             first_epoch, saved_history = checkpoints.restore()
             history, best = saved_history or history, checkpoints.best
-            if first_epoch > epochs:
+            started = first_epoch + (1 if checkpoints.partial else 0)  # an epoch begun counts: it must finish
+            if started > epochs:
                 raise KdcliError(
-                    f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done, more than --epochs {epochs}; "
-                    f"give --epochs {first_epoch} or more"
+                    f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done"
+                    f"{' and one begun' if checkpoints.partial else ''}, more than --epochs {epochs}; "
+                    f"give --epochs {started} or more"
                 )
             partial = checkpoints.partial
             if (first_epoch or partial) and hasattr(progress, "say"):
@@ -383,8 +385,9 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                         history["stopped"] = "pruned"
                 last = bool(history.get("stopped")) or epoch + 1 == epochs
                 # At the end of the run too, so that a finished run's checkpoint holds its result.
-                if checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
-                                                time.monotonic() - saved["at"] >= checkpoint_every):
+                saved_now = checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
+                                                         time.monotonic() - saved["at"] >= checkpoint_every)
+                if saved_now:
                     save(epoch + 1)
                 if log is not None:
                     scalars = _epoch_logs(history)
@@ -394,7 +397,9 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                                           "learning_rate": float(optimizer.learning_rate), "seconds": scalars["seconds"]})
                 if hasattr(progress, "epoch_end"):
                     progress.epoch_end(epoch + 1, epochs, _epoch_logs(history), last=last)
-                if stop:
+                if stop:  # a signal while the epoch was logged: its checkpoint first
+                    if not saved_now:
+                        save(epoch + 1)
                     raise _Stopped(stop["signal"], epoch + 1, 0, steps, checkpoints.directory)
                 if history.get("stopped"):
                     break
@@ -429,11 +434,15 @@ def mixup_loss(method, labels, partner, weight, logits, teacher_logits, epoch):
     partner_labels = tf.gather(labels, partner)
     own, batch_term = method.loss(labels, logits, teacher_logits, epoch)
     other, partner_term = method.loss(partner_labels, logits, teacher_logits, epoch)
-    per_sample = weight * own + (1 - weight) * other
-    if batch_term is not None:
-        mean = tf.reduce_mean(weight)
-        batch_term = mean * batch_term + (1 - mean) * partner_term
-    return per_sample, batch_term, tf.where(weight >= 0.5, labels, partner_labels)
+    return (_weigh(weight, own, other), None if batch_term is None else _weigh(weight, batch_term, partner_term),
+            tf.where(weight >= 0.5, labels, partner_labels))
+
+
+def _weigh(weight, own, partner):
+    """Mixup's weighting of a loss for an input's own label and its partner's: per sample for
+    `(batch,)` losses, by the batch's mean weight for a statistic of the batch (a scalar)."""
+    share = weight if own.shape.rank == 1 else tf.reduce_mean(weight)
+    return share * own + (1 - share) * partner
 
 
 class _Stopped(KdcliError):
@@ -519,11 +528,15 @@ def _last_validation(history):
     return {"val_acc": history["val_accuracy"][-1]} if history.get("val_accuracy") else {}
 
 
+class NonFiniteLoss(KdcliError):
+    """The training loss became NaN or infinite (exit code 4)."""
+
+
 def _check_finite(last_loss, epoch, checkpoints):
     loss = float(last_loss.numpy())
     if not np.isfinite(loss):
         kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
-        raise KdcliError(
+        raise NonFiniteLoss(
             f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
             f"or check the data for extreme values{kept}"
         )

@@ -118,7 +118,8 @@ def search(trials, run_trial, say=None):
     Args:
         trials: from `draw_trials`.
         run_trial: `(index, trial, prune) -> history`, training trial `index`
-            under `--epochs auto` with the pruning rule `prune`.
+            under `--epochs auto` with the pruning rule `prune`; None for a
+            trial whose loss diverged (it cannot win).
         say: optional function told one line per finished trial.
 
     Returns:
@@ -128,17 +129,24 @@ def search(trials, run_trial, say=None):
     records, curves = [], []
     for index, trial in enumerate(trials):
         history = run_trial(index, trial, median_rule(list(curves)))
+        record = {"trial": index + 1, "label": trial.label(), "method": trial.method, "augment": trial.augment,
+                  "width": trial.width}
+        if history is None:
+            records.append({**record, "epochs": None, "best_epoch": None, "stopped": "diverged", "val_accuracy": None,
+                            "val_loss": None, "seconds": None})
+            if say:
+                say(f"trial {index + 1}/{len(trials)} {trial.label()}: the loss diverged (NaN or infinite)")
+            continue
         curves.append(history["val_accuracy"])
         accuracy, minus_loss = score(history)
-        records.append({"trial": index + 1, "label": trial.label(), "method": trial.method, "augment": trial.augment,
-                        "width": trial.width,
-                        "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
+        records.append({**record, "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
                         "stopped": history["stopped"], "val_accuracy": accuracy, "val_loss": -minus_loss,
                         "seconds": sum(history["epoch_seconds"])})
         if say:
             say(f"trial {index + 1}/{len(trials)} {trial.label()}: validation accuracy {100 * accuracy:.2f}% "
                 f"(best epoch {history['best_epoch']}, stopped: {history['stopped']})")
-    winner = max(range(len(records)), key=lambda i: (records[i]["val_accuracy"], -records[i]["val_loss"], -i))
+    finished = [i for i, r in enumerate(records) if r["val_accuracy"] is not None]
+    winner = max(finished, key=lambda i: (records[i]["val_accuracy"], -records[i]["val_loss"], -i))
     return records, winner
 
 
@@ -151,6 +159,9 @@ def trials_table(records, winner):
                             ("val accuracy", "right"), ("val loss", "right"), ("s", "right")):
         table.add_column(column, justify=justify)
     for i, r in enumerate(records):
+        if r["val_accuracy"] is None:  # diverged
+            table.add_row(str(r["trial"]), r["label"], "", r["stopped"], "", "", "")
+            continue
         table.add_row(f"{r['trial']}{' *' if i == winner else ''}", r["label"], f"{r['epochs']} ({r['best_epoch']})",
                       r["stopped"], f"{100 * r['val_accuracy']:.2f}%", f"{r['val_loss']:.4f}", f"{r['seconds']:.0f}")
     return table

@@ -62,6 +62,11 @@ def test_the_automatic_layer_is_the_last_hidden_layer_with_weights():
     assert feature_layer(cnn(4, 2, "c"), "auto", "--student-layer").name == "conv"
     with pytest.raises(UsageError, match="--teacher-layer nope: the teacher has no layer of that name"):
         feature_layer(mlp(4, "m"), "nope", "--teacher-layer", "the teacher")
+    # a binary sigmoid teacher's logits model ends in kdcli's [0, z] head: not a hidden layer
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+    binary = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="p")(hidden))
+    assert feature_layer(kdcli.logits_model(binary), "auto", "--teacher-layer").name == "hidden"
     linear = keras.Model(inputs := keras.Input((6,)), keras.layers.Dense(3)(inputs))
     with pytest.raises(UsageError, match="no hidden layer"):
         feature_layer(linear, "auto", "--student-layer")

@@ -59,6 +59,14 @@ def test_the_winner_has_the_best_validation_score_and_scratch_wins_ties():
     assert search(trials, lambda i, trial, prune: curves[i])[1] == 0  # equal in both: scratch, the first
 
 
+def test_a_diverged_trial_is_recorded_and_cannot_win():
+    trials = draw_trials(3, 0)
+    curves = {0: history([0.5]), 2: history([0.6])}
+    records, winner = search(trials, lambda i, trial, prune: curves.get(i))
+    assert records[1]["stopped"] == "diverged" and records[1]["val_accuracy"] is None
+    assert winner == 2
+
+
 def tune_args(pipeline, out, *more):
     return ["distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--width", "16", "--tune", "3",
             "--max-epochs", "4", "--patience", "2", "--seed", "5", *more, "--out", out]

@@ -86,6 +86,23 @@ def _average_to_vector(features):
     return features if rank == 2 else tf.reduce_mean(features, axis=list(range(1, rank - 1)))
 
 
+def _head_layers(model):
+    """The names of the layers of a model's head: from its output back through layers without
+    weights (activations, a sigmoid head's `[0, z]`) to the first layers with weights, included."""
+    from kdcli._tf import keras
+    from kdcli.models import _producing_layer
+
+    names, todo = set(), [_producing_layer(model.outputs[0])]
+    while todo:
+        layer = todo.pop()
+        if layer.name in names or isinstance(layer, keras.layers.InputLayer):
+            continue
+        names.add(layer.name)
+        if not layer.trainable_weights:
+            todo += [_producing_layer(t) for t in keras.tree.flatten(layer.input)]
+    return names
+
+
 def feature_layer(model, name, option, role="the model"):
     """The layer of `model` whose output is matched: the one called `name`, or for `auto`
     the last hidden layer, that is the last layer before the head that holds trainable
@@ -94,14 +111,12 @@ def feature_layer(model, name, option, role="the model"):
     Raises:
         UsageError: no layer of that name, or no hidden layer with weights.
     """
-    from kdcli.models import _output_layers
-
     if name != AUTO:
         names = [layer.name for layer in model.layers]
         if name not in names:
             raise UsageError(f"{option} {name}: {role} has no layer of that name; it has {', '.join(names)}")
         return model.get_layer(name)
-    head = _output_layers(model)
+    head = _head_layers(model)
     hidden = [layer for layer in model.layers if layer.trainable_weights and layer.name not in head]
     if not hidden:
         raise UsageError(f"{option} auto: {role} has no hidden layer with weights before its head; "

@@ -27,11 +27,8 @@ class KD(Method):
         self.require_fraction("alpha")
 
     def loss(self, labels, student_logits, teacher_logits, epoch):
-        from kdcli.losses import distillation_loss_per_sample
-
-        kwargs = {"standardize": True} if self.standardize else {}
-        return distillation_loss_per_sample(
-            labels, student_logits, teacher_logits, self.temperature, self.alpha, **kwargs), None
+        terms = self.loss_terms(labels, student_logits, teacher_logits, epoch)
+        return terms["kd_term"] + terms["hard_term"], None
 
     def loss_terms(self, labels, student_logits, teacher_logits, epoch):
         from kdcli.losses import distillation_loss_per_sample
