@@ -76,3 +76,12 @@ def test_teacher_logs_go_in_the_folder_itself_and_a_resume_keeps_one_row_per_epo
     assert [row["epoch"] for row in again] == [1, 2, 3]
     for a, b in zip(whole, again):
         np.testing.assert_allclose([a["loss"], a["accuracy"]], [b["loss"], b["accuracy"]], rtol=1e-6)
+
+
+def test_a_refit_logs_in_a_folder_of_its_own(pipeline, tmp_path):
+    logs = tmp_path / "logs"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16", "--max-epochs", "2",
+                "--refit", "--log-dir", logs, "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in logs.iterdir()) == ["student", "student-refit"]
+    assert "val_accuracy" in read_csv(logs / "student")[0] and "val_accuracy" not in read_csv(logs / "student-refit")[0]

@@ -88,6 +88,15 @@ def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_pat
     assert_same_weights(out, reference)
 
 
+def test_an_epoch_begun_counts_against_a_lowered_epochs(pipeline, tmp_path):
+    out, ck = tmp_path / "student.keras", tmp_path / "ck"
+    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "0.000001", "--checkpoint-dir", ck]
+    r = kdcli_process(*args, "--out", out, fault=f"step:{STEPS_PER_EPOCH + 9}:KILL")
+    assert r.returncode == -9
+    r = run_cli(*[a if a != 3 else 1 for a in args], "--out", out, "--resume")
+    assert_one_line_error(r, 4, "1 epoch done and one begun, more than --epochs 1; give --epochs 2 or more")
+
+
 def test_the_default_interval_checkpoints_a_short_run_only_at_its_end(pipeline, tmp_path):
     out = tmp_path / "student.keras"
     args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]
