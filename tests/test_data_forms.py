@@ -250,11 +250,13 @@ def test_cifar10_from_the_cache(tmp_path, monkeypatch):
     assert data.input_shape == (32, 32, 3) and len(data.train) == 20 and len(data.test) == 4
 
 
-def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path):
-    """Windowed shuffling of on-disk data: a permutation per epoch, x, y and extra columns aligned."""
-    from kdcli.data import BLOCK_ROWS
+@pytest.mark.parametrize("batch", [64, 100])
+def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path, batch):
+    """Windowed shuffling of on-disk data: a permutation per epoch, x, y and extra columns aligned,
+    full batches but the last, across windows, whether or not the batch size divides a window."""
+    from kdcli.data.batching import BLOCK_ROWS, WINDOW_BLOCKS
 
-    n = 5 * BLOCK_ROWS + 123
+    n = 2 * WINDOW_BLOCKS * BLOCK_ROWS + 123  # more than two windows
     ids = np.arange(n, dtype=np.float32)
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f["x"], f["y"], f["t"] = ids[:, None], np.arange(n) % 2, np.stack([ids, -ids], axis=1)
@@ -265,8 +267,9 @@ def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path
     orders = []
     for seed in (1, 2):
         xs, ys, ts = [], [], []
-        for x, y, t in data.train.batches(64, shuffle_seed=seed, extra=(soft,)):
+        for x, y, t in data.train.batches(batch, shuffle_seed=seed, extra=(soft,)):
             xs.append(x.numpy()[:, 0]), ys.append(y.numpy()), ts.append(t.numpy())
+        assert [len(b) for b in xs[:-1]] == [batch] * (len(xs) - 1) and 0 < len(xs[-1]) <= batch
         x, y, t = np.concatenate(xs), np.concatenate(ys), np.concatenate(ts)
         assert sorted(x.tolist()) == sorted(ids[data.train.rows].tolist())  # each training sample once
         np.testing.assert_array_equal(y, x.astype(int) % 2)
@@ -274,5 +277,5 @@ def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path
         assert np.mean(np.abs(np.diff(x)) == 1) < 0.1  # shuffled, not runs of neighbours
         orders.append(x)
     assert not np.array_equal(*orders)
-    first = [b[0].numpy()[:, 0] for b in data.train.batches(64)]
+    first = [b[0].numpy()[:, 0] for b in data.train.batches(batch)]
     np.testing.assert_array_equal(np.concatenate(first), ids[data.train.rows])  # unshuffled: in order
