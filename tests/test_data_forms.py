@@ -279,3 +279,29 @@ def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path
     assert not np.array_equal(*orders)
     first = [b[0].numpy()[:, 0] for b in data.train.batches(batch)]
     np.testing.assert_array_equal(np.concatenate(first), ids[data.train.rows])  # unshuffled: in order
+
+
+def test_large_in_memory_arrays_are_read_by_windows_into_the_same_batches(monkeypatch):
+    """Above NATIVE_BYTES in-memory arrays go through NumPy a window at a time (TensorFlow would hold
+    copies of them): the batches, soft-label columns included, are exactly those of the native path."""
+    from kdcli.data import batching
+
+    data = kdcli.load_data("digits", val_split=0.1)
+    train = data.train.take(np.arange(0, len(data.train), 2))  # a split with rows, as a validation carve makes
+    soft = kdcli.data.ArrayColumn(np.random.default_rng(0).normal(size=(len(train), 10)).astype(np.float16), "t")
+    calls = []
+    original = batching.Split._native_batches
+    monkeypatch.setattr(batching.Split, "_native_batches", lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    def epoch():
+        return [[t.numpy() for t in batch] for batch in train.batches(32, shuffle_seed=(3, 1), extra=(soft,))]
+
+    native = epoch()
+    monkeypatch.setattr(batching, "NATIVE_BYTES", 0)
+    monkeypatch.setattr(batching, "WINDOW_BYTES", 100 * 64 * 4)  # windows of 100 samples: several per epoch
+    windowed = epoch()
+    assert calls == [1]  # the first epoch went native, the second did not
+    assert [len(b[0]) for b in windowed] == [len(b[0]) for b in native]
+    for a, b in zip(native, windowed):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

@@ -12,8 +12,9 @@ from kdcli.errors import KdcliError, first_line as _first_line
 BLOCK_ROWS = 1024
 WINDOW_BLOCKS = 8
 WINDOW_BYTES = 64 << 20
-# In-memory arrays up to this size are batched by TensorFlow ops rather than Python.
-NATIVE_BYTES = 1 << 30
+# In-memory arrays up to this size are batched by TensorFlow ops rather than Python: as fast, but
+# TensorFlow holds about three copies of them; larger ones are read a window at a time, like files.
+NATIVE_BYTES = 256 << 20
 # Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
 _ERROR_MARK = "kdcli-error: "
 
@@ -66,8 +67,9 @@ class Split:
         Text batches have shape `(batch,)`, UTF-8 strings; labels are int64 and
         extra columns float32, whatever the inputs.
 
-        In-memory arrays and image files are shuffled sample by sample. Columns
-        on disk (`sequential`, an `.h5`) are shuffled by windows: the rows are
+        In-memory arrays and image files are shuffled sample by sample; arrays
+        are gathered a window of samples at a time. Columns on disk
+        (`sequential`, an `.h5`) are shuffled by windows: the rows are
         cut into blocks, the blocks are shuffled, and the samples of a window of
         `WINDOW_BLOCKS` blocks (at most `WINDOW_BYTES`) are read together, in a
         few contiguous reads, and shuffled among themselves. Memory stays
@@ -82,15 +84,18 @@ class Split:
         from kdcli._tf import tf
 
         columns = (self.x, *extra)
-        if all(isinstance(c, ArrayColumn) for c in columns) and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
+        in_memory = all(isinstance(c, ArrayColumn) for c in columns)
+        if in_memory and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
             return self._native_batches(batch_size, shuffle_seed, extra)
-        if any(c.sequential for c in columns):
+        sequential = any(c.sequential for c in columns)
+        if sequential or in_memory:
             # a text counts as one value here: the window's cap of rows bounds it
             sample_bytes = sum(4 * int(np.prod(c.sample_shape)) for c in columns)
             window = max(batch_size, min(WINDOW_BYTES // max(sample_bytes, 1), WINDOW_BLOCKS * BLOCK_ROWS))
         else:
-            window = batch_size  # random access: shuffled sample by sample
-        order = sample_order(len(self), shuffle_seed, window if window > batch_size else None)
+            window = batch_size  # files read at random (images): a batch per call, decoded in parallel
+        # on disk, windows of whole blocks; in memory, sample by sample
+        order = sample_order(len(self), shuffle_seed, window if sequential and window > batch_size else None)
         text = self.is_text
         # uint8 pixels cross into TensorFlow as they are, a quarter of the bytes, and are cast there
         pixels = self.x.dtype == np.uint8
