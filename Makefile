@@ -9,7 +9,7 @@ KDCLI  := $(BIN)/kdcli
 RUNS   ?= runs
 DATA   ?= digits
 
-.PHONY: demo test install clean bench bench-accuracy
+.PHONY: demo test install clean bench bench-report bench-accuracy
 
 install: $(STAMP)
 
@@ -39,9 +39,14 @@ $(RUNS)/student-int8.tflite: $(RUNS)/student.keras
 demo: $(RUNS)/student-int8.tflite
 	$(KDCLI) evaluate $(RUNS)/teacher.keras $(RUNS)/student.keras $(RUNS)/student-int8.tflite --data $(DATA)
 
-# Speed benchmarks (about 5 minutes on 2 cores): writes BENCHMARKS.md.
+# Speed benchmarks (about 20 minutes on 2 cores): writes BENCHMARKS.md, and the raw numbers to
+# benchmarks/speed.json, from which `make bench-report` rewrites BENCHMARKS.md without measuring
+# again (after `make bench-accuracy` has updated its sections).
 bench: $(STAMP)
-	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md
+	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md --json speed.json
+
+bench-report: $(STAMP)
+	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md --render speed.json
 
 # Accuracy of teacher, scratch and distilled students over 3 seeds: per method (accuracy.py), per
 # budget (budgets.py: --epochs auto against a fixed budget, on digits, a tabular set, a 1-D signal

@@ -7,8 +7,9 @@ absolute times mean little and ratios from one run are what to compare.
     python benchmarks/speed.py [--out BENCHMARKS.md] [--quick]
 
 Data: the MNIST benchmark split of ../shared/data (8,000 training and 2,000
-test images, 28x28) when it is there, else the bundled digits; synthetic
-arrays streamed from .h5 files for the memory comparison.
+test images, 28x28) when it is there, else the bundled digits; 1,000,000
+synthetic images streamed from an .h5 file, against the same in memory, for
+the scale section (`scale.py`).
 """
 
 import argparse
@@ -29,6 +30,7 @@ import kdcli
 from kdcli.runs import Budget
 from kdcli.soft_labels import teacher_logits
 
+import scale
 from common import ROOT, mnist_split
 
 REPEATS = 3
@@ -211,58 +213,6 @@ def bench_whole_process(data_value, soft, student, workdir, low=4, high=24):
             "soft_labels_s": soft_labels, "predict_s": predict, "soft_labels_vs_predict": soft_labels / predict}
 
 
-MEMORY_SCRIPT = """
-import resource, sys
-import kdcli._tf
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-from kdcli.cli import app
-try:
-    app(sys.argv[1:])
-except SystemExit as e:
-    assert not e.code, e.code
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-def peak_rss_mb(*args):
-    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *map(str, args), "--quiet"], capture_output=True,
-                       text=True, cwd=ROOT)
-    if r.returncode:
-        raise SystemExit(f"kdcli {args[0]} failed: {r.stderr.strip()[-500:]}")
-    lines = r.stdout.strip().splitlines()
-    return int(lines[-1]) / 1024, int(lines[0]) / 1024  # the peak, and after importing TensorFlow
-
-
-def bench_memory(workdir, sizes=(20_000, 200_000)):
-    """Target: peak memory of soft-labels and offline distill grows < 20% for 10x the samples."""
-    import h5py
-
-    rng = np.random.default_rng(0)
-    rows = []
-    teacher = None
-    for n in sizes:
-        path = workdir / f"synthetic-{n}.h5"
-        with h5py.File(path, "w") as f:
-            x = f.create_dataset("x_train", shape=(n, 28, 28), dtype="uint8", chunks=(1024, 28, 28))
-            for start in range(0, n, 10_000):
-                x[start:start + 10_000] = rng.integers(0, 256, size=(min(10_000, n - start), 28, 28), dtype=np.uint8)
-            f["y_train"] = rng.integers(0, 10, size=n)
-            f["x_test"] = rng.integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
-            f["y_test"] = rng.integers(0, 10, size=1000)
-        if teacher is None:  # a small teacher, trained on the small set
-            teacher = workdir / "memory-teacher.keras"
-            subprocess.run([sys.executable, "-m", "kdcli", "train-teacher", "--data", path, "--arch", "mlp",
-                            "--epochs", "1", "--out", teacher, "--quiet"], check=True, capture_output=True)
-        soft = workdir / f"soft-{n}.h5"
-        soft_mb, soft_base = peak_rss_mb("soft-labels", "--teacher", teacher, "--data", path, "--out", soft)
-        distill_mb, distill_base = peak_rss_mb("distill", "--soft-labels", soft, "--student", "mlp", "--epochs", "1",
-                                               "--out", workdir / f"student-{n}.keras")
-        rows.append({"samples": n, "input_mb": n * 784 / 2**20, "soft_labels_peak_mb": soft_mb,
-                     "distill_peak_mb": distill_mb, "import_mb": min(soft_base, distill_base)})
-        path.unlink()
-    return rows
-
-
 def bench_help():
     """Target: kdcli --help answers in under 0.5 s."""
     times = []
@@ -396,24 +346,7 @@ def markdown(results, machine):
         "| ---: | ---: | ---: | --- |",
         f"| {s['soft_labels_s']:.2f} | {s['predict_s']:.2f} | {s['ratio']:.2f}x | {ok(s['ratio'] <= 1.15)} |",
         "",
-        "## Peak memory as the data grows 10x",
-        "",
-        "Synthetic 28x28 uint8 images in an .h5 file, streamed (soft-labels, then distill for one epoch); peak "
-        "resident memory of the whole process, TensorFlow included. The last column is the peak right after "
-        "importing TensorFlow: when it equals the others, the work itself never needed more than the import did.",
-        "",
-        "| samples | inputs (MiB) | soft-labels peak (MiB) | distill peak (MiB) | after import (MiB) |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    mem = results["memory"]
-    for r in mem:
-        out.append(f"| {r['samples']:,} | {r['input_mb']:.0f} | {r['soft_labels_peak_mb']:.0f} | "
-                   f"{r['distill_peak_mb']:.0f} | {r['import_mb']:.0f} |")
-    growth_soft = mem[-1]["soft_labels_peak_mb"] / mem[0]["soft_labels_peak_mb"] - 1
-    growth_distill = mem[-1]["distill_peak_mb"] / mem[0]["distill_peak_mb"] - 1
-    out += [
-        f"| growth | 10x | {100 * growth_soft:+.0f}% ({ok(growth_soft < 0.2)}: < 20%) | "
-        f"{100 * growth_distill:+.0f}% ({ok(growth_distill < 0.2)}: < 20%) | |",
+        *scale.markdown(results["scale"]),
         "",
         "## kdcli --help",
         "",
@@ -450,7 +383,13 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--json", help="also keep the raw numbers here")
     parser.add_argument("--quick", action="store_true", help="fewer epochs, for a smoke test")
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: write --out from the raw numbers a "
+                        "run kept with --json and the accuracy sections as they are now")
     args = parser.parse_args()
+    if args.render:
+        kept = json.loads(Path(args.render).read_text())
+        Path(args.out).write_text(markdown(kept["results"], kept["machine"]))
+        return
     import keras
     import tensorflow as tf
 
@@ -485,8 +424,8 @@ def main():
         results["soft_vs_predict"] = bench_soft_labels_vs_predict(data, teacher, tmp)
         step("vs Distiller")
         results["vs_distiller"] = bench_vs_distiller(data, soft, "mlp", epochs)
-        step("memory")
-        results["memory"] = bench_memory(tmp, (2_000, 20_000) if args.quick else (20_000, 200_000))
+        step("scale")
+        results["scale"] = scale.bench_scale(tmp, 20_000 if args.quick else 1_000_000)
         step("help")
         results["help"] = bench_help()
         step("compact soft labels")
@@ -495,7 +434,7 @@ def main():
         results["mixed_precision"] = bench_mixed_precision(data, soft, "shrink:0.25", timed_epochs)
     Path(args.out).write_text(markdown(results, machine))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+        Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2, default=float))
     step(f"wrote {args.out}")
 
 
