@@ -1,8 +1,9 @@
-"""Shared helpers of the benchmarks: the MNIST benchmark split and running kdcli."""
+"""Shared helpers of the benchmarks: the MNIST benchmark split, running kdcli and timing processes."""
 
 import gzip
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ def mnist_split(out):
     train, test = order[:8000], order[8000:]
     np.savez(out, x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
     return Path(out)
+
+
+def timed_process(*args, cwd=None):
+    """Run `python ARGS` as a user would: (its whole wall time from start to exit in seconds, its stdout)."""
+    started = time.perf_counter()
+    r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    seconds = time.perf_counter() - started
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, args))} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return seconds, r.stdout
+
+
+def verdict(passed):
+    """A target's cell: met or missed."""
+    return "met" if passed else "**missed**"
 
 
 def kdcli(*args):

@@ -31,7 +31,7 @@ from kdcli.runs import Budget
 from kdcli.soft_labels import teacher_logits
 
 import scale
-from common import ROOT, mnist_split
+from common import ROOT, mnist_split, timed_process, verdict
 
 REPEATS = 3
 
@@ -164,11 +164,7 @@ def bench_vs_distiller(data, soft, student_spec, epochs, batch_size=64, seeds=(0
 
 def process_seconds(*args):
     """The whole wall time of a process, from its start to its exit, as a user waits for it."""
-    started = time.perf_counter()
-    r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, args))} failed: {r.stderr.strip().splitlines()[-1:]}")
-    return time.perf_counter() - started
+    return timed_process(*args)[0]
 
 
 def slope(run, low, high, repeats=2):
@@ -293,7 +289,7 @@ def whole_process_section(w, ok):
 
 
 def markdown(results, machine):
-    ok = lambda passed: "met" if passed else "**missed**"  # noqa: E731
+    ok = verdict
     out = [
         "# kdcli benchmarks",
         "",

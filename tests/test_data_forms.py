@@ -293,15 +293,19 @@ def test_large_in_memory_arrays_are_read_by_windows_into_the_same_batches(monkey
     original = batching.Split._native_batches
     monkeypatch.setattr(batching.Split, "_native_batches", lambda *a, **k: calls.append(1) or original(*a, **k))
 
-    def epoch():
-        return [[t.numpy() for t in batch] for batch in train.batches(32, shuffle_seed=(3, 1), extra=(soft,))]
+    def epochs():
+        return [[[t.numpy() for t in batch] for batch in train.batches(32, shuffle_seed=seed, extra=(soft,))]
+                for seed in ((3, 1), None)]
 
-    native = epoch()
+    native = epochs()
     monkeypatch.setattr(batching, "NATIVE_BYTES", 0)
-    monkeypatch.setattr(batching, "WINDOW_BYTES", 100 * 64 * 4)  # windows of 100 samples: several per epoch
-    windowed = epoch()
-    assert calls == [1]  # the first epoch went native, the second did not
-    assert [len(b[0]) for b in windowed] == [len(b[0]) for b in native]
-    for a, b in zip(native, windowed):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y)
+    # windows of 86 samples, several per epoch, over blocks small enough that a window would reorder them
+    monkeypatch.setattr(batching, "WINDOW_BYTES", 86 * (64 + 10) * 4)
+    monkeypatch.setattr(batching, "BLOCK_ROWS", 16)
+    windowed = epochs()
+    assert calls == [1, 1]  # the first epochs went native, the others did not
+    for native_epoch, windowed_epoch in zip(native, windowed):
+        assert [len(b[0]) for b in windowed_epoch] == [len(b[0]) for b in native_epoch]
+        for a, b in zip(native_epoch, windowed_epoch):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)

@@ -134,7 +134,9 @@ class Split:
         ds = tf.data.Dataset.range(-(-len(self) // window))
         ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if window != batch_size:
-            ds = ds.rebatch(batch_size)  # unbatch().batch(), with one copy instead of two
+            # unbatch().batch() with one copy instead of two; tf.distribute then splits a last, short
+            # batch evenly over the replicas, as it does for in-memory arrays
+            ds = ds.rebatch(batch_size)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def _native_batches(self, batch_size, shuffle_seed, extra):
