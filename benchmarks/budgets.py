@@ -51,11 +51,14 @@ def old_epochs(n_train):
 
 
 def make_data(name, workdir):
-    """The `--data` value of a data set (written into `workdir` when synthetic); None when absent."""
+    """The `--data` value of a data set (written into `workdir` when synthetic); None, said, when absent."""
     if name == "digits":
         return "digits"
     if name == "mnist":
-        return mnist_split(workdir / "mnist.npz")
+        path = mnist_split(workdir / "mnist.npz")
+        if path is None:
+            print("skipping mnist: ../shared/data is not there", flush=True)
+        return path
     return datasets.GENERATORS[name](workdir / f"{name}.npz", seed=0)
 
 
@@ -88,7 +91,6 @@ def measure_set(name, workdir, seeds, variants, results, save):
     """Teacher and all cells of one data set, into `results[name]`; calls `save()` after each run."""
     data = make_data(name, workdir)
     if data is None:
-        print(f"skipping {name}: ../shared/data is not there", flush=True)
         return
     start = time.perf_counter()
     entry = results.setdefault(name, {"runs": {}})

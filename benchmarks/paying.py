@@ -107,7 +107,6 @@ def measure_set(name, workdir, seeds, rows, results, save):
     """Teachers and all cells of one data set, into `results[name]`; calls `save()` after each run."""
     data = make_data(name, workdir)
     if data is None:
-        print(f"skipping {name}: ../shared/data is not there", flush=True)
         return
     entry = results.setdefault(name, {"runs": {}})
     teachers = {"A": teacher("A", data, workdir, entry, save)}

@@ -56,7 +56,6 @@ def measure_set(name, workdir, seeds, variants, results, save):
     """All cells of one data set, seed by seed, into `results[name]`; calls `save()` after each run."""
     data = make_data(name, workdir)
     if data is None:
-        print(f"skipping {name}: ../shared/data is not there", flush=True)
         return
     entry = results.setdefault(name, {"runs": {}})
     entry["n_train"] = len(kdcli.load_data(str(data)).y_train)
