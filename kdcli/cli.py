@@ -126,7 +126,10 @@ Refit = Annotated[bool, typer.Option("--refit", help="With --epochs auto: then r
                                                       "training split for the best epoch's count.")]
 BatchSize = Annotated[int, typer.Option(help="Samples per training step.")]
 LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
-LrSchedule = Annotated[Schedule, typer.Option(help="cosine: the step size decays to 0 over the run; constant: it does not.")]
+SCHEDULE_HELP = ("cosine: the step size decays to 0 over the run (over --max-epochs with --epochs auto); constant: "
+                 "it does not; plateau (with --epochs auto): it halves each time a quarter of --patience passes "
+                 "without a better validation score")
+LrSchedule = Annotated[Schedule, typer.Option(help=SCHEDULE_HELP + ".")]
 
 
 SHIFT_HELP = ("shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of "

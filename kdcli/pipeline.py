@@ -141,7 +141,7 @@ def _epochs_run(metrics, prefix=""):
 
 def _metrics(model, data, history, prefix=""):
     """What a training run reached, for provenance: test accuracy, epochs, and with `--epochs auto`
-    the best epoch, why the run stopped and the validation curve. `prefix` names a `--baseline` run's."""
+    the best epoch, why the run stopped, the validation curve (and the step size's decays). `prefix` names a `--baseline` run's."""
     from kdcli.training import accuracy
 
     metrics = {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
@@ -149,6 +149,8 @@ def _metrics(model, data, history, prefix=""):
     if "best_epoch" in history:
         metrics.update(best_epoch=history["best_epoch"], stopped=history["stopped"],
                        validation_accuracy=history["val_accuracy"], validation_loss=history["val_loss"])
+    if "lr_decays" in history:  # --lr-schedule plateau: the epochs after which the step size was halved
+        metrics["lr_decays"] = history["lr_decays"]
     if history.get("refit"):  # then the epochs above are the refit's, on the whole training split
         metrics.update(refit=True, search_epochs=history["search_epochs"])
     return {f"{prefix}{key}": value for key, value in metrics.items()}
@@ -583,7 +585,7 @@ def distill_student(
 def _baseline_metrics(metrics, scratch, data, history):
     """The `baseline_` metrics of a student trained from scratch beside `metrics`' distilled one, and the gain."""
     baseline = _metrics(scratch, data, history, prefix="baseline_")
-    kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "refit", "search_epochs")
+    kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "lr_decays", "refit", "search_epochs")
     baseline = {k: v for k, v in baseline.items() if k.removeprefix("baseline_") in kept}
     baseline["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - baseline["baseline_test_accuracy"])
     return baseline

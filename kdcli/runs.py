@@ -27,6 +27,15 @@ AUTO_EPOCHS = "auto"
 VALIDATION = 0.1
 PATIENCE = 20
 MAX_EPOCHS = 300
+# `--lr-schedule plateau`: the step size is multiplied by PLATEAU_FACTOR each time a quarter of the
+# patience passes without a better validation score (see `kdcli.training._plateau`).
+PLATEAU_FACTOR = 0.5
+
+
+def plateau_patience(patience):
+    """Epochs without improvement before `--lr-schedule plateau` lowers the step size: a quarter of
+    the patience, rounded up (5 of 20)."""
+    return -(-patience // 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +50,10 @@ class Budget:
             the weights of the best epoch (see `kdcli.training`).
         batch_size: samples per step on each replica.
         learning_rate: Adam's step size (the peak of the schedule).
-        lr_schedule: `constant`, or `cosine` (decays to 0 over the run).
+        lr_schedule: `constant`; `cosine` (decays to 0 over the run, or over
+            `max_epochs` with `epochs="auto"`); or `plateau` (with
+            `epochs="auto"`: halved each time a quarter of `patience` passes
+            without a better validation score, see `kdcli.training._plateau`).
         seed: seeds initialisation, shuffling, dropout and augmentation.
         augment: `none`, `shift`, `shift:N` (see `kdcli.augment`), or `auto`
             (`train-teacher`: shift for the built-in cnn).
@@ -74,6 +86,12 @@ class Budget:
             raise UsageError(f"the validation share must be between 0 and 1, got {self.validation!r}")
         if self.refit and not self.auto:
             raise UsageError("--refit retrains for the epochs that --epochs auto finds: give --epochs auto")
+        if self.lr_schedule == "plateau" and not self.auto:
+            raise UsageError("--lr-schedule plateau lowers the step size when the validation accuracy stalls: "
+                             "give --epochs auto")
+        if self.lr_schedule == "plateau" and self.refit:
+            raise UsageError("--refit retrains with a schedule fixed in advance: give --lr-schedule constant or "
+                             "cosine with it")
         if not (_whole(self.batch_size) and self.batch_size >= 1):
             raise UsageError(f"--batch-size must be a whole number of at least 1, got {self.batch_size!r}")
         if not (is_finite_number(self.learning_rate) and self.learning_rate > 0):
@@ -124,7 +142,7 @@ def is_finite_number(value):
 
 # train-teacher's budget: a teacher is only worth distilling from if it knows more than its student
 # can learn alone (see the README: 40 epochs, cosine and shifts took the MNIST-split cnn from 98.30%
-# to 99.65%).
+# to 99.65%; `--epochs auto` made worse teachers, whatever its schedule).
 TEACHER_BUDGET = Budget(epochs=40, lr_schedule="cosine", augment="auto")
 
 

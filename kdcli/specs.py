@@ -12,7 +12,7 @@ AUTO = "auto"
 # The smallest height and width that `auto` treats as an image (the bundled digits are 8x8).
 AUTO_IMAGE_SIDE = 8
 # Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant", "plateau")
 PRECISIONS = ("off", "bf16")
 # What a classifier outputs (see `kdcli.models.head_kind`), and the `--student-output` choices:
 # `auto` gives the student its teacher's kind, so that it is a drop-in replacement.

@@ -29,7 +29,7 @@ from kdcli.faults import fault_point
 from kdcli.logs import TrainingLog
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
-from kdcli.runs import Budget, refit_folder
+from kdcli.runs import PLATEAU_FACTOR, Budget, plateau_patience, refit_folder
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
@@ -90,7 +90,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
         `epoch_seconds`, and the total `seconds`; with `epochs="auto"` also
         per-epoch `val_accuracy` and `val_loss`, the `best_epoch` (1-based)
-        whose weights the model now holds, and `stopped`: `patience` or `max-epochs`.
+        whose weights the model now holds, and `stopped`: `patience`,
+        `max-epochs` or `pruned` (by `prune`); with `lr_schedule="plateau"`
+        also `lr_decays`, the epochs after which the step size was halved.
 
     Example:
         >>> teacher = build_model("cnn", data)
@@ -192,6 +194,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
     epochs = budget.max_epochs if budget.auto else budget.epochs
     batch_size, learning_rate, seed = budget.batch_size, budget.learning_rate, budget.seed
     lr_schedule = budget.lr_schedule
+    decaying = lr_schedule == "plateau"  # lowered by the validation split (see _plateau)
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     extra = () if teacher_logits is None else (teacher_logits,)
@@ -378,11 +381,16 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                 history["loss"].append(summed_loss / n)
                 history["accuracy"].append(correct / n)
                 history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
+                # The epoch's last step's step size, for the log (a mirrored variable under a strategy).
+                rate_used = float(tf.convert_to_tensor(optimizer.learning_rate)) if log is not None else None
                 if validate is not None:
                     if _early_stopping(history, *validate(), epoch, budget.patience, epochs):
                         best = model.get_weights()
                     if prune is not None and not history.get("stopped") and prune(history["val_accuracy"]):
                         history["stopped"] = "pruned"
+                    # The new step size is a variable of the optimizer: checkpoints keep it.
+                    if decaying and _plateau(history, epoch, budget.patience):
+                        optimizer.learning_rate = learning_rate * PLATEAU_FACTOR ** len(history["lr_decays"])
                 last = bool(history.get("stopped")) or epoch + 1 == epochs
                 # At the end of the run too, so that a finished run's checkpoint holds its result.
                 saved_now = checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
@@ -394,7 +402,7 @@ def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, prog
                     log.write(epoch + 1, {"loss": scalars.pop("loss"), **{k: v / n for k, v in summed_terms.items()},
                                           **{k: v for k, v in scalars.items() if k != "seconds"},
                                           **({"val_loss": history["val_loss"][-1]} if validate else {}),
-                                          "learning_rate": float(optimizer.learning_rate), "seconds": scalars["seconds"]})
+                                          "learning_rate": rate_used, "seconds": scalars["seconds"]})
                 if hasattr(progress, "epoch_end"):
                     progress.epoch_end(epoch + 1, epochs, _epoch_logs(history), last=last)
                 if stop:  # a signal while the epoch was logged: its checkpoint first
@@ -514,6 +522,22 @@ def _early_stopping(history, accuracy, loss, epoch, patience, max_epochs):
     elif epoch + 1 >= max_epochs:
         history["stopped"] = "max-epochs"
     return improved
+
+
+def _plateau(history, epoch, patience):
+    """`--lr-schedule plateau`: whether to lower the step size after this epoch, recorded in
+    `history["lr_decays"]`: once `plateau_patience(patience)` epochs have passed without a better
+    validation score since the best epoch and since the last decay, unless the run stops here.
+
+    With the default patience of 20 the step size halves after 5, 10 and 15 epochs without
+    improvement, and the run stops after 20: it anneals like a cosine, for as long as the data needs.
+    """
+    decays = history.setdefault("lr_decays", [])
+    since = max([history["best_epoch"], *decays[-1:]])
+    if history.get("stopped") or epoch + 1 - since < plateau_patience(patience):
+        return False
+    decays.append(epoch + 1)
+    return True
 
 
 def _epoch_logs(history):

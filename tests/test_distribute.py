@@ -5,28 +5,35 @@ import socket
 
 import h5py
 import numpy as np
+import pytest
 
 import kdcli
 
 from conftest import assert_one_line_error, finish, run_cli, start_kdcli
 
 
-def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, tmp_path):
+# A fixed budget, and one whose step size the validation split lowers (set on a mirrored variable).
+@pytest.mark.parametrize("budget", [["--epochs", "4"], ["--lr-schedule", "plateau", "--patience", "3", "--max-epochs",
+                                                        "8", "--learning-rate", "0.2"]])
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, tmp_path, budget):
     digits = kdcli.load_data("digits")
     # 1,437 samples: the last batch (29) splits unevenly over the 2 replicas
     np.savez(tmp_path / "odd.npz", x_train=digits.x_train[:1437], y_train=digits.y_train[:1437],
              x_test=digits.x_test, y_test=digits.y_test)
     args = ["distill", "--teacher", pipeline["teacher"], "--data", tmp_path / "odd.npz", "--student", "mlp",
-            "--epochs", "4", "--seed", "2"]
+            *budget, "--seed", "2"]
     default = finish(start_kdcli(*args, "--batch-size", "64", "--out", tmp_path / "default.keras"))
     # 2 replicas x 32 = the same global batch of 64: the same steps, up to float rounding
-    mirrored = finish(start_kdcli(*args, "--strategy", "mirrored", "--batch-size", "32",
+    mirrored = finish(start_kdcli(*args, "--strategy", "mirrored", "--batch-size", "32", "--log-dir", tmp_path / "logs",
                                     "--out", tmp_path / "mirrored.keras", env={"KDCLI_CPU_DEVICES": "2"}))
+    assert (tmp_path / "logs" / "student" / "metrics.csv").exists()  # the step size read from a mirrored variable
     assert default.strip() == str(tmp_path / "default.keras") and mirrored.strip() == str(tmp_path / "mirrored.keras")
     a, b = (kdcli.read_provenance(tmp_path / f"{n}.keras") for n in ("default", "mirrored"))
     assert b["hyperparameters"]["strategy"] == "mirrored" and b["hyperparameters"]["replicas"] == 2
     assert a["hyperparameters"]["replicas"] == 1
     assert abs(a["metrics"]["test_accuracy"] - b["metrics"]["test_accuracy"]) <= 0.01
+    assert a["metrics"].get("lr_decays") == b["metrics"].get("lr_decays")
+    assert "--epochs" in budget or a["metrics"]["lr_decays"]
     for wa, wb in zip(kdcli.load_model(tmp_path / "default.keras").get_weights(),
                       kdcli.load_model(tmp_path / "mirrored.keras").get_weights()):
         np.testing.assert_allclose(wa, wb, atol=1e-4)

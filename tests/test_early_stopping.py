@@ -1,13 +1,15 @@
 """--epochs auto: a validation split carved from the training split, early stopping on it,
 the best epoch's weights, provenance, and an exact resume of a stopped-and-continued run."""
 
+import csv
+
 import numpy as np
 import pytest
 
 import kdcli
 from kdcli.data import stratified_split
-from kdcli.runs import Budget
-from kdcli.training import _validator
+from kdcli.runs import Budget, plateau_patience
+from kdcli.training import _early_stopping, _plateau, _validator
 
 from conftest import EPOCH_LINE, assert_same_weights, kdcli_process, run_cli, state, talk
 
@@ -125,9 +127,42 @@ def test_a_bad_epochs_value_is_a_usage_error(pipeline, tmp_path, value):
     assert r.exit_code == 2 and "--epochs must be auto or a whole number of at least 1" in r.stderr
 
 
-def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path):
+def test_plateau_halves_the_step_size_after_a_quarter_of_the_patience_without_improvement():
+    history = {}
+    # patience 8: a decay after 2 epochs without a better validation accuracy (an equal one with the
+    # same loss is not better), counted from the best epoch or the last decay, and a stop after 8
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.6, 0.6, 0.7] + [0.7] * 20):
+        _early_stopping(history, accuracy, 1.0, epoch, 8, 300)
+        _plateau(history, epoch, 8)
+        if history.get("stopped"):
+            break
+    assert (history["best_epoch"], history["lr_decays"], history["stopped"]) == (5, [4, 7, 9, 11], "patience")
+    assert len(history["val_accuracy"]) == 13  # no decay at the epoch the run stops
+    assert [plateau_patience(p) for p in (1, 3, 4, 7, 8, 20)] == [1, 1, 1, 2, 2, 5]  # a quarter, rounded up
+
+
+def test_plateau_lowers_the_optimizer_step_size_at_the_recorded_epochs(pipeline, tmp_path):
+    out, logs = tmp_path / "s.keras", tmp_path / "logs"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--lr-schedule",
+                "plateau", "--patience", "4", "--max-epochs", "25", "--learning-rate", "0.05", "--log-dir", logs,
+                "--baseline", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    record = kdcli.read_provenance(out)
+    assert record["hyperparameters"]["lr_schedule"] == "plateau"
+    decays = record["metrics"]["lr_decays"]
+    assert decays and all(1 <= e < record["metrics"]["epochs"] for e in decays)
+    assert all(1 <= e < record["metrics"]["baseline_epochs"] for e in record["metrics"]["baseline_lr_decays"])
+    with open(logs / "student" / "metrics.csv", newline="") as f:  # the rate each epoch trained with
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([0.05 * 0.5 ** sum(d < e for d in decays)
+                                   for e in range(1, len(rates) + 1)], rel=1e-6)
+
+
+@pytest.mark.parametrize("schedule, rate", [("constant", "0.02"), ("plateau", "0.2")])
+def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedule, rate):
     args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
-            "--max-epochs", "12", "--learning-rate", "0.02", "--seed", "5", "--checkpoint-every", "0"]
+            "--max-epochs", "12", "--learning-rate", rate, "--seed", "5", "--checkpoint-every", "0",
+            "--lr-schedule", schedule]
     reference = tmp_path / "reference.keras"
     r = kdcli_process(*args, "--out", reference)
     assert r.returncode == 0, r.stderr
@@ -142,8 +177,10 @@ def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path):
     assert r.returncode == 0, r.stderr
     assert_same_weights(out, kdcli.load_model(reference).get_weights())
     resumed = kdcli.read_provenance(out)["metrics"]
-    for key in ("epochs", "best_epoch", "stopped", "validation_accuracy"):
-        assert resumed[key] == whole[key], key
+    for key in ("epochs", "best_epoch", "stopped", "validation_accuracy", "lr_decays"):
+        assert resumed.get(key) == whole.get(key), key
+    if schedule == "plateau":  # the step size was lowered before the kill, and again after it
+        assert min(whole["lr_decays"]) <= 3 < max(whole["lr_decays"])
 
 
 def test_refit_retrains_on_the_whole_training_split_for_the_best_epoch(pipeline, tmp_path):

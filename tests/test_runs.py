@@ -17,7 +17,11 @@ from conftest import assert_one_line_error, run_cli
     ({"learning_rate": -1e-3}, "--learning-rate must be a positive number, got -0.001"),
     ({"learning_rate": float("inf")}, "--learning-rate must be a positive number, got inf"),
     ({"epochs": True}, "--epochs must be auto or a whole number of at least 1, got True"),
-    ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, got 'step'"),
+    ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, plateau, got 'step'"),
+    ({"lr_schedule": "plateau", "epochs": 5}, "--lr-schedule plateau lowers the step size when the validation accuracy "
+                                              "stalls: give --epochs auto"),
+    ({"lr_schedule": "plateau", "refit": True}, "--refit retrains with a schedule fixed in advance: give "
+                                                "--lr-schedule constant or cosine with it"),
     ({"seed": -1}, "--seed must be a whole number from 0 to 2**32 - 1, got -1"),
     ({"augment": "rotate"}, "--augment must be auto, none, shift, mixup, shift+mixup, with shift:N for N pixels, got 'rotate'"),
 ])
