@@ -10,6 +10,8 @@ for each seed `kdcli distill --teacher T --data D --seed S --baseline`
   epoch)), steps per epoch = ceil(n_train / 64) on the whole training split;
 - auto: no budget options (the new default, `--epochs auto`);
 - auto + cosine: `--lr-schedule cosine` (the cosine spans `--max-epochs`);
+- auto + plateau: `--lr-schedule plateau` (the step size halves after every 5 epochs without a
+  better validation accuracy);
 - refit: what `--refit` does (its result equals `--epochs E`): retrain on the whole training split for
   the epochs auto found, `--epochs E_d` (E_d: auto's `best_epoch`, giving
   the distilled student) and `--epochs E_s --baseline` (E_s: auto's
@@ -40,7 +42,7 @@ from common import kdcli as run, mnist_split
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
-VARIANTS = ("today", "auto", "auto + cosine", "refit")
+VARIANTS = ("today", "auto", "auto + cosine", "auto + plateau", "refit")
 NAMES = {"digits": "digits (bundled, 1,438/359)", "tabular": "tabular (synthetic, 3,000/1,000)",
          "signal": "signal (synthetic, 4,000/1,000)", "mnist": "MNIST (8,000/2,000 split)"}
 
@@ -78,7 +80,8 @@ def measure(variant, teacher, data, seed, workdir, n_old, auto):
         return {"distilled": distilled["test_accuracy"], "scratch": scratch["baseline_test_accuracy"],
                 "epochs": distilled["epochs"], "baseline_epochs": scratch["baseline_epochs"],
                 "seconds": seconds_d + seconds_s, "seconds_distilled": seconds_d, "seconds_scratch": seconds_s}
-    options = {"today": ("--epochs", n_old), "auto": (), "auto + cosine": ("--lr-schedule", "cosine")}[variant]
+    options = {"today": ("--epochs", n_old), "auto": (), "auto + cosine": ("--lr-schedule", "cosine"),
+               "auto + plateau": ("--lr-schedule", "plateau")}[variant]
     metrics, seconds = distill(teacher, data, seed, out, *options, "--baseline")
     record = {"distilled": metrics["test_accuracy"], "scratch": metrics["baseline_test_accuracy"],
               "seconds": seconds, "train_seconds": metrics["train_seconds"]}
@@ -161,7 +164,7 @@ def markdown(results, seeds):
         f"For each seed S in {seeds}: `kdcli distill --teacher T --data D --seed S --baseline` (student shrink:0.25) "
         "with, per variant: today `--epochs N_old` (the old default: max(30, ceil(3000 / ceil(n_train / 64)))); "
         "auto: nothing (the new default: 10% held out, patience 20, at most 300 epochs, best epoch restored); "
-        "auto + cosine: `--lr-schedule cosine`; refit: `--epochs E_d` for the distilled student and a separate "
+        "auto + cosine: `--lr-schedule cosine`; auto + plateau: `--lr-schedule plateau`; refit: `--epochs E_d` for the distilled student and a separate "
         "`--epochs E_s --baseline` for the student from scratch, E_d and E_s being auto's best epochs for the same "
         f"seed, on the whole training split. {about}. "
         "Test accuracy in %, mean ± standard deviation over the seeds; the gain is the mean of the per-seed "

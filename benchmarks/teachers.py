@@ -7,7 +7,9 @@ there, all made as in budgets.py) and each seed S, `kdcli train-teacher
 
 - today: `--epochs 40 --lr-schedule cosine` (today's defaults, given explicitly);
 - auto: `--epochs auto --lr-schedule constant` (10% of the training split
-  held out, patience 20, at most 300 epochs, the best epoch's weights kept).
+  held out, patience 20, at most 300 epochs, the best epoch's weights kept);
+- auto + plateau: `--epochs auto --lr-schedule plateau` (the same, with the
+  step size halved after every 5 epochs without improvement).
 
 Records each teacher's test accuracy, epochs run (and auto's best epoch),
 parameters and the command's whole wall time, measured around its
@@ -33,14 +35,15 @@ import kdcli
 from common import kdcli as run
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("today", "auto")
+VARIANTS = ("today", "auto", "auto + plateau")
 OPTIONS = {"today": ("--epochs", 40, "--lr-schedule", "cosine"),
-           "auto": ("--epochs", "auto", "--lr-schedule", "constant")}
+           "auto": ("--epochs", "auto", "--lr-schedule", "constant"),
+           "auto + plateau": ("--epochs", "auto", "--lr-schedule", "plateau")}
 
 
 def measure(variant, data, seed, workdir):
     """One cell: train one teacher; returns its record."""
-    out = workdir / f"teacher-{variant}-{seed}.keras"
+    out = workdir / f"teacher-{variant.replace(' + ', '-')}-{seed}.keras"
     start = time.perf_counter()
     # --restart: a checkpoint left by a benchmark run cut short is discarded, not refused.
     path = run("train-teacher", "--data", data, "--seed", seed, *OPTIONS[variant], "--restart", "--out", out)
@@ -108,16 +111,17 @@ def markdown(results, seeds):
         "for digits, signal and MNIST, an mlp for tabular; `--augment auto`: shifted copies for the cnn) with, per "
         "variant: today `--epochs 40 --lr-schedule cosine` (today's defaults); auto `--epochs auto --lr-schedule "
         "constant` (10% of the training split held out, stratified from the seed, patience 20, at most 300 epochs, "
-        f"the best epoch's weights restored; trained on the other 90%). Teacher size: {about}. "
-        "Test accuracy in %, mean ± standard deviation over the seeds, then each seed's. auto − today: the mean of "
+        "the best epoch's weights restored; trained on the other 90%); auto + plateau `--epochs auto --lr-schedule "
+        f"plateau` (the same, the step size halved after every 5 epochs without improvement). Teacher size: {about}. "
+        "Test accuracy in %, mean ± standard deviation over the seeds, then each seed's. variant − today: the mean of "
         "the per-seed differences (each seed's in brackets), \"within noise\" when its mean is within one standard "
-        "deviation (the largest of today's, auto's and the per-seed differences'). Epochs: mean over seeds of the "
-        "epochs run (auto: then the mean best epoch, whose weights are kept). Wall time: the train-teacher "
+        "deviation (the largest of today's, the variant's and the per-seed differences'). Epochs: mean over seeds of the "
+        "epochs run (auto variants: then the mean best epoch, whose weights are kept). Wall time: the train-teacher "
         "commands' whole wall time (process start to exit) summed over the seeds, and its ratio to today's on the "
         "same data (of the means per seed, for rows with fewer seeds). Machine: 2 CPU cores, no GPU, shared with "
         "other jobs, so times are noisy: compare ratios, not seconds.",
         "",
-        "| data | variant | test accuracy (%) | per seed (%) | auto − today (points) | epochs | wall time |",
+        "| data | variant | test accuracy (%) | per seed (%) | variant − today (points) | epochs | wall time |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
