@@ -27,9 +27,7 @@ short resumes (keep `--workdir` to reuse the teachers). Prints, and writes to
 """
 
 import argparse
-import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import numpy as np
 import kdcli
 
 import datasets
-from common import kdcli as run, mnist_split
+from common import kdcli as run, load_results, measure_sets, mnist_split, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
@@ -198,23 +196,11 @@ def main():
     args = parser.parse_args()
     if "refit" in args.variants and "auto" not in args.variants:
         parser.error("refit needs auto's best epochs: list auto too (its cells in --json are reused)")
-    json_path = Path(args.json)
-    results = json.loads(json_path.read_text()) if json_path.exists() else {}
-
-    def save():
-        json_path.write_text(json.dumps(results, indent=2))
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.workdir or tmp)
-        for name in args.sets:
-            (root / name).mkdir(parents=True, exist_ok=True)
-            measure_set(name, root / name, args.seeds, args.variants, results, save)
+    results, save = load_results(args.json)
+    measure_sets(args.sets, args.workdir,
+                 lambda name, folder: measure_set(name, folder, args.seeds, args.variants, results, save))
     results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
-    lines = markdown(results, args.seeds)
-    print("\n".join(lines))
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
-
+    write_section(markdown(results, args.seeds), args.markdown)
 
 if __name__ == "__main__":
     main()

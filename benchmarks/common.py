@@ -1,8 +1,12 @@
-"""Shared helpers of the benchmarks: the MNIST benchmark split, running kdcli and timing processes."""
+"""Shared helpers of the benchmarks: the MNIST benchmark split, running kdcli, timing processes, and
+the resumable results of the accuracy benchmarks."""
 
 import gzip
+import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,3 +54,35 @@ def kdcli(*args):
     if r.returncode != 0:
         raise SystemExit(f"kdcli {' '.join(map(str, args))} failed: {r.stderr.strip()}")
     return r.stdout.strip()
+
+
+def load_results(path):
+    """The raw results kept in `path` (JSON; {} when absent) and a `save()` that writes them back whole:
+    a benchmark calls it after every cell, so a run cut short resumes, and one killed while writing
+    keeps the previous file."""
+    path = Path(path)
+    results = json.loads(path.read_text()) if path.exists() else {}
+
+    def save():
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(results, indent=2))
+        os.replace(partial, path)
+
+    return results, save
+
+
+def measure_sets(names, workdir, measure_set):
+    """`measure_set(name, folder)` for each data set, each in its own folder of `workdir` (None: a
+    temporary folder, removed afterwards)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(workdir or tmp)
+        for name in names:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            measure_set(name, root / name)
+
+
+def write_section(lines, markdown=None):
+    """Print a benchmark's Markdown section, and write it to `markdown` when given."""
+    print("\n".join(lines))
+    if markdown:
+        Path(markdown).write_text("\n".join(lines) + "\n")

@@ -29,10 +29,7 @@ section for BENCHMARKS.md.
 """
 
 import argparse
-import json
-import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +38,7 @@ from budgets import NAMES, distill, make_data, points
 
 import kdcli
 
-from common import kdcli as run
+from common import kdcli as run, load_results, measure_sets, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "mnist")
@@ -263,35 +260,21 @@ def main():
     parser.add_argument("--json", default=str(HERE / "paying.json"), help="raw numbers; cells there are skipped")
     parser.add_argument("--markdown", help="also write the section to this file")
     args = parser.parse_args()
-    json_path = Path(args.json)
-    results = json.loads(json_path.read_text()) if json_path.exists() else {}
-
-    def save():
-        partial = json_path.with_name(json_path.name + ".partial")
-        partial.write_text(json.dumps(results, indent=2))
-        os.replace(partial, json_path)
-
+    results, save = load_results(args.json)
     start = time.perf_counter()
     signal.signal(signal.SIGALRM, _out_of_time)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.workdir or tmp)
-        try:
-            if args.minutes > 0:
-                signal.alarm(max(1, round(args.minutes * 60)))
-                for name in args.sets:
-                    (root / name).mkdir(parents=True, exist_ok=True)
-                    measure_set(name, root / name, args.seeds, args.rows, results, save)
-        except OutOfTime:
-            print(f"out of time after {args.minutes:g} minutes: the cell running was stopped", flush=True)
-        finally:
-            signal.alarm(0)
+    try:
+        if args.minutes > 0:
+            signal.alarm(max(1, round(args.minutes * 60)))
+            measure_sets(args.sets, args.workdir,
+                         lambda name, folder: measure_set(name, folder, args.seeds, args.rows, results, save))
+    except OutOfTime:
+        print(f"out of time after {args.minutes:g} minutes: the cell running was stopped", flush=True)
+    finally:
+        signal.alarm(0)
     print(f"ran {(time.perf_counter() - start) / 60:.1f} minutes", flush=True)
     results = {name: results[name] for name in SETS if name in results and name in args.sets}
-    lines = markdown(results, args.seeds, args.rows)
-    print("\n".join(lines))
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
-
+    write_section(markdown(results, args.seeds, args.rows), args.markdown)
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,6 @@ Markdown section for BENCHMARKS.md (`--report` only writes it from `--json`).
 """
 
 import argparse
-import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from budgets import NAMES, SETS, make_data, points
 
 import kdcli
 
-from common import kdcli as run
+from common import kdcli as run, load_results, measure_sets, write_section
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("today", "auto", "auto + plateau")
@@ -141,24 +139,12 @@ def main():
     parser.add_argument("--markdown", help="also write the section to this file")
     parser.add_argument("--report", action="store_true", help="run nothing: only write the section from --json")
     args = parser.parse_args()
-    json_path = Path(args.json)
-    results = json.loads(json_path.read_text()) if json_path.exists() else {}
-
-    def save():
-        json_path.write_text(json.dumps(results, indent=2))
-
+    results, save = load_results(args.json)
     if not args.report:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(args.workdir or tmp)
-            for name in args.sets:
-                (root / name).mkdir(parents=True, exist_ok=True)
-                measure_set(name, root / name, args.seeds, args.variants, results, save)
+        measure_sets(args.sets, args.workdir,
+                     lambda name, folder: measure_set(name, folder, args.seeds, args.variants, results, save))
     results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
-    lines = markdown(results, args.seeds)
-    print("\n".join(lines))
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
-
+    write_section(markdown(results, args.seeds), args.markdown)
 
 if __name__ == "__main__":
     main()
