@@ -26,7 +26,6 @@ short resumes (keep `--workdir` to reuse the teachers). Prints, and writes to
         [--seeds 0 1 2] [--workdir DIR] [--json budgets.json] [--markdown budgets.md]
 """
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 import kdcli
 
 import datasets
-from common import kdcli as run, load_results, measure_sets, mnist_split, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, mnist_split, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
@@ -186,13 +185,8 @@ def markdown(results, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--workdir", help="keeps data, teachers and students (default: a temporary folder)")
-    parser.add_argument("--json", default=str(HERE / "budgets.json"), help="raw numbers; cells there are skipped")
-    parser.add_argument("--markdown", help="also write the section to this file")
+    parser = cells_parser(__doc__.splitlines()[0], SETS, "variants", VARIANTS, HERE / "budgets.json",
+                          "data, teachers and students")
     args = parser.parse_args()
     if "refit" in args.variants and "auto" not in args.variants:
         parser.error("refit needs auto's best epochs: list auto too (its cells in --json are reused)")

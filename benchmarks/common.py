@@ -56,6 +56,21 @@ def kdcli(*args):
     return r.stdout.strip()
 
 
+def cells_parser(description, sets, choice, choices, json_default, keeps):
+    """The command line of an accuracy benchmark: `--sets`, `--CHOICE` (its variants or rows),
+    `--seeds`, `--workdir` (which keeps `keeps`), `--json` and `--markdown`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sets", nargs="+", choices=sets, default=list(sets))
+    parser.add_argument(f"--{choice}", nargs="+", choices=choices, default=list(choices))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", help=f"keeps {keeps} (default: a temporary folder)")
+    parser.add_argument("--json", default=str(json_default), help="raw numbers; cells there are skipped")
+    parser.add_argument("--markdown", help="also write the section to this file")
+    return parser
+
+
 def load_results(path):
     """The raw results kept in `path` (JSON; {} when absent) and a `save()` that writes them back whole:
     a benchmark calls it after every cell, so a run cut short resumes, and one killed while writing

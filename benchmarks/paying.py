@@ -28,7 +28,6 @@ section for BENCHMARKS.md.
         [--seeds 0 1 2] [--minutes 100] [--workdir DIR] [--json paying.json] [--markdown paying.md]
 """
 
-import argparse
 import signal
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from budgets import NAMES, distill, make_data, points
 
 import kdcli
 
-from common import kdcli as run, load_results, measure_sets, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "mnist")
@@ -251,14 +250,9 @@ def markdown(results, seeds, rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
-    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = cells_parser(__doc__.splitlines()[0], SETS, "rows", ROWS, HERE / "paying.json",
+                          "data, teachers and students")
     parser.add_argument("--minutes", type=float, default=100, help="stop after this long, keeping the cells done")
-    parser.add_argument("--workdir", help="keeps data, teachers and students (default: a temporary folder)")
-    parser.add_argument("--json", default=str(HERE / "paying.json"), help="raw numbers; cells there are skipped")
-    parser.add_argument("--markdown", help="also write the section to this file")
     args = parser.parse_args()
     results, save = load_results(args.json)
     start = time.perf_counter()

@@ -21,7 +21,6 @@ Markdown section for BENCHMARKS.md (`--report` only writes it from `--json`).
         [--seeds 0 1 2] [--workdir DIR] [--json teachers.json] [--markdown teachers.md] [--report]
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from budgets import NAMES, SETS, make_data, points
 
 import kdcli
 
-from common import kdcli as run, load_results, measure_sets, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, write_section
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("today", "auto", "auto + plateau")
@@ -130,13 +129,7 @@ def markdown(results, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--workdir", help="keeps data and teachers (default: a temporary folder)")
-    parser.add_argument("--json", default=str(HERE / "teachers.json"), help="raw numbers; cells there are skipped")
-    parser.add_argument("--markdown", help="also write the section to this file")
+    parser = cells_parser(__doc__.splitlines()[0], SETS, "variants", VARIANTS, HERE / "teachers.json", "data and teachers")
     parser.add_argument("--report", action="store_true", help="run nothing: only write the section from --json")
     args = parser.parse_args()
     results, save = load_results(args.json)
