@@ -29,7 +29,7 @@ import numpy as np
 
 import kdcli
 
-from common import kdcli as run, mnist_split
+from common import kdcli as run, mnist_split, points
 
 TEACHER_RECIPE = ("--augment", "shift", "--lr-schedule", "cosine", "--epochs", "40")
 # Way of distilling -> the extra options of `kdcli distill`.
@@ -70,11 +70,6 @@ def measure(data, workdir, seeds, student, epochs):
     result["student_params"] = kdcli.load_model(out).count_params()
     result["epochs"] = kdcli.read_provenance(out)["hyperparameters"]["epochs"]
     return result
-
-
-def points(x):
-    """A difference in points, signed, with no -0.00."""
-    return f"{round(x, 2) + 0:+.2f}"
 
 
 def markdown(results, seeds, student, epochs):

@@ -35,7 +35,7 @@ import numpy as np
 import kdcli
 
 import datasets
-from common import cells_parser, kdcli as run, load_results, measure_sets, mnist_split, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, mnist_split, paired_difference, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
@@ -119,11 +119,6 @@ def measure_set(name, workdir, seeds, variants, results, save):
     save()
 
 
-def points(x):
-    """A difference in points, signed, with no -0.00."""
-    return f"{round(x, 2) + 0:+.2f}"
-
-
 def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
     """One table row of a variant's cells (seed -> record); `n_seeds`: how many seeds were asked for.
 
@@ -131,8 +126,6 @@ def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
     """
     records = list(cells.values())
     s, d = (np.array([r[k] for r in records]) * 100 for k in ("scratch", "distilled"))
-    gains = d - s
-    noise = " (within noise)" if abs(gains.mean()) <= max(s.std(), d.std(), gains.std()) else ""
     mean = {k: np.mean([r[k] for r in records]) for k in records[0] if not isinstance(records[0][k], str)}
     epochs = f"{mean['epochs']:.0f} / {mean['baseline_epochs']:.0f}"
     if "best_epoch" in mean:
@@ -144,7 +137,7 @@ def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
             time_cell += f"; with auto's search ×{(mean['seconds'] + auto_seconds) / today_seconds:.2f}"
     missing = "" if len(records) == n_seeds else f" [{len(records)} of {n_seeds} seeds]"
     return (f"| {NAMES[name]} | {variant}{missing} | {s.mean():.2f} ± {s.std():.2f} | {d.mean():.2f} ± {d.std():.2f} | "
-            f"{points(gains.mean())}{noise} ({', '.join(points(g) for g in gains)}) | {epochs} | {time_cell} |")
+            f"{paired_difference(s, d)} | {epochs} | {time_cell} |")
 
 
 def markdown(results, seeds):

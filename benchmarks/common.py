@@ -56,6 +56,20 @@ def kdcli(*args):
     return r.stdout.strip()
 
 
+def points(x):
+    """A difference in points, signed, with no -0.00."""
+    return f"{round(x, 2) + 0:+.2f}"
+
+
+def paired_difference(base, mine):
+    """`mine − base` of paired per-seed accuracies (in %): its mean, "(within noise)" when the mean is
+    within one standard deviation (the largest of base's, mine's and the differences'), and each
+    seed's difference in brackets."""
+    gaps = mine - base
+    noise = " (within noise)" if abs(gaps.mean()) <= max(base.std(), mine.std(), gaps.std()) else ""
+    return f"{points(gaps.mean())}{noise} ({', '.join(points(g) for g in gaps)})"
+
+
 def cells_parser(description, sets, choice, choices, json_default, keeps):
     """The command line of an accuracy benchmark: `--sets`, `--CHOICE` (its variants or rows),
     `--seeds`, `--workdir` (which keeps `keeps`), `--json` and `--markdown`."""

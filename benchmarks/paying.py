@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from budgets import NAMES, distill, make_data, points
+from budgets import NAMES, distill, make_data
 
 import kdcli
 
-from common import cells_parser, kdcli as run, load_results, measure_sets, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, paired_difference, points, write_section
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "mnist")
@@ -150,10 +150,8 @@ def row(name, label, cells, default, teacher_accuracy, n_seeds, default_seconds)
     if paired:
         s = np.array([default[seed]["scratch"] for seed in paired]) * 100
         gains = np.array([done[seed]["distilled"] * 100 for seed in paired]) - s
-        dp = s + gains
-        noise = " (within noise)" if abs(gains.mean()) <= max(s.std(), dp.std(), gains.std()) else ""
         scratch = f"{s.mean():.2f} ± {s.std():.2f}"
-        gain = f"{points(gains.mean())}{noise} ({', '.join(points(g) for g in gains)})"
+        gain = paired_difference(s, s + gains)
         gap = f"{100 * gains.mean() / (100 * teacher_accuracy - s.mean()):.0f}%"
     else:
         scratch = gain = gap = "n/a"

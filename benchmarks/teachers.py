@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from budgets import NAMES, SETS, make_data, points
+from budgets import NAMES, SETS, make_data
 
 import kdcli
 
-from common import cells_parser, kdcli as run, load_results, measure_sets, write_section
+from common import cells_parser, kdcli as run, load_results, measure_sets, paired_difference, write_section
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("today", "auto", "auto + plateau")
@@ -86,9 +86,7 @@ def row(name, variant, cells, n_seeds, today):
         if variant != "today" and paired:
             base = np.array([today[s]["accuracy"] for s in paired]) * 100
             mine = np.array([cells[s]["accuracy"] for s in paired]) * 100
-            gaps = mine - base
-            noise = " (within noise)" if abs(gaps.mean()) <= max(base.std(), mine.std(), gaps.std()) else ""
-            difference = f"{points(gaps.mean())}{noise} ({', '.join(points(g) for g in gaps)})"
+            difference = paired_difference(base, mine)
     missing = "" if len(seeds) == n_seeds else f" [{len(seeds)} of {n_seeds} seeds]"
     return (f"| {NAMES[name]} | {variant}{missing} | {acc.mean():.2f} ± {acc.std():.2f} | {per_seed} | "
             f"{difference or '–'} | {epochs} | {time_cell} |")
