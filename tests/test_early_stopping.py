@@ -158,6 +158,17 @@ def test_plateau_lowers_the_optimizer_step_size_at_the_recorded_epochs(pipeline,
                                    for e in range(1, len(rates) + 1)], rel=1e-6)
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--epochs", "3"], "--lr-schedule plateau lowers the step size when the validation accuracy stalls"),
+    (["--refit"], "--refit retrains with a schedule fixed in advance"),
+])
+def test_plateau_needs_epochs_auto_and_no_refit(pipeline, tmp_path, options, message):
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--lr-schedule", "plateau", *options,
+                "--out", tmp_path / "s.keras")
+    assert r.exit_code == 2 and message in r.stderr
+    assert not (tmp_path / "s.keras").exists()
+
+
 @pytest.mark.parametrize("schedule, rate", [("constant", "0.02"), ("plateau", "0.2")])
 def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedule, rate):
     args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
