@@ -141,7 +141,8 @@ def _epochs_run(metrics, prefix=""):
 
 def _metrics(model, data, history, prefix=""):
     """What a training run reached, for provenance: test accuracy, epochs, and with `--epochs auto`
-    the best epoch, why the run stopped, the validation curve (and the step size's decays). `prefix` names a `--baseline` run's."""
+    the best epoch, why the run stopped, the validation curve (and the step size's halvings).
+    `prefix` names a `--baseline` run's."""
     from kdcli.training import accuracy
 
     metrics = {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
