@@ -1,6 +1,7 @@
 """Shared helpers of the benchmarks: the MNIST benchmark split, running kdcli, timing processes, and
 the resumable results of the accuracy benchmarks."""
 
+import argparse
 import gzip
 import json
 import os
@@ -73,8 +74,6 @@ def paired_difference(base, mine):
 def cells_parser(description, sets, choice, choices, json_default, keeps):
     """The command line of an accuracy benchmark: `--sets`, `--CHOICE` (its variants or rows),
     `--seeds`, `--workdir` (which keeps `keeps`), `--json` and `--markdown`."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sets", nargs="+", choices=sets, default=list(sets))
     parser.add_argument(f"--{choice}", nargs="+", choices=choices, default=list(choices))
