@@ -8,7 +8,7 @@ import numpy as np
 
 from kdcli.data.batching import Split
 from kdcli.data.columns import is_text
-from kdcli.data.validation import check_labels, check_lengths
+from kdcli.data.validation import check_classes, check_labels, check_lengths
 from kdcli.errors import KdcliError
 from kdcli.files import rebase_recorded, relative_to_artifact
 
@@ -26,10 +26,12 @@ class Dataset:
 
     Args:
         spec: how the data was named (`digits`, a path), recorded in provenance.
-        options: how it was loaded (`val_split`, `image_size`, `color_mode`), so
-            a later step can load it again the same way.
+        options: how it was loaded (`val_split`, `image_size`, `color_mode`,
+            `num_classes`), so a later step can load it again the same way.
         train, test: the `Split`s.
-        num_classes: C, at least the largest label plus one.
+        num_classes: C, at least the largest label plus one; every class id
+            below it has training samples, unless C was declared
+            (`options["num_classes"]`) or taken from a model (`expect_classes`).
         class_names: names of the classes, when the source has them (image and text folders).
     """
 
@@ -102,7 +104,14 @@ class Dataset:
 
     def expect_classes(self, num_classes, source):
         """Adopt the number of classes of a model (a teacher may know classes
-        the labels never use), refusing labels beyond it."""
+        the labels never use), refusing labels beyond it, and a number of
+        classes declared (`--num-classes`) that is not the model's."""
+        declared = self.options.get("num_classes")
+        if declared is not None and declared != num_classes:
+            raise KdcliError(
+                f"{self.spec}: --num-classes {declared} (given, or recorded with the data), but {source} has "
+                f"{num_classes} classes; give --num-classes {num_classes}"
+            )
         if self.num_classes > num_classes:
             raise KdcliError(
                 f"{self.spec}: labels go up to {self.num_classes - 1}, but {source} has "
@@ -164,11 +173,8 @@ def make_dataset(spec, options, columns, labels, class_names=None):
     for name, split in (("train", train), ("test", test)):
         if len(split) == 0:
             raise KdcliError(f"{spec}: the {name} split is empty")
-    num_classes = int(max(train.y.max(), test.y.max())) + 1
-    if len(class_names or ()) > num_classes:
-        num_classes = len(class_names)
-    if num_classes < 2:
-        raise KdcliError(f"{spec}: labels hold a single class; classification needs at least two")
+    num_classes = check_classes(spec, "y" if "x" in columns else "y_train", train.y, test.y,
+                                options.get("num_classes"), class_names)
     return Dataset(spec, options, train, test, num_classes, class_names)
 
 

@@ -23,9 +23,19 @@ SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHOLE_KEYS = ("x", "y")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TEXT_EXTENSION = ".txt"
+# Files kdcli does not read, each with the way to arrays that it reads.
+_TABLE_FIX = ("load it and save arrays: np.savez('data.npz', x=features, y=labels), labels as class ids 0..C-1; "
+              "then --data data.npz")
+CONVERT_HINTS = {
+    ".csv": f"a CSV file is not read as data; {_TABLE_FIX}",
+    ".tsv": f"a TSV file is not read as data; {_TABLE_FIX}",
+    ".txt": f"a single text file is not read as data (a folder of .txt files per class is); {_TABLE_FIX}",
+    ".npy": "an .npy file holds one array, and data needs inputs and labels: "
+            "np.savez('data.npz', x=inputs, y=labels); then --data data.npz",
+}
 
 
-def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
+def load_data(spec, val_split=0.2, image_size=None, color_mode="auto", num_classes=None):
     """Load a data set named by a `--data` value.
 
     Args:
@@ -41,13 +51,18 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
         image_size: `(height, width)` that images are resized to; by default
             the size of the first image.
         color_mode: `grayscale`, `rgb`, or `auto` (the first image's).
+        num_classes: the number of classes C, declared: a class may then
+            have no training samples (a teacher's class the data lacks), and
+            a label of C or more is refused. By default C is the largest
+            label plus one, and every class id below it needs training samples.
 
     Returns:
         A `Dataset`.
 
     Raises:
-        KdcliError: the name is unknown, the file is missing or unreadable,
-            or it is not a valid classification data set.
+        KdcliError: the name is unknown, the file is missing, unreadable or
+            of a kind kdcli does not read (the message says how to convert
+            it), or it is not a valid classification data set.
 
     Example:
         >>> data = load_data("digits")
@@ -57,7 +72,11 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     spec = str(spec)
     if not 0 < val_split < 1:
         raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
-    options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode}
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+                                    or num_classes < 2):
+        raise UsageError(f"--num-classes must be a whole number of 2 or more, got {num_classes}")
+    options = {"val_split": val_split, "image_size": list(image_size) if image_size else None, "color_mode": color_mode,
+               "num_classes": None if num_classes is None else int(num_classes)}
     if spec in SAMPLES:
         with resources.as_file(resources.files("kdcli") / "samples" / f"{spec}.npz") as path:
             return _from_arrays(spec, options, _read_npz(path))
@@ -66,6 +85,8 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto"):
     path = Path(spec)
     if path.is_dir():
         return _from_folder(spec, path, options)
+    if path.suffix.lower() in CONVERT_HINTS:
+        raise KdcliError(f"{spec}: {CONVERT_HINTS[path.suffix.lower()] if path.exists() else 'no such file'}")
     if path.suffix.lower() not in (".npz", ".h5", ".hdf5"):
         if not path.exists():
             raise KdcliError(
@@ -84,11 +105,24 @@ def _read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             wanted = _pick_keys(path, list(f.keys()))
-            return {k: f[k] for k in wanted}
+            return {k: _read_member(path, f, k) for k in wanted}
     except KdcliError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise KdcliError(f"{path}: cannot read .npz file ({_first_line(e)})") from e
+
+
+def _read_member(path, npz, key):
+    try:
+        return npz[key]
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise
+        # An object array (pandas' `.values` gives them) is a pickle, which kdcli never loads.
+        fix = f"{key}.astype(int) or {key}.astype(str)" if key.startswith("y") else \
+            f"{key}.astype('float32'), or {key}.astype(str) for text"
+        raise KdcliError(f"{path}: {key} is an array of Python objects, which kdcli does not unpickle; "
+                         f"save it as numbers or strings: {fix}") from None
 
 
 def _from_h5(spec, path, options):
