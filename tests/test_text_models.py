@@ -53,7 +53,7 @@ def test_a_text_teacher_goes_through_every_step(text_teacher, tmp_path):
     served = tf.saved_model.load(str(tmp_path / "served"))
     assert served.serve(tf.constant(["stocks fell as the market closed"])).shape == (1, 4)
     r = run_cli("export", tmp_path / "shrunk.keras", "--out", tmp_path / "s.tflite")
-    assert_one_line_error(r, 4, "takes strings (a TextVectorization layer), which TFLite's built-in operations "
+    assert_one_line_error(r, 4, "takes strings (a TextVectorization layer or a tokenizer), which TFLite's built-in operations "
                                 "cannot; export it with --format saved_model")
 
 
