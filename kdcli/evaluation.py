@@ -18,7 +18,8 @@ import numpy as np
 from kdcli._tf import native_output_silenced, tf
 from kdcli.artifacts import read_provenance
 from kdcli.errors import KdcliError
-from kdcli.model_files import load_model
+from kdcli.files import artifact_size
+from kdcli.model_files import load_model, model_format
 from kdcli.models import check_compatible, check_shapes, count_params, logits_model
 from kdcli.training import predict_logits
 
@@ -71,12 +72,17 @@ def measure_throughput(call, batch, repeats=5):
 
 
 class KerasRunner:
-    """A `.keras` model, run through a compiled `tf.function`."""
+    """A Keras model (`.keras`, legacy `.h5` or a SavedModel folder), run through a compiled `tf.function`.
 
-    def __init__(self, path, unsafe=False):
-        self.model = logits_model(load_model(path, unsafe=unsafe), Path(path).name)
+    Its parameters are counted on the model as saved, head included.
+    """
+
+    def __init__(self, path, unsafe=False, data=None):
+        loaded = load_model(path, unsafe=unsafe, data=data)
+        self.format = model_format(path)
+        self.model = logits_model(loaded, Path(path).name)
         self.num_outputs = self.model.output_shape[-1]
-        self.params, self.trainable_params = count_params(self.model)
+        self.params, self.trainable_params = count_params(loaded)
         self._infer = tf.function(lambda b: self.model(b, training=False), reduce_retracing=True)
 
     def check(self, data, name):
@@ -109,6 +115,9 @@ class TFLiteRunner:
         self._binary = int(details["shape"][-1]) == 1
         self.num_outputs = 2 if self._binary else int(details["shape"][-1])
         self.input_shape = tuple(int(d) for d in self._single.get_input_details()[0]["shape"][1:])
+        # A model exported for one sample per call (kdcli's recurrent exports) cannot be resized:
+        # its batches go a sample at a time.
+        self._one_per_call = int(self._single.get_input_details()[0]["shape_signature"][0]) == 1
         record = read_provenance(path) or {}
         self.params = record.get("params")
         self.trainable_params = record.get("trainable_params")
@@ -135,10 +144,12 @@ class TFLiteRunner:
     def _run(self, interpreter, x):
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         x = np.asarray(x, np.float32)
-        if inp["dtype"] in (np.int8, np.uint8):
-            scale, zero = inp["quantization"]
+        scale, zero = inp["quantization"]
+        if inp["dtype"] in (np.int8, np.uint8) and scale:
             info = np.iinfo(inp["dtype"])
             x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        elif np.issubdtype(inp["dtype"], np.integer):  # token ids (int32), which batches carry as float32
+            x = np.rint(x)
         interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])
@@ -156,16 +167,18 @@ class TFLiteRunner:
     def call(self, x):
         if len(x) == 1:
             return self._run(self._single, x)
+        if self._one_per_call:
+            return np.concatenate([self._run(self._single, x[i:i + 1]) for i in range(len(x))])
         if self._batched_size != len(x):
             self._batched, self._batched_size = self._interpreter(len(x)), len(x)
         return self._run(self._batched, x)
 
 
-def open_model(path, unsafe=False):
-    """A runner for a `.keras` or `.tflite` model file."""
+def open_model(path, unsafe=False, data=None):
+    """A runner for a `.tflite` file or any model `kdcli.model_files.load_model` reads (`data`: as there)."""
     if Path(path).suffix == ".tflite":
         return TFLiteRunner(path)
-    return KerasRunner(path, unsafe)
+    return KerasRunner(path, unsafe, data)
 
 
 def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False):
@@ -194,7 +207,7 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
     sample = data.test.read(np.arange(1))
     batch = data.test.read(np.arange(min(len(data.test), THROUGHPUT_BATCH)))
     for path in paths:
-        runner = open_model(path, unsafe)
+        runner = open_model(path, unsafe, data)
         if not entries:  # the first model sets the classes; the others must have as many
             data.expect_classes(runner.num_outputs, Path(path).name)
         runner.check(data, Path(path).name)
@@ -206,12 +219,12 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         record = read_provenance(path) or {}
         entry = {
             "path": str(path),
-            "format": "tflite" if isinstance(runner, TFLiteRunner) else "keras",
+            "format": "tflite" if isinstance(runner, TFLiteRunner) else runner.format,
             "kind": record.get("kind"),
             "accuracy": float(np.mean(predictions == data.y_test)),
             "params": runner.params,
             "trainable_params": runner.trainable_params,
-            "size_bytes": Path(path).stat().st_size,
+            "size_bytes": artifact_size(path),
             "latency_ms": median,
             "latency_p95_ms": p95,
             "throughput": measure_throughput(runner.call, batch),

@@ -98,12 +98,26 @@ def write_text(path, text, append=False):
     return path
 
 
+def artifact_size(path):
+    """The bytes of a file, or of all the files in a folder (a SavedModel)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def sha256_file(path):
-    """The hex sha256 of a file's bytes."""
+    """The hex sha256 of a file's bytes, or of a folder's (a SavedModel): each file's path
+    relative to the folder and its bytes, in sorted order."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(f"{file.relative_to(path).as_posix()}\0".encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - used at once
+                h.update(block)
     return h.hexdigest()
 
 

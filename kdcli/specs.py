@@ -49,10 +49,10 @@ def parse_spec(spec, role="student", option=None):
         return "app", _parse_app(spec)
     if spec in ARCHS or spec == AUTO:
         return "builtin", spec
-    if spec.endswith(".keras"):
+    if spec.lower().endswith((".keras", ".h5", ".hdf5")):
         return "file", spec
     if option == "--model" or Path(spec).suffix or "/" in spec:
-        raise UsageError(f"{option} {spec}: give a .keras file saved with model.save()")
+        raise UsageError(f"{option} {spec}: give a .keras (or legacy .h5) file saved with model.save()")
     raise unknown_spec(spec, role, option)
 
 

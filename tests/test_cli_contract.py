@@ -54,8 +54,8 @@ def test_bare_distill_says_what_to_give():
     (["soft-labels", "--teacher", "{teacher}", "--top-k", "10", "--out", "{tmp}/s.h5"], "--top-k"),
     (["soft-labels", "--teacher", "{teacher}", "--split", "test"], "--split test"),
     (["train-teacher", "--arch", "transformer", "--out", "{tmp}/t.keras"], "--arch 'transformer'"),
-    (["train-teacher", "--model", "{tmp}/arch.h5", "--out", "{tmp}/t.keras"], "--model"),
-    (["train-teacher", "--model", "myarch", "--out", "{tmp}/t.keras"], "--model myarch: give a .keras file"),
+    (["train-teacher", "--model", "{tmp}/arch.pt", "--out", "{tmp}/t.keras"], "--model"),
+    (["train-teacher", "--model", "myarch", "--out", "{tmp}/t.keras"], "--model myarch: give a .keras (or legacy .h5) file"),
     (["distill", "--soft-labels", "{soft}", "--online"], "--online"),
     (["distill", "--soft-labels", "{soft}", "--resume", "--restart"], "--resume"),
 ])
