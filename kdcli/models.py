@@ -13,6 +13,7 @@ import numpy as np
 
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
+from kdcli.hub import find_task, is_backbone, saveable, shrink_backbone, shrink_task
 from kdcli.specs import ARCHS, PRECISIONS, STUDENT_OUTPUTS, check_shrink_factor, parse_spec, resolve_spec, unknown_spec
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
@@ -232,7 +233,13 @@ def _build_from_spec(spec, data, role, width, depth, seed, unsafe, teacher):
     if kind == "shrink":
         if teacher is None:
             raise UsageError(f"--student {spec} derives the student from the teacher: give --teacher")
-        model = logits_model(shrink(teacher, value, seed, unsafe=unsafe))
+        if any(isinstance(layer, keras.layers.TFSMLayer) for layer in teacher.layers):
+            raise UsageError(f"--student {spec}: the teacher is a SavedModel, which has no architecture to shrink; "
+                             "give --student auto, mlp, cnn or a .keras architecture")
+        task = find_task(teacher)
+        if task is not None:  # a KerasHub task: the same task class with a smaller backbone
+            return logits_model(shrink_task(task, value, depth=depth, seed=seed))
+        model = logits_model(shrink(teacher, value, seed, unsafe=unsafe, depth=depth))
         check_compatible(model, data, spec)
         return model
     if kind == "builtin":
@@ -414,6 +421,9 @@ def with_head(model, kind):
     Returns:
         A model sharing `model`'s layers and weights.
     """
+    task = saveable(model, kind)
+    if task is not None:  # a KerasHub task, saved as itself with its preprocessor
+        return task
     if kind == "logits":
         return model
     logits = model.outputs[0]
@@ -492,7 +502,7 @@ _PASS_THROUGH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "Dropout",
 _SHRINK_ROUNDS = 6
 
 
-def shrink(model, factor, seed=None, unsafe=False):
+def shrink(model, factor, seed=None, unsafe=False, depth=None):
     """Derive an untrained student from a model by scaling its widths.
 
     - **Scaled** by `factor` (rounded, at least 1): `Dense` units, every
@@ -513,12 +523,15 @@ def shrink(model, factor, seed=None, unsafe=False):
       `CenterCrop`, every `Random*` layer, `TextVectorization` with its
       vocabulary).
     - **Nested** Sequential and Functional models are shrunk the same way.
+    - **KerasHub backbones** are rebuilt from their config with its widths
+      scaled (`kdcli.hub.shrink_backbone`); `depth` sets their transformer layers.
 
     Args:
         model: the teacher (its weights are not used, but for preprocessing).
         factor: the width multiplier, in (0, 1] to shrink.
         seed: seed of the student's weight initialisation.
         unsafe: the teacher was loaded with `--unsafe` (it may hold code).
+        depth: the transformer layers of the model's KerasHub backbone (`--depth`); None keeps them.
 
     Returns:
         A new, untrained `keras.Model` with the teacher's inputs and head (a
@@ -537,7 +550,7 @@ def shrink(model, factor, seed=None, unsafe=False):
     for _ in range(_SHRINK_ROUNDS):
         if seed is not None:
             keras.utils.set_random_seed(seed)
-        shrinker = _Shrinker(factor, forced)
+        shrinker = _Shrinker(factor, forced, depth)
         try:
             with code_allowed(unsafe):
                 student = shrinker.model(model, model.inputs[0], keep_outputs=True)
@@ -546,6 +559,9 @@ def shrink(model, factor, seed=None, unsafe=False):
                 f"shrink cannot rebuild the model after scaling ({_first_line(e)}); give a student with --student"
             ) from e
         if not shrinker.forced:
+            if depth is not None and not shrinker.backbones:
+                raise UsageError(f"--depth with shrink:{factor:g} sets a KerasHub transformer backbone's layers; "
+                                 "the teacher has none (shrink scales widths only)")
             return student
         forced.update(shrinker.forced)
     raise KdcliError("shrink cannot make the widths joined by merge layers agree; give a student with --student")
@@ -572,8 +588,9 @@ class _Shrinker:
         widths: widths already forced, by `id` of the teacher's layer.
     """
 
-    def __init__(self, factor, widths):
-        self.factor, self.widths = factor, widths
+    def __init__(self, factor, widths, depth=None):
+        self.factor, self.widths, self.depth = factor, widths, depth
+        self.backbones = 0    # KerasHub backbones rebuilt from their config
         self.forced = {}      # id(teacher layer) -> the width that makes a merge's inputs agree
         self.sources = {}     # id(new tensor) -> the teacher layer whose width its channels are, or None
         self.tensors = []     # the new tensors, kept alive so that their ids stay unique
@@ -606,7 +623,10 @@ class _Shrinker:
         new = self.built.get(id(layer))
         first = new is None
         if first:
-            if isinstance(layer, keras.Model):
+            if is_backbone(layer):  # a KerasHub backbone: its config scaled, not its layers
+                new = shrink_backbone(layer, self.factor, self.depth)
+                self.backbones += 1
+            elif isinstance(layer, keras.Model):
                 new = self.model(layer, inputs[0], keep_outputs=layer.name in self.outputs)
             else:
                 new, args = self._new_layer(layer, inputs, args)
