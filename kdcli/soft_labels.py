@@ -79,7 +79,7 @@ class SoftLabels:
 
 
 def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teacher_sha256, record, dtype="float32",
-                      top_k=None, shard=None, teacher_sha256s=None):
+                      top_k=None, shard=None, teacher_sha256s=None, batch_size=1):
     """Write a soft-label file atomically, one batch of rows at a time.
 
     Args:
@@ -97,6 +97,7 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
             `topk_indices` (their classes); see `TopKColumn`.
         shard: `(index, count)`: the batches hold only the rows of that shard
             (`shard_rows`); the file is a part for `merge_soft_labels`.
+        batch_size: the batch size of a sharded run (its shards begin on its multiples).
         teacher_sha256s: an ensemble's teachers' sha256s, in order (None
             for one teacher: no such attribute is written).
 
@@ -113,7 +114,7 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
         raise UsageError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
     path = Path(path)
     width = top_k or num_classes
-    start, stop = shard_rows(n, *shard) if shard else (0, n)
+    start, stop = shard_rows(n, *shard, batch_size) if shard else (0, n)
     rows = stop - start
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -165,13 +166,21 @@ def write_soft_labels(path, logit_batches, n, num_classes, *, fingerprint, teach
     return path
 
 
-def shard_rows(n, index, count):
-    """Rows `[start, stop)` of shard `index` (0-based) of `count` contiguous, near-equal shards of `n` rows."""
+def shard_rows(n, index, count, batch_size=1):
+    """Rows `[start, stop)` of shard `index` (0-based) of `count` contiguous, near-equal shards of `n` rows.
+
+    Shards begin on a multiple of `batch_size`, so that each shard's batches are
+    the batches of an unsharded run: the teacher computes the same logits, bit
+    for bit (a matrix product's rounding depends on the batch's size).
+    """
     if not (count >= 1 and 0 <= index < count):
         raise UsageError(f"--shard must be I/N with 1 <= I <= N, got {index + 1}/{count}")
-    if count > n:
-        raise UsageError(f"--shard {index + 1}/{count}: more shards than the {n} training samples")
-    return n * index // count, n * (index + 1) // count
+    batches = -(-n // batch_size)
+    if count > batches:
+        raise UsageError(f"--shard {index + 1}/{count}: more shards than the {batches} batches of {batch_size} "
+                         f"training samples; give fewer shards or a smaller --batch-size")
+    return (min(n, batches * index // count * batch_size),
+            min(n, batches * (index + 1) // count * batch_size))
 
 
 def merge_soft_labels(parts, out, record):
