@@ -114,6 +114,9 @@ ImageSize = Annotated[
     Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
 ]
 ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
+NumClasses = Annotated[Optional[int], typer.Option(
+    help="Declare the number of classes, ids 0..N-1, so that a class with no training samples is accepted "
+         "(by default every id up to the largest label needs some).", metavar="N")]
 # Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
 EPOCHS_HELP = ("Passes over the training split, or auto: hold out 10% of it (stratified, from --seed) and stop "
@@ -140,7 +143,8 @@ Augment = Annotated[str, typer.Option(
 TeacherAugment = Annotated[str, typer.Option(
     help=f"auto (shift for --arch cnn, else none), none, {SHIFT_HELP}.")]
 Width = Annotated[Optional[int], typer.Option(help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
-Depth = Annotated[Optional[int], typer.Option(help="Hidden layers (mlp) or convolution blocks (cnn).")]
+Depth = Annotated[Optional[int], typer.Option(
+    help="Hidden layers (mlp), convolution blocks (cnn), or with shrink:F a KerasHub transformer backbone's layers.")]
 CheckpointDir = Annotated[
     Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
 ]
@@ -161,6 +165,10 @@ Strategy = Annotated[StrategyName, typer.Option(
     help="tf.distribute strategy: mirrored (local GPUs), multi-worker (TF_CONFIG), auto (mirrored when several "
          "GPUs are visible); --batch-size is then per replica.")]
 Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
+Imports = Annotated[Optional[list[str]], typer.Option(
+    "--import", metavar="MODULE",
+    help="Import this module (a name on the Python path, or a .py file) before loading models, so that the custom "
+         "layers it registers load. Repeatable.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 
@@ -175,6 +183,10 @@ def command(name, register_with=None):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
+                if kwargs.get("imports"):  # custom layers registered before any model is loaded
+                    from kdcli.model_files import import_modules
+
+                    import_modules(kwargs["imports"])
                 return fn(*args, **kwargs)
             except KdcliError as e:
                 _fail(str(e), e.exit_code, kwargs.get("debug"))
@@ -216,7 +228,7 @@ def _usage_error(message, command_path):
     stderr.print(f"try '{command_path} --help'", markup=False, highlight=False, soft_wrap=True)
 
 
-def _data_options(val_split, image_size, color_mode):
+def _data_options(val_split, image_size, color_mode, num_classes=None):
     """The `load_data` keywords given on the command line (None: not given)."""
     size = None
     if image_size is not None:
@@ -225,7 +237,8 @@ def _data_options(val_split, image_size, color_mode):
             assert len(size) == 2 and min(size) > 0
         except (ValueError, AssertionError):
             raise typer.BadParameter(f"give HxW, like 32x32; got {image_size!r}", param_hint="--image-size") from None
-    return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None}
+    return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None,
+            "num_classes": num_classes}
 
 
 def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir):
@@ -266,6 +279,7 @@ def train_teacher(
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
+    num_classes: NumClasses = None,
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 60.0,
@@ -276,6 +290,7 @@ def train_teacher(
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = TEACHER_SCHEDULE,
     augment: TeacherAugment = TEACHER_BUDGET.augment,
+    imports: Imports = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -289,7 +304,7 @@ def train_teacher(
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
-        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)
 
@@ -316,6 +331,8 @@ def soft_labels(
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
+    num_classes: NumClasses = None,
+    imports: Imports = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -332,7 +349,7 @@ def soft_labels(
 
     _result(pipeline.make_soft_labels(
         teacher, data, out, batch_size=batch_size, dtype=dtype.value,
-        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
         top_k=top_k, shard=_shard(shard),
     ))
 
@@ -422,6 +439,7 @@ def distill(
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
+    num_classes: NumClasses = None,
     out: Annotated[Optional[Path], typer.Option(
         help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, "
              "else student.keras).")] = None,
@@ -434,6 +452,7 @@ def distill(
     strategy: Strategy = StrategyName.default,
     lr_schedule: LrSchedule = Schedule.constant,
     augment: Augment = "none",
+    imports: Imports = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -466,7 +485,7 @@ def distill(
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
-        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
     )
     _result(path)
 
@@ -488,6 +507,8 @@ def evaluate(
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
+    num_classes: NumClasses = None,
+    imports: Imports = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -513,7 +534,7 @@ def evaluate(
         report.require_matplotlib()
     result = pipeline.evaluate(
         models, data, batch_size=batch_size, latency_runs=latency_runs,
-        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe,
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
     )
     from kdcli.evaluation import check_gates, describe_failure
 
@@ -545,6 +566,8 @@ def export(
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
+    num_classes: NumClasses = None,
+    imports: Imports = None,
     unsafe: Unsafe = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -558,7 +581,7 @@ def export(
 
     _result(pipeline.export(
         model, out, format=format.value, quantize=quantize.value, data=data,
-        data_options=_data_options(val_split, image_size, color_mode), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
     ))
 
 

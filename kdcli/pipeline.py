@@ -26,9 +26,17 @@ from kdcli.console import Reporter, plural
 from kdcli.data import Dataset, is_named, load_data, rebase_data_record
 from kdcli.distribute import is_chief, make_strategy
 from kdcli.errors import KdcliError, UsageError
-from kdcli.files import check_output, locate_recorded, provenance, rebase_recorded, relative_to_artifact, sha256_file
+from kdcli.files import (
+    artifact_size,
+    check_output,
+    locate_recorded,
+    provenance,
+    rebase_recorded,
+    relative_to_artifact,
+    sha256_file,
+)
 from kdcli.methods import DEFAULT_METHOD, make_method
-from kdcli.model_files import load_model, save_model
+from kdcli.model_files import load_model, model_format, save_model
 from kdcli.report import format_size
 from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, is_finite_number, refit_folder
 from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
@@ -47,8 +55,8 @@ def resolve_data(data, options=None, *recorded_in):
         data: a `Dataset`, a `--data` value, or None to take the data named in
             the provenance of the first of `recorded_in` that records one.
         options: `load_data` keywords (`val_split`, `image_size`,
-            `color_mode`); those left out or None are taken from the
-            provenance when it names the same data, else from the defaults.
+            `color_mode`, `num_classes`); those left out or None are taken from
+            the provenance when it names the same data, else from the defaults.
         *recorded_in: artifact paths to look in.
     """
     if isinstance(data, Dataset):
@@ -113,7 +121,7 @@ def load_teachers(paths, data, unsafe=False):
     from kdcli.models import check_compatible, head_kind, logits_model
 
     names = [Path(path).name for path in paths]
-    loaded = [load_model(path, unsafe=unsafe) for path in paths]
+    loaded = [load_model(path, unsafe=unsafe, data=data) for path in paths]
     models = [logits_model(model, name) for model, name in zip(loaded, names)]
     check_members(models, names)  # before the data: the error then names the two teachers that differ
     for model, name in zip(models, names):
@@ -122,9 +130,16 @@ def load_teachers(paths, data, unsafe=False):
     return models, [head_kind(model, name) for model, name in zip(loaded, names)]
 
 
+def _require_architecture(path, option="--model"):
+    """Refuse, before any work, an architecture file that is missing or is not a trainable model."""
+    if model_format(path) == "saved_model":
+        raise KdcliError(f"{path}: a SavedModel has no architecture to train; give {option} a .keras or .h5 file")
+
+
 def _teachers_record(paths, shas, heads, artifact):
-    """An ensemble's teachers for provenance, in order: each one's path (relative to the artifact), sha256, head."""
-    return [{"path": relative_to_artifact(path, artifact), "sha256": sha, "head": head}
+    """An ensemble's teachers for provenance, in order: each one's path (relative to the artifact), format
+    (`kdcli.model_files.MODEL_FORMATS`), sha256, head."""
+    return [{"path": relative_to_artifact(path, artifact), "format": model_format(path), "sha256": sha, "head": head}
             for path, sha, head in zip(paths, shas, heads)]
 
 
@@ -178,7 +193,7 @@ def train_teacher(
         runtime: a `kdcli.runs.Runtime`: strategy, precision, checkpoints
             (removed once `out` is written). In a multi-worker run only the
             chief writes `out` and the checkpoints.
-        data_options: `load_data` keywords (`val_split`, `image_size`, `color_mode`).
+        data_options: `load_data` keywords (`val_split`, `image_size`, `color_mode`, `num_classes`).
         unsafe: allow models that hold code (`Lambda` layers).
         reporter: a `kdcli.console.Reporter` for progress and talk.
 
@@ -191,15 +206,15 @@ def train_teacher(
     if model is not None:
         arch = str(model)
     if parse_spec(arch, "teacher", "--model" if model is not None else "--arch")[0] == "file":
-        require_file(arch, "model file")
+        _require_architecture(arch)
     check_output(out, ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
     run_folders = [checkpoint_dir, *([refit_folder(checkpoint_dir)] if budget.refit else [])]
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
-    from kdcli.models import build_from_spec  # TensorFlow: once the options and files are known to be right
+    data = resolve_data(data, data_options)  # before TensorFlow: a data error answers at once
+    from kdcli.models import build_from_spec  # TensorFlow: once the options, files and data are known to be right
     from kdcli.training import train
 
-    data = resolve_data(data, data_options)
     arch = resolve_spec(arch, data)
     augment = resolve_augment(teacher_augment(budget.augment, arch, data.input_shape), data.input_shape,
                               data.input_kind)
@@ -247,30 +262,30 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
     reporter = reporter or Reporter(quiet=True)
     teachers = teacher_paths(teacher)
     for path in teachers:
-        require_file(path, "model file")
+        model_format(path)
     check_output(out, ".h5")
+    data = resolve_data(data, data_options, *teachers)  # before TensorFlow: a data error answers at once
     from kdcli.ensembles import ensemble_head, ensemble_model, ensemble_sha256
     from kdcli.soft_labels import shard_rows, write_soft_labels
     from kdcli.training import iter_logits
 
-    data = resolve_data(data, data_options, *teachers)
     members, heads = load_teachers(teachers, data, unsafe)
     shas = [sha256_file(path) for path in teachers]
     ensemble = len(teachers) > 1
     # One teacher: the very fields of a single teacher's file, in the same order.
     named = {"teachers": _teachers_record(teachers, shas, heads, out)} if ensemble else \
-        {"teacher": relative_to_artifact(teachers[0], out)}
+        {"teacher": relative_to_artifact(teachers[0], out), "teacher_format": model_format(teachers[0])}
     record = provenance(
         "soft-labels", data=data.describe(out), **named, teacher_sha256=ensemble_sha256(shas),
         teacher_head=ensemble_head(heads),
         hyperparameters={"dtype": dtype, "batch_size": batch_size, "top_k": top_k},
     )
-    split = data.train.subset(*shard_rows(len(data.train), *shard)) if shard else data.train
+    split = data.train.subset(*shard_rows(len(data.train), *shard, batch_size)) if shard else data.train
     batches = iter_logits(ensemble_model(members), split, batch_size, reporter.progress("soft labels"))
     write_soft_labels(
         out, batches, len(data.train), data.num_classes, fingerprint=data.fingerprint,
         teacher_sha256=ensemble_sha256(shas), record=record, dtype=dtype, top_k=top_k, shard=shard,
-        teacher_sha256s=shas if ensemble else None,
+        teacher_sha256s=shas if ensemble else None, batch_size=batch_size,
     )
     kept = f"top {top_k} of {data.num_classes}" if top_k else str(data.num_classes)
     of = f" of an ensemble of {len(teachers)} teachers (the log of their mean probabilities)" if ensemble else ""
@@ -400,6 +415,10 @@ def distill_student(
         tune_json = check_output(tune_json, option="--tune-json") if tune_json else None
     if student_output not in STUDENT_OUTPUTS:
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
+    if student is None and teachers and not soft_labels and model_format(teachers[0]) == "saved_model":
+        student = "auto"  # a SavedModel has no architecture to shrink
+        reporter.say(f"student: auto (built for the data), since {teachers[0]} is a SavedModel, which has no "
+                     "architecture to shrink")
     student = student or ("auto" if soft_labels else "shrink:0.25")
     student_kind, _ = parse_spec(student, "student")
     if tune and any(w != 1 for w in tune_widths) and student_kind not in ("shrink", "builtin"):
@@ -408,10 +427,12 @@ def distill_student(
     method.check_teacher_source(live=teacher is not None and soft_labels is None)
     if method.needs_live_teacher and teachers and len(teachers) > 1:
         raise UsageError(f"--method {method.name} reads one teacher's layers: give one --teacher, not an ensemble")
-    for path, what in ((soft_labels, "soft-label file"), *((path, "model file") for path in teachers or ()),
-                       (student if student_kind == "file" else None, "model file")):
-        if path is not None:
-            require_file(path, what)
+    if soft_labels is not None:
+        require_file(soft_labels, "soft-label file")
+    for path in teachers or ():
+        model_format(path)
+    if student_kind == "file":
+        _require_architecture(student, "--student")
     out = check_output(out or (default_student_path(teachers[0]) if teachers and not soft_labels else "student.keras"),
                        ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
@@ -424,13 +445,14 @@ def distill_student(
     run_folders += [checkpoint_dir / f"trial-{index + 1}" for index in range(tune)]
     run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
     check_checkpoints(run_folders, runtime.resume, runtime.restart)
-    # TensorFlow: once the options and files are right
+    data = resolve_data(data, data_options, *([soft_labels] if soft_labels else teachers))  # before TensorFlow
+    # TensorFlow: once the options, files and data are right
     from kdcli.ensembles import ensemble_accuracies, ensemble_head, ensemble_model, ensemble_sha256
+    from kdcli.hub import check_task_output
     from kdcli.models import DEFAULTS, build_from_spec, count_params, with_head
     from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
     from kdcli.training import distill, predict_logits, train
 
-    data = resolve_data(data, data_options, *([soft_labels] if soft_labels else teachers))
     student = resolve_spec(student, data)
     budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape, data.input_kind))
     online = online or budget.augment != "none" or method.needs_live_teacher
@@ -478,6 +500,9 @@ def distill_student(
                                    teacher=members[0] if members else None, mixed_precision=runtime.mixed_precision)
 
     model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
+    check_task_output(model, output)  # a KerasHub task's head, before training
+    if members:
+        _warn_if_not_smaller(reporter, model, members[0], teachers[0], count_params)
     if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
         teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
     runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart,
@@ -571,6 +596,7 @@ def distill_student(
         **({"teachers": teachers_record} if teachers_record else {}),
         soft_labels=relative_to_artifact(soft_labels, out) if soft_labels else None,
         teacher=relative_to_artifact(teachers[0], out) if teachers and not teachers_record else None,
+        teacher_format=model_format(teachers[0]) if teachers and not teachers_record else None,
         output=output, hyperparameters=hyper, metrics=metrics,
     )
     if not is_chief(strategy):
@@ -579,7 +605,7 @@ def distill_student(
         served = with_head(model, output)
     save_model(served, out, record)
     remove_checkpoints(run_folders, parent=checkpoint_dir)
-    _summarise(reporter, out, model, metrics, teachers, members, count_params)
+    _summarise(reporter, out, served, metrics, teachers, members, count_params)  # the saved model's parameters
     return out, metrics
 
 
@@ -667,7 +693,7 @@ def _recorded_teachers(soft_labels, attrs):
     paths = []
     for name, sha in recorded:
         path = locate_recorded(name, soft_labels) if name else None
-        if not path or not Path(path).is_file() or sha256_file(path) != sha:
+        if not path or not Path(path).exists() or sha256_file(path) != sha:
             which = "the teacher these soft labels were made with" if len(recorded) == 1 else \
                 f"one of the {len(recorded)} teachers these soft labels were made with"
             raise KdcliError(
@@ -700,10 +726,18 @@ def _check_teachers_of(soft_labels, teachers, given, attrs):
         )
 
 
+def _warn_if_not_smaller(reporter, student, teacher, teacher_path, count_params):
+    """A warning line for a student with at least as many parameters as its teacher."""
+    mine, theirs = count_params(student)[0], count_params(teacher)[0]
+    if mine >= theirs:
+        reporter.say(f"warning: the student has {mine:,} parameters, its teacher {teacher_path} {theirs:,}: it is not "
+                     "smaller; choose a smaller --student (shrink:F, or --width)")
+
+
 def _summarise(reporter, out, model, metrics, teachers, members, count_params):
     def describe(path, model, acc):
         return f"{path}: test accuracy {100 * acc:.1f}%, {count_params(model)[0]:,} parameters, " \
-               f"{format_size(Path(path).stat().st_size)}"
+               f"{format_size(artifact_size(path))}"
 
     if members is not None:
         each = metrics.get("teacher_test_accuracies", [metrics["teacher_test_accuracy"]])
@@ -740,8 +774,10 @@ def evaluate(models, data=None, *, batch_size=256, latency_runs=200, data_option
     The data defaults to the one recorded in the first model's provenance.
     """
     for path in models:
-        if not (Path(path).is_file() or (Path(path).suffix == ".tflite" and Path(path).exists())):
+        if Path(path).suffix == ".tflite":
             require_file(path, "model file")
+        else:
+            model_format(path)
     data = resolve_data(data, data_options, *models)
     from kdcli.evaluation import evaluate_models  # TensorFlow: only once the inputs are known to be there
 
@@ -756,12 +792,13 @@ def export(model, out=None, *, format="tflite", quantize="none", data=None, data
     defaults to a path beside the model (`student-int8.tflite`...).
     """
     reporter = reporter or Reporter(quiet=True)
-    require_file(model, "model file")
+    if model_format(model) == "saved_model":
+        raise KdcliError(f"{model}: a SavedModel folder; export takes a .keras or .h5 model (a SavedModel converts "
+                         "to TFLite with tf.lite.TFLiteConverter.from_saved_model)")
     from kdcli.export import check_export_output, default_export_path, export_model  # TensorFlow
 
     out = check_export_output(out or default_export_path(model, format, quantize), format)
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
     export_model(model, out, format, quantize, dataset, unsafe)
-    size = Path(out).stat().st_size if Path(out).is_file() else sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
-    reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(size)})")
+    reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(artifact_size(out))})")
     return out
