@@ -50,13 +50,15 @@ bench-report: $(STAMP)
 
 # Accuracy of teacher, scratch and distilled students over 3 seeds: per method (accuracy.py), per
 # budget (budgets.py: --epochs auto against a fixed budget, on digits, a tabular set, a 1-D signal
-# set and the MNIST split), the teacher's budget (teachers.py) and the ways to make distillation pay
+# set and the MNIST split), the teacher's budget (teachers.py), every kind of model a user has as a teacher
+# (teacher_kinds.py: one run each) and the ways to make distillation pay
 # (paying.py: function matching, an ensemble, hints, --tune); several hours on 2 cores. Writes
 # benchmarks/*.md, which the next `make bench` includes in BENCHMARKS.md. Each resumes from its JSON.
 bench-accuracy: $(STAMP)
 	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
 	cd benchmarks && ../$(BIN)/python budgets.py --json budgets.json --markdown budgets.md  # resumes: delete budgets.json to start over
 	cd benchmarks && ../$(BIN)/python teachers.py --json teachers.json --markdown teachers.md
+	cd benchmarks && ../$(BIN)/python teacher_kinds.py --json teacher_kinds.json --markdown teacher_kinds.md
 	cd benchmarks && ../$(BIN)/python paying.py --json paying.json --markdown paying.md --minutes 1000
 
 clean:

@@ -370,7 +370,7 @@ def markdown(results, machine):
     ]
     for r in results["mixed_precision"]:
         out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
-    for name in ("accuracy.md", "budgets.md", "teachers.md", "paying.md"):  # written by `make bench-accuracy`
+    for name in ("accuracy.md", "budgets.md", "teachers.md", "paying.md", "teacher_kinds.md"):  # `make bench-accuracy`
         section = ROOT / "benchmarks" / name
         if section.exists():
             out += ["", section.read_text().strip()]
