@@ -35,9 +35,9 @@ TEACHER_RECIPE = ("--augment", "shift", "--lr-schedule", "cosine", "--epochs", "
 # Way of distilling -> the extra options of `kdcli distill`.
 WAYS = {
     "kd": ("--method", "kd"),
-    "kd + standardised": ("--method", "kd", "--standardize-logits", "--temperature", "2"),
+    "kd + standardised": ("--method", "kd:standardize=true,temperature=2"),
     "dkd": ("--method", "dkd"),
-    "dkd + standardised": ("--method", "dkd", "--standardize-logits"),
+    "dkd + standardised": ("--method", "dkd:standardize=true"),
     "dist": ("--method", "dist"),
     "kd + `--augment shift`": ("--method", "kd", "--augment", "shift"),
 }

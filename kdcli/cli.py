@@ -7,51 +7,108 @@ bad input); `--debug` shows tracebacks. TensorFlow is imported only inside
 commands, so `--help` answers at once.
 """
 
+import copy
 import functools
 import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
 # Typer (0.26 and later, see pyproject.toml) carries its own copy of Click.
 from typer._click import exceptions as click_errors
 from typer._click.globals import get_current_context
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from kdcli import __version__
 from kdcli.console import Reporter, stderr
-from kdcli.data import COLOR_MODES
-from kdcli.distribute import STRATEGIES
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
-from kdcli.export import FORMATS, QUANTIZATIONS
-from kdcli.methods import DEFAULT_METHOD, distill_methods, option_help
-from kdcli.runs import AUTO_EPOCHS, MAX_EPOCHS, PATIENCE, TEACHER_BUDGET, Budget, Runtime, parse_epochs
-from kdcli.soft_labels import DTYPES
-from kdcli.specs import LR_SCHEDULES, PRECISIONS, STUDENT_OUTPUTS
+from kdcli.methods import DEFAULT_METHOD, method_help
+from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, parse_epochs
+from kdcli.specs import (
+    COLOR_MODES,
+    FORMATS,
+    LOGIT_DTYPES,
+    LR_SCHEDULES,
+    PRECISIONS,
+    QUANTIZATIONS,
+    STRATEGIES,
+    STUDENT_OUTPUTS,
+)
+
+# The commands in the order a pipeline runs them, which is the order `kdcli --help` lists them.
+PIPELINE_ORDER = ("train-teacher", "soft-labels", "distill", "evaluate", "export", "info")
+# Method parameters were options of their own; each now goes in --method NAME:key=value.
+METHOD_OPTIONS = {
+    "--temperature": "kd:temperature=T", "--alpha": "kd:alpha=A", "--dkd-alpha": "dkd:alpha=A",
+    "--dkd-beta": "dkd:beta=B", "--warmup-epochs": "dkd:warmup=N", "--beta": "dist:beta=B",
+    "--gamma": "dist:gamma=G", "--standardize-logits": "kd:standardize=true",
+    "--hint-weight": "hints:hint_weight=W", "--student-layer": "hints:student_layer=NAME",
+    "--teacher-layer": "hints:teacher_layer=NAME",
+}
 
 
-class _Group(TyperGroup):
+class _CompactHelp:
+    """A help that fits a screen: flags show no value placeholder (Typer would print `<bool>`
+    beside each), and a default follows its help text on the same line instead of a line of its own."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+                if param.default is None:  # a bool, so that Typer need not import its value coercion
+                    param.default = False
+            default = getattr(param, "default", None)
+            default = getattr(default, "value", default)  # a choice's Enum member
+            if getattr(param, "show_default", None) is not False and default is not None and default != "" \
+                    and not getattr(param, "is_flag", False) and param.help:
+                param.help = f"{param.help} \\[default: {default}]"  # escaped: not Rich markup
+                param.show_default = False
+        return params
+
+
+class _Command(_CompactHelp, TyperCommand):
+    """A kdcli subcommand."""
+
+
+class _Group(_CompactHelp, TyperGroup):
     """Typer's command group, with Click's usage errors reported as kdcli reports every error:
     one `error:` line, then one `try 'kdcli COMMAND --help'` line, exit code 2 (no box)."""
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE_ORDER.index(n) if n in PIPELINE_ORDER else len(PIPELINE_ORDER))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        refused = _method_option_given(sys.argv[1:] if args is None else args)
         try:
+            if refused:
+                raise click_errors.UsageError(refused)
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError:
             code = EXIT_USAGE  # Typer has printed the help
         except click_errors.ClickException as e:  # usage errors (exit code 2) and the like
             ctx = getattr(e, "ctx", None)
-            _usage_error(e.format_message(), ctx.command_path if ctx else "kdcli")
+            _usage_error(e.format_message(), ctx.command_path if ctx else "kdcli distill" if refused else "kdcli")
             code = e.exit_code
         except typer.Abort:
             _error_line("aborted")
             code = EXIT_INTERNAL
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _method_option_given(args):
+    """The line for a method parameter given as an option of its own, naming its spelling in --method."""
+    for arg in map(str, args):
+        option = arg.split("=", 1)[0]
+        if option in METHOD_OPTIONS:
+            return f"{option} is a method parameter: give it in --method, as --method {METHOD_OPTIONS[option]}"
+    return None
 
 
 app = typer.Typer(
@@ -72,14 +129,18 @@ def _show_version(value):
 
 @app.callback()
 def _main_options(
-    version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_show_version, is_eager=True, help="Print kdcli's version and exit.")] = None,
+    # A plain bool: Typer then skips its (slow to import) value coercion, and --help answers at once.
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print kdcli's version and exit.")] = False,
 ):
     """Compress trained Keras models by knowledge distillation."""
 
 
 # The width of `evaluate`'s table when stdout is not a terminal (a file, a CI log).
 LOG_WIDTH = 150
+# The defaults of the options, from the library's own (each defined once).
+DISTILL_BUDGET = Budget()
+RUNTIME = Runtime()
 
 
 def _choices(name, *values):
@@ -87,90 +148,107 @@ def _choices(name, *values):
     return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-# The choices come from the modules that check them (none imports TensorFlow).
+# The choices come from `kdcli.specs`, beside the modules that check them (it imports no NumPy or TensorFlow).
 ColorModeChoice = _choices("ColorModeChoice", *COLOR_MODES)
 Precision = _choices("Precision", *PRECISIONS)
 StrategyName = _choices("StrategyName", *STRATEGIES)
-LogitsType = _choices("LogitsType", *DTYPES)
+LogitsType = _choices("LogitsType", *LOGIT_DTYPES)
 ExportFormat = _choices("ExportFormat", *FORMATS)
 Schedule = _choices("Schedule", *LR_SCHEDULES)
 Quantization = _choices("Quantization", *QUANTIZATIONS)
-MethodName = _choices("MethodName", *distill_methods())
 StudentOutput = _choices("StudentOutput", *STUDENT_OUTPUTS)
-DEFAULT_METHOD_CHOICE = MethodName(DEFAULT_METHOD)
-TEACHER_SCHEDULE = Schedule(TEACHER_BUDGET.lr_schedule)
+TEACHER_SCHEDULE, DISTILL_SCHEDULE = Schedule(TEACHER_BUDGET.lr_schedule), Schedule(DISTILL_BUDGET.lr_schedule)
+DEFAULT_PRECISION, DEFAULT_STRATEGY = Precision(RUNTIME.mixed_precision), StrategyName(RUNTIME.strategy)
+
+# The help panels, in the order the help shows them.
+DATA, MODEL, STUDENT, METHOD, BUDGET, COMPARE, RUNTIME_PANEL, OUTPUT = (
+    "Data", "Model", "Student", "Method", "Budget", "Compare and tune", "Runtime", "Output")
+TEACHER_AND_DATA = "Teacher and data"
 
 
-DATA_HELP = ("digits or texts (bundled), mnist, fashion_mnist, cifar10, cifar100 (from Keras' cache), "
-             "an .npz or .h5 file (numbers, token ids or strings), or a folder of images or .txt files")
-Data = Annotated[Optional[str], typer.Option(help=f"{DATA_HELP}; defaults to the data recorded in the input file.")]
+def in_panel(option, panel):
+    """The same option, shown in another help panel."""
+    base, info = get_args(option)
+    info = copy.copy(info)
+    info.rich_help_panel = panel
+    return Annotated[base, info]
 
 
-ValSplit = Annotated[
-    Optional[float],
-    typer.Option(help="Share held out for testing when the data has no test split (default 0.2)."),
-]
-ImageSize = Annotated[
-    Optional[str], typer.Option(help="Image folders: resize images to HxW, e.g. 32x32 (default: the first image's size).")
-]
-ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(help="Image folders: grayscale, rgb or auto (the first image's).")]
+DATA_HELP = ("digits or texts (bundled), mnist, fashion_mnist, cifar10, cifar100 (Keras' cache), an .npz or .h5 "
+             "file, or a folder of images or .txt files")
+Data = Annotated[Optional[str], typer.Option(
+    help=f"{DATA_HELP}; default: the data recorded in the input file.", rich_help_panel=DATA, metavar="DATA")]
+ValSplit = Annotated[Optional[float], typer.Option(
+    help="Share held out for testing when the data has no test split (default 0.2).", rich_help_panel=DATA,
+    metavar="SHARE")]
+ImageSize = Annotated[Optional[str], typer.Option(
+    help="Image folders: resize to HxW, e.g. 32x32 (default: the first image's).", rich_help_panel=DATA,
+    metavar="HxW")]
+ColorMode = Annotated[Optional[ColorModeChoice], typer.Option(
+    help="Image folders: grayscale, rgb or auto (the first image's).", rich_help_panel=DATA, metavar="MODE")]
 NumClasses = Annotated[Optional[int], typer.Option(
-    help="Declare the number of classes, ids 0..N-1, so that a class with no training samples is accepted "
-         "(by default every id up to the largest label needs some).", metavar="N")]
-# Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")]
-EPOCHS_HELP = ("Passes over the training split, or auto: hold out 10% of it (stratified, from --seed) and stop "
-               "once its accuracy has not improved for --patience epochs, keeping the best epoch's weights")
-Epochs = Annotated[str, typer.Option(help=EPOCHS_HELP + ".")]
-Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy "
-                                            "before the run stops.")]
-MaxEpochs = Annotated[int, typer.Option(help="With --epochs auto: the most epochs (a cosine schedule spans them).")]
-Refit = Annotated[bool, typer.Option("--refit", help="With --epochs auto: then retrain from the same start on the whole "
-                                                      "training split for the best epoch's count.")]
-BatchSize = Annotated[int, typer.Option(help="Samples per training step.")]
-LearningRate = Annotated[float, typer.Option(help="Adam step size (the peak of the schedule).")]
-SCHEDULE_HELP = ("cosine: the step size decays to 0 over the run (over --max-epochs with --epochs auto); constant: "
-                 "it does not; plateau (with --epochs auto): it halves each time a quarter of --patience passes "
-                 "without a better validation score")
-LrSchedule = Annotated[Schedule, typer.Option(help=SCHEDULE_HELP + ".")]
-
-
-SHIFT_HELP = ("shift or shift:N: train on copies of the images shifted by up to N pixels (default about 1/14 of "
-              "the side); mixup: on random mixes of two inputs and their labels; shift+mixup: both")
-Augment = Annotated[str, typer.Option(
-    help=f"none, {SHIFT_HELP}. The teacher then runs on every batch to label the same inputs "
-         "(mixup: function matching).")]
-TeacherAugment = Annotated[str, typer.Option(
-    help=f"auto (shift for --arch cnn, else none), none, {SHIFT_HELP}.")]
-Width = Annotated[Optional[int], typer.Option(help="Units per hidden layer (mlp) or filters of the first block (cnn).")]
-Depth = Annotated[Optional[int], typer.Option(
-    help="Hidden layers (mlp), convolution blocks (cnn), or with shrink:F a KerasHub transformer backbone's layers.")]
-CheckpointDir = Annotated[
-    Optional[Path], typer.Option(help="Where per-epoch checkpoints go (default: OUT's name with .ckpt, beside it).")
-]
-CheckpointEvery = Annotated[float, typer.Option(
-    help="Seconds between two checkpoints, taken at the next step or epoch boundary; also one when the run ends, "
-         "and on Ctrl-C or SIGTERM. 0: at the end of every epoch.", metavar="SECONDS")]
-LogDir = Annotated[Optional[Path], typer.Option(
-    help="Write training logs there: per epoch the loss and its parts, accuracy, validation accuracy and loss, "
-         "step size and seconds, as TensorBoard scalars and in metrics.csv (one folder per run).")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last good checkpoint of an interrupted run.")]
-Restart = Annotated[bool, typer.Option(
-    "--restart", help="Discard the checkpoint of an unfinished run and start over (without --resume or --restart, "
-                      "a checkpoint found is refused).")]
-MixedPrecision = Annotated[
-    Precision, typer.Option(help="bf16: compute in bfloat16 (weights and logits stay float32); off by default.")
-]
-Strategy = Annotated[StrategyName, typer.Option(
-    help="tf.distribute strategy: mirrored (local GPUs), multi-worker (TF_CONFIG), auto (mirrored when several "
-         "GPUs are visible); --batch-size is then per replica.")]
-Unsafe = Annotated[bool, typer.Option("--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.")]
+    help="Classes 0..N-1, so that a class without training samples is accepted.", metavar="N",
+    rich_help_panel=DATA)]
+Unsafe = Annotated[bool, typer.Option(
+    "--unsafe", help="Load models that hold code (Lambda layers). Only for files you trust.", rich_help_panel=DATA)]
 Imports = Annotated[Optional[list[str]], typer.Option(
-    "--import", metavar="MODULE",
-    help="Import this module (a name on the Python path, or a .py file) before loading models, so that the custom "
-         "layers it registers load. Repeatable.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+    "--import", metavar="MODULE", rich_help_panel=DATA,
+    help="Import a module (a name or a .py file) that registers custom layers, before loading models. "
+         "Repeatable.")]
+
+# Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
+Epochs = Annotated[str, typer.Option(
+    help="Passes over the training split, or auto: stop when the accuracy on a held-out 10% has not improved "
+         "for --patience epochs, keeping the best epoch.", metavar="N|auto", rich_help_panel=BUDGET)]
+Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy.",
+                                       metavar="N", rich_help_panel=BUDGET)]
+MaxEpochs = Annotated[int, typer.Option(help="With --epochs auto: the most epochs.", metavar="N",
+                                        rich_help_panel=BUDGET)]
+Refit = Annotated[bool, typer.Option(
+    "--refit", help="With --epochs auto: then retrain on the whole training split for the best epoch's count.",
+    rich_help_panel=BUDGET)]
+BatchSize = Annotated[int, typer.Option(help="Samples per training step.", metavar="N", rich_help_panel=BUDGET)]
+LearningRate = Annotated[float, typer.Option(help="Adam's step size (the schedule's peak).", metavar="RATE",
+                                             rich_help_panel=BUDGET)]
+LrSchedule = Annotated[Schedule, typer.Option(
+    metavar="NAME", help="cosine (decays to 0), constant, or plateau (halves when validation stalls; --epochs auto).",
+    rich_help_panel=BUDGET)]
+Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling, dropout and augmentation.",
+                                   metavar="N", rich_help_panel=BUDGET)]
+AUGMENT_HELP = "shift[:N] (shifted copies, up to N pixels), mixup, shift+mixup"
+Augment = Annotated[str, typer.Option(
+    help=f"none, {AUGMENT_HELP}; the teacher runs on every batch to label them.", metavar="KIND",
+    rich_help_panel=METHOD)]
+TeacherAugment = Annotated[str, typer.Option(
+    help=f"auto (shift for a cnn, else none), none, {AUGMENT_HELP}.", metavar="KIND", rich_help_panel=BUDGET)]
+Width = Annotated[Optional[int], typer.Option(
+    help="Units per hidden layer (mlp), filters of the first block (cnn).", metavar="N", rich_help_panel=MODEL)]
+Depth = Annotated[Optional[int], typer.Option(
+    help="Hidden layers (mlp), blocks (cnn), or a shrunk KerasHub backbone's layers.", metavar="N",
+    rich_help_panel=MODEL)]
+
+CheckpointDir = Annotated[Optional[Path], typer.Option(
+    help="Where checkpoints go (default: OUT with .ckpt, beside it).", metavar="DIR", rich_help_panel=RUNTIME_PANEL)]
+CheckpointEvery = Annotated[float, typer.Option(
+    help="Seconds between checkpoints (0: every epoch); also one at the end and on Ctrl-C or SIGTERM.",
+    metavar="SECONDS", rich_help_panel=RUNTIME_PANEL)]
+LogDir = Annotated[Optional[Path], typer.Option(
+    help="Write per-epoch training logs there (TensorBoard and metrics.csv).", metavar="DIR",
+    rich_help_panel=RUNTIME_PANEL)]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.",
+                                      rich_help_panel=RUNTIME_PANEL)]
+Restart = Annotated[bool, typer.Option(
+    "--restart", help="Discard an unfinished run's checkpoint and start over.", rich_help_panel=RUNTIME_PANEL)]
+MixedPrecision = Annotated[Precision, typer.Option(
+    metavar="MODE", help="off, or bf16: compute in bfloat16 (weights and logits stay float32).", rich_help_panel=RUNTIME_PANEL)]
+Strategy = Annotated[StrategyName, typer.Option(
+    metavar="NAME", help="tf.distribute: default, mirrored (local GPUs), multi-worker (TF_CONFIG) or auto; "
+                         "--batch-size is then per replica.",
+    rich_help_panel=RUNTIME_PANEL)]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel=RUNTIME_PANEL)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.", rich_help_panel=OUTPUT)]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Print the resolved plan and exit, writing nothing.", rich_help_panel=OUTPUT)]
 
 
 def command(name, register_with=None):
@@ -198,7 +276,7 @@ def command(name, register_with=None):
                 _fail(f"internal error: {type(e).__name__}: {e}".splitlines()[0] +
                       " (run again with --debug for the traceback)", EXIT_INTERNAL, kwargs.get("debug"))
 
-        return (register_with or app.command(name))(wrapper)
+        return (register_with or app.command(name, cls=_Command))(wrapper)
 
     return register
 
@@ -230,15 +308,19 @@ def _usage_error(message, command_path):
 
 def _data_options(val_split, image_size, color_mode, num_classes=None):
     """The `load_data` keywords given on the command line (None: not given)."""
-    size = None
-    if image_size is not None:
-        try:
-            size = [int(v) for v in image_size.lower().split("x")]
-            assert len(size) == 2 and min(size) > 0
-        except (ValueError, AssertionError):
-            raise typer.BadParameter(f"give HxW, like 32x32; got {image_size!r}", param_hint="--image-size") from None
-    return {"val_split": val_split, "image_size": size, "color_mode": color_mode.value if color_mode else None,
-            "num_classes": num_classes}
+    return {"val_split": val_split, "image_size": None if image_size is None else _image_size(image_size),
+            "color_mode": color_mode.value if color_mode else None, "num_classes": num_classes}
+
+
+def _image_size(text):
+    """`HxW` as `[H, W]`, both positive."""
+    try:
+        size = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        size = []
+    if len(size) != 2 or min(size) < 1:
+        raise typer.BadParameter(f"give HxW, like 32x32; got {text!r}", param_hint="--image-size")
+    return size
 
 
 def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir):
@@ -260,40 +342,48 @@ def _result(path):
     typer.echo(str(path))
 
 
+def _plan(plan):
+    """Print a dry run's plan on stdout."""
+    typer.echo(str(plan))
+
+
 @command("train-teacher")
 def train_teacher(
-    data: Annotated[str, typer.Option(help=DATA_HELP + ".")] = "digits",
-    arch: Annotated[str, typer.Option(
-        help="Built-in architecture: mlp, cnn, sequence (token ids), text (strings), or auto (text for text, "
-             "sequence for token ids, a cnn for image-shaped data, else an mlp).")] = "auto",
-    model: Annotated[Optional[Path], typer.Option(help="Train your own untrained architecture (.keras) instead of --arch.")] = None,
-    width: Width = None,
-    depth: Depth = None,
-    epochs: Epochs = str(TEACHER_BUDGET.epochs),
-    patience: Patience = PATIENCE,
-    max_epochs: MaxEpochs = MAX_EPOCHS,
-    refit: Refit = False,
-    batch_size: BatchSize = 64,
-    learning_rate: LearningRate = 1e-3,
-    seed: Seed = 0,
+    data: Annotated[str, typer.Option(help=DATA_HELP + ".", rich_help_panel=DATA, metavar="DATA")] = "digits",
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
     num_classes: NumClasses = None,
-    out: Annotated[Path, typer.Option(help="The teacher .keras file to write.")] = Path("teacher.keras"),
+    arch: Annotated[str, typer.Option(
+        help="mlp, cnn, sequence (token ids), text (strings), or auto (picked from the data).", metavar="ARCH",
+        rich_help_panel=MODEL)] = "auto",
+    model: Annotated[Optional[Path], typer.Option(
+        help="Train your own untrained architecture (.keras) instead of --arch.", metavar="PATH",
+        rich_help_panel=MODEL)] = None,
+    width: Width = None,
+    depth: Depth = None,
+    epochs: Epochs = str(TEACHER_BUDGET.epochs),
+    patience: Patience = TEACHER_BUDGET.patience,
+    max_epochs: MaxEpochs = TEACHER_BUDGET.max_epochs,
+    refit: Refit = TEACHER_BUDGET.refit,
+    batch_size: BatchSize = TEACHER_BUDGET.batch_size,
+    learning_rate: LearningRate = TEACHER_BUDGET.learning_rate,
+    lr_schedule: LrSchedule = TEACHER_SCHEDULE,
+    augment: TeacherAugment = TEACHER_BUDGET.augment,
+    seed: Seed = TEACHER_BUDGET.seed,
     checkpoint_dir: CheckpointDir = None,
-    checkpoint_every: CheckpointEvery = 60.0,
+    checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
-    mixed_precision: MixedPrecision = Precision.off,
-    strategy: Strategy = StrategyName.default,
-    lr_schedule: LrSchedule = TEACHER_SCHEDULE,
-    augment: TeacherAugment = TEACHER_BUDGET.augment,
-    imports: Imports = None,
-    unsafe: Unsafe = False,
-    quiet: Quiet = False,
+    mixed_precision: MixedPrecision = DEFAULT_PRECISION,
+    strategy: Strategy = DEFAULT_STRATEGY,
+    imports: in_panel(Imports, MODEL) = None,
+    unsafe: in_panel(Unsafe, MODEL) = False,
     debug: Debug = False,
+    out: Annotated[Path, typer.Option(help="The teacher .keras file to write.", metavar="PATH",
+                                      rich_help_panel=OUTPUT)] = Path("teacher.keras"),
+    quiet: Quiet = False,
 ):
     """Train a teacher on hard labels and write it as a .keras file."""
     from kdcli import pipeline
@@ -304,13 +394,14 @@ def train_teacher(
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
-        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
+        reporter=Reporter(quiet),
     )
     _result(path)
 
 
-soft_labels_app = typer.Typer(help="Write a teacher's (or an ensemble's) logits for the training split "
-                                   "(and merge sharded runs).")
+soft_labels_app = typer.Typer(cls=_Group, help="Write a teacher's (or an ensemble's) logits for the training split "
+                                               "(and merge sharded runs).")
 app.add_typer(soft_labels_app, name="soft-labels")
 
 
@@ -318,24 +409,33 @@ app.add_typer(soft_labels_app, name="soft-labels")
 def soft_labels(
     ctx: typer.Context,
     teacher: Annotated[Optional[list[Path]], typer.Option(
-        metavar="<path>",
-        help="The teacher .keras file (required). Repeat it for an ensemble: the file then holds the log of the "
-             "teachers' mean probabilities.")] = None,
-    data: Data = None,
-    out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.")] = Path("soft.h5"),
-    dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits.")] = LogitsType.float32,
-    top_k: Annotated[Optional[int], typer.Option(help="Keep only the K largest logits of each sample (smaller files).")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="I/N: write only the I-th of N contiguous parts of the rows (1 <= I <= N), for parallel runs; join them with 'soft-labels merge'.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.")] = 256,
-    split: Annotated[str, typer.Option(help="Split to label; soft labels are for training, so only 'train'.")] = "train",
-    val_split: ValSplit = None,
-    image_size: ImageSize = None,
-    color_mode: ColorMode = None,
-    num_classes: NumClasses = None,
-    imports: Imports = None,
-    unsafe: Unsafe = False,
-    quiet: Quiet = False,
+        metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
+        help="The teacher .keras file (required). Repeat it for an ensemble (the log of the mean probabilities).")
+    ] = None,
+    data: in_panel(Data, TEACHER_AND_DATA) = None,
+    val_split: in_panel(ValSplit, TEACHER_AND_DATA) = None,
+    image_size: in_panel(ImageSize, TEACHER_AND_DATA) = None,
+    color_mode: in_panel(ColorMode, TEACHER_AND_DATA) = None,
+    num_classes: in_panel(NumClasses, TEACHER_AND_DATA) = None,
+    imports: in_panel(Imports, TEACHER_AND_DATA) = None,
+    unsafe: in_panel(Unsafe, TEACHER_AND_DATA) = False,
+    split: Annotated[str, typer.Option(help="The split to label: soft labels are for training, so only train.",
+                                       rich_help_panel=TEACHER_AND_DATA)] = "train",
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.", metavar="N",
+                                            rich_help_panel=RUNTIME_PANEL)] = 256,
+    shard: Annotated[Optional[str], typer.Option(
+        metavar="I/N", rich_help_panel=RUNTIME_PANEL,
+        help="Write only the I-th of N parts of the rows, for parallel runs; join them with soft-labels merge.")
+    ] = None,
     debug: Debug = False,
+    out: Annotated[Path, typer.Option(help="The soft-label .h5 file to write.", metavar="PATH",
+                                      rich_help_panel=OUTPUT)] = Path("soft.h5"),
+    dtype: Annotated[LogitsType, typer.Option(help="Storage type of the logits: float32 or float16.", metavar="TYPE",
+                                              rich_help_panel=OUTPUT)
+    ] = LogitsType.float32,
+    top_k: Annotated[Optional[int], typer.Option(
+        help="Keep only each sample's K largest logits (smaller files).", metavar="K", rich_help_panel=OUTPUT)] = None,
+    quiet: Quiet = False,
 ):
     """Write the teacher's logits (or an ensemble's) for the training split to an HDF5 file."""
     if ctx.invoked_subcommand:
@@ -347,11 +447,12 @@ def soft_labels(
                          "distilling on test-set labels would leak the evaluation data")
     from kdcli import pipeline
 
-    _result(pipeline.make_soft_labels(
+    path = pipeline.make_soft_labels(
         teacher, data, out, batch_size=batch_size, dtype=dtype.value,
-        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
-        top_k=top_k, shard=_shard(shard),
-    ))
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
+        reporter=Reporter(quiet), top_k=top_k, shard=_shard(shard),
+    )
+    _result(path)
 
 
 def _shard(text):
@@ -360,15 +461,16 @@ def _shard(text):
         return None
     try:
         index, count = (int(v) for v in text.split("/"))
-        assert 1 <= index <= count
-    except (ValueError, AssertionError):
-        raise typer.BadParameter(f"give I/N with 1 <= I <= N, like 2/3; got {text!r}", param_hint="--shard") from None
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise typer.BadParameter(f"give I/N with 1 <= I <= N, like 2/3; got {text!r}", param_hint="--shard")
     return index - 1, count
 
 
-@command("merge", register_with=soft_labels_app.command("merge"))
+@command("merge", register_with=soft_labels_app.command("merge", cls=_Command))
 def merge(
-    parts: Annotated[list[Path], typer.Argument(help="The part files of a sharded run (--shard I/N), in any order.")],
+    parts: Annotated[list[Path], typer.Argument(metavar="PART", help="The part files of a sharded run (--shard I/N), in any order.")],
     out: Annotated[Path, typer.Option(help="The merged soft-label .h5 file to write.")] = Path("soft.h5"),
     quiet: Quiet = False,
     debug: Debug = False,
@@ -381,137 +483,133 @@ def merge(
 
 @command("distill")
 def distill(
-    soft_labels: Annotated[Optional[Path], typer.Option(help="Soft labels from kdcli soft-labels (the teacher never runs).")] = None,
+    soft_labels: Annotated[Optional[Path], typer.Option(
+        help="Soft labels from kdcli soft-labels (the teacher never runs).", metavar="PATH",
+        rich_help_panel=TEACHER_AND_DATA)] = None,
     teacher: Annotated[Optional[list[Path]], typer.Option(
-        metavar="<path>",
-        help="A teacher .keras file; alone, it is all distill needs (one shot). Repeat it for an ensemble: the "
-             "targets are the mean of the teachers' probabilities, and shrink:F derives from the first. With "
-             "--soft-labels, their teacher(s), all of them, used only to derive a shrink:F student.")] = None,
-    data: Data = None,
+        metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
+        help="A teacher model; alone, all distill needs. Repeat it for an ensemble (mean probabilities). "
+             "With --soft-labels: their teachers, to derive a shrink:F student.")] = None,
+    data: in_panel(Data, TEACHER_AND_DATA) = None,
+    val_split: in_panel(ValSplit, TEACHER_AND_DATA) = None,
+    image_size: in_panel(ImageSize, TEACHER_AND_DATA) = None,
+    color_mode: in_panel(ColorMode, TEACHER_AND_DATA) = None,
+    num_classes: in_panel(NumClasses, TEACHER_AND_DATA) = None,
+    imports: in_panel(Imports, TEACHER_AND_DATA) = None,
+    unsafe: in_panel(Unsafe, TEACHER_AND_DATA) = False,
     student: Annotated[Optional[str], typer.Option(
-        help="auto (as train-teacher --arch auto picks), mlp, cnn, sequence, text, shrink:F (the teacher with every "
-             "width scaled by F), app:NAME[:key=value,...] (a keras.applications model) or a .keras architecture; "
-             "default shrink:0.25 with --teacher, auto with --soft-labels.")
+        metavar="SPEC", rich_help_panel=STUDENT,
+        help="auto, mlp, cnn, sequence, text, shrink:F (the teacher, widths scaled by F), app:NAME[:key=value,...] "
+             "(keras.applications) or a .keras architecture; default shrink:0.25 with --teacher, else auto.")
     ] = None,
-    width: Width = None,
-    depth: Depth = None,
-    method: Annotated[MethodName, typer.Option(
-        help="kd (Hinton et al.), dkd (decoupled KD, Zhao et al.), dist (correlations, Huang et al.) or hints "
-             "(kd plus matching an intermediate layer, FitNets; needs --teacher).")
-    ] = DEFAULT_METHOD_CHOICE,
-    temperature: Annotated[Optional[float], typer.Option(help=option_help("--temperature"))] = None,
-    alpha: Annotated[Optional[float], typer.Option(help=option_help("--alpha"))] = None,
-    dkd_alpha: Annotated[Optional[float], typer.Option(help=option_help("--dkd-alpha"))] = None,
-    dkd_beta: Annotated[Optional[float], typer.Option(help=option_help("--dkd-beta"))] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option(help=option_help("--warmup-epochs"))] = None,
-    beta: Annotated[Optional[float], typer.Option(help=option_help("--beta"))] = None,
-    gamma: Annotated[Optional[float], typer.Option(help=option_help("--gamma"))] = None,
-    standardize_logits: Annotated[bool, typer.Option(
-        "--standardize-logits", help=option_help("--standardize-logits"))] = False,
-    hint_weight: Annotated[Optional[float], typer.Option(help=option_help("--hint-weight"))] = None,
-    student_layer: Annotated[Optional[str], typer.Option(help=option_help("--student-layer"))] = None,
-    teacher_layer: Annotated[Optional[str], typer.Option(help=option_help("--teacher-layer"))] = None,
-    epochs: Annotated[str, typer.Option(help=EPOCHS_HELP + "; --baseline stops by the same rule on its own.")
-    ] = AUTO_EPOCHS,
-    patience: Patience = PATIENCE,
-    max_epochs: MaxEpochs = MAX_EPOCHS,
-    refit: Refit = False,
-    batch_size: BatchSize = 64,
-    learning_rate: LearningRate = 1e-3,
-    seed: Seed = 0,
-    baseline: Annotated[bool, typer.Option("--baseline", help="Also train the same student from scratch and report what distillation gained.")] = False,
+    width: in_panel(Width, STUDENT) = None,
+    depth: in_panel(Depth, STUDENT) = None,
+    student_output: Annotated[StudentOutput, typer.Option(
+        help="What the saved student outputs: auto (as its teacher), logits, softmax or sigmoid.", metavar="KIND",
+        rich_help_panel=STUDENT)
+    ] = StudentOutput.auto,
+    method: Annotated[Optional[str], typer.Option(
+        metavar="NAME[:key=value,...]", rich_help_panel=METHOD, show_default=False,
+        help=f"The loss and its parameters, e.g. dkd:beta=2,warmup=10 (default {DEFAULT_METHOD}). "
+             f"{method_help()}.")] = None,
+    augment: Augment = DISTILL_BUDGET.augment,
+    online: Annotated[bool, typer.Option(
+        "--online", help="Run the teacher on every batch instead of once (with --teacher).", rich_help_panel=METHOD)
+    ] = False,
+    epochs: Epochs = str(DISTILL_BUDGET.epochs),
+    patience: Patience = DISTILL_BUDGET.patience,
+    max_epochs: MaxEpochs = DISTILL_BUDGET.max_epochs,
+    refit: Refit = DISTILL_BUDGET.refit,
+    batch_size: BatchSize = DISTILL_BUDGET.batch_size,
+    learning_rate: LearningRate = DISTILL_BUDGET.learning_rate,
+    lr_schedule: LrSchedule = DISTILL_SCHEDULE,
+    seed: Seed = DISTILL_BUDGET.seed,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline", help="Also train the student from scratch, and report what distillation gained.",
+        rich_help_panel=COMPARE)] = False,
     seeds: Annotated[int, typer.Option(
-        help="With --baseline: train both students with K seeds (--seed and the next ones) and report the mean ± "
-             "std of each and of the gain; OUT is --seed's student.", metavar="K")] = 1,
+        help="With --baseline: K seeds from --seed; reports mean ± std.", metavar="K", rich_help_panel=COMPARE)] = 1,
     tune: Annotated[int, typer.Option(
-        help="Search N trials of methods, their temperature and weights, and augmentations (scratch among them), "
-             "each scored on the validation split of --epochs auto, and keep the winner.", metavar="N")] = 0,
-    tune_json: Annotated[Optional[Path], typer.Option(help="With --tune: also write the trials to this JSON file.")
+        help="Search N trials of methods, their parameters and augmentations (scratch among them) on the "
+             "validation split, and keep the best.", metavar="N", rich_help_panel=COMPARE)] = 0,
+    tune_json: Annotated[Optional[Path], typer.Option(
+        help="With --tune: also write the trials to this JSON file.", metavar="PATH", rich_help_panel=COMPARE)
     ] = None,
     tune_widths: Annotated[str, typer.Option(
-        help="With --tune: the student's widths to try, as multiples of its own, comma-separated (1,1.5,2); "
-             "scratch is tried at each.")] = "1",
-    online: Annotated[bool, typer.Option("--online", help="Run the teacher on every batch instead of once (with --teacher).")] = False,
-    student_output: Annotated[StudentOutput, typer.Option(
-        help="What the saved student outputs: auto (like its teacher: probabilities for a softmax teacher, one "
-             "sigmoid probability for a binary one, logits for a logits teacher), logits, softmax or sigmoid.")
-    ] = StudentOutput.auto,
-    val_split: ValSplit = None,
-    image_size: ImageSize = None,
-    color_mode: ColorMode = None,
-    num_classes: NumClasses = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, "
-             "else student.keras).")] = None,
+        help="With --tune: widths to try, as multiples of the student's (1,1.5,2).", metavar="LIST",
+        rich_help_panel=COMPARE)] = "1",
     checkpoint_dir: CheckpointDir = None,
-    checkpoint_every: CheckpointEvery = 60.0,
+    checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
-    mixed_precision: MixedPrecision = Precision.off,
-    strategy: Strategy = StrategyName.default,
-    lr_schedule: LrSchedule = Schedule.constant,
-    augment: Augment = "none",
-    imports: Imports = None,
-    unsafe: Unsafe = False,
-    quiet: Quiet = False,
+    mixed_precision: MixedPrecision = DEFAULT_PRECISION,
+    strategy: Strategy = DEFAULT_STRATEGY,
     debug: Debug = False,
+    out: Annotated[Optional[Path], typer.Option(
+        help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, else "
+             "student.keras).", metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    quiet: Quiet = False,
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
     from kdcli import pipeline
-    from kdcli.methods import method_from_options
+    from kdcli.methods import parse_method
 
-    given = [name for name, value in (("--method", method.value != DEFAULT_METHOD_CHOICE.value),
-                                      ("--augment", augment != "none")) if value]
-    given += [f"--{name.replace('_', '-')}" for name, value in (
-        ("temperature", temperature), ("alpha", alpha), ("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta),
-        ("warmup_epochs", warmup_epochs), ("beta", beta), ("gamma", gamma), ("hint_weight", hint_weight),
-        ("student_layer", student_layer), ("teacher_layer", teacher_layer)) if value is not None]
-    if tune and (given or standardize_logits):
-        raise UsageError(f"--tune searches the method, its options and the augmentation: leave out "
-                         f"{', '.join(given or ['--standardize-logits'])}")
-    chosen = method_from_options(method.value, {
-        "--temperature": temperature, "--alpha": alpha, "--dkd-alpha": dkd_alpha, "--dkd-beta": dkd_beta,
-        "--warmup-epochs": warmup_epochs, "--beta": beta, "--gamma": gamma,
-        "--standardize-logits": True if standardize_logits else None, "--hint-weight": hint_weight,
-        "--student-layer": student_layer, "--teacher-layer": teacher_layer,
-    })
+    if tune and (method is not None or augment != DISTILL_BUDGET.augment):
+        given = [name for name, value in (("--method", method), ("--augment", augment != "none")) if value]
+        raise UsageError(f"--tune searches the method, its parameters and the augmentation: leave out "
+                         f"{', '.join(given)}")
     path, _ = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher or None, student=student, width=width, depth=depth,
-        method=chosen, online=online, baseline=baseline, seeds=seeds, tune=tune, tune_json=tune_json,
-        tune_widths=_numbers(tune_widths, "--tune-widths"),
-        student_output=student_output.value,
+        method=parse_method(method or DEFAULT_METHOD), online=online, baseline=baseline, seeds=seeds, tune=tune,
+        tune_json=tune_json, tune_widths=_numbers(tune_widths, "--tune-widths"), student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
-        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
+        reporter=Reporter(quiet),
     )
     _result(path)
 
 
+GATES = "Gates"
+
+
 @command("evaluate")
 def evaluate(
-    models: Annotated[list[Path], typer.Argument(help="Models (.keras or .tflite) to compare; the first is the reference.")],
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL", help="Models to compare (any kind kdcli reads, .tflite too); the "
+                                                     "first is the reference.")],
     data: Data = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the report as JSON to PATH, or to stdout with '-'.")] = None,
-    markdown: Annotated[Optional[str], typer.Option(help="Write the report as Markdown (for CI job summaries).")] = None,
-    append: Annotated[bool, typer.Option(
-        "--append", help="Add the Markdown report to the end of the --markdown file instead of replacing it "
-                         "(as $GITHUB_STEP_SUMMARY expects).")] = False,
-    plot: Annotated[Optional[str], typer.Option(help="Draw accuracy against latency to a PNG (needs: pip install 'kdcli\\[plot]').")] = None,
-    min_accuracy: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: fail (exit 3) if any model's accuracy is below this fraction, e.g. 0.9.")] = None,
-    max_accuracy_drop: Annotated[Optional[float], typer.Option(min=0.0, help="Gate: fail (exit 3) if a model loses more than these percentage points against the first.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when computing accuracy.")] = 256,
-    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model (more: slower, more precise).")] = 200,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
     num_classes: NumClasses = None,
     imports: Imports = None,
     unsafe: Unsafe = False,
-    quiet: Quiet = False,
+    min_accuracy: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, metavar="FRACTION", rich_help_panel=GATES,
+        help="Fail (exit 3) if any model's accuracy is below this, e.g. 0.9.")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(
+        min=0.0, metavar="POINTS", rich_help_panel=GATES,
+        help="Fail (exit 3) if a model loses more than these points against the first.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per call when measuring accuracy.", metavar="N",
+                                            rich_help_panel=RUNTIME_PANEL)] = 256,
+    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per model.", metavar="N",
+                                              rich_help_panel=RUNTIME_PANEL)] = 200,
     debug: Debug = False,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", help="Write the report as JSON to PATH, or to stdout with -.", metavar="PATH",
+        rich_help_panel=OUTPUT)] = None,
+    markdown: Annotated[Optional[str], typer.Option(
+        help="Write the report as Markdown (for CI job summaries).", metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    append: Annotated[bool, typer.Option(
+        "--append", help="Append the Markdown to the file (as $GITHUB_STEP_SUMMARY expects).",
+        rich_help_panel=OUTPUT)] = False,
+    plot: Annotated[Optional[str], typer.Option(
+        help="Draw accuracy against latency to a PNG (needs pip install 'kdcli\\[plot]').", metavar="PATH",
+        rich_help_panel=OUTPUT)] = None,
+    quiet: Quiet = False,
 ):
     """Compare models on the test split: accuracy, size, latency; gate on accuracy."""
     from rich.console import Console
@@ -532,6 +630,7 @@ def evaluate(
         raise UsageError("--append adds the report to the --markdown file: give --markdown PATH")
     if plot:
         report.require_matplotlib()
+    reporter = Reporter(quiet)
     result = pipeline.evaluate(
         models, data, batch_size=batch_size, latency_runs=latency_runs,
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
@@ -544,12 +643,12 @@ def evaluate(
     else:
         # A terminal gets a layout that fits it; a file or a CI log, a fixed width read later.
         report.render(result, Console(width=None if sys.stdout.isatty() else LOG_WIDTH))
-        if json_out:
-            write_text(json_out, report.to_json(result) + "\n")
-    if markdown:
-        write_text(markdown, report.markdown(result), append=append)
-    if plot:
-        report.plot(result, plot)
+    for path, write in ((json_out if json_out != "-" else None, lambda p: write_text(p, report.to_json(result) + "\n")),
+                        (markdown, lambda p: write_text(p, report.markdown(result), append=append)),
+                        (plot, lambda p: report.plot(result, p))):
+        if path:
+            write(path)
+            reporter.say(f"wrote {path}")
     for gate in failed:
         _error_line(f"gate failed: {describe_failure(gate)}")
     if failed:
@@ -558,11 +657,16 @@ def evaluate(
 
 @command("export")
 def export(
-    model: Annotated[Path, typer.Argument(help="The .keras model to export.")],
-    format: Annotated[ExportFormat, typer.Option(help="tflite (phones, edge) or saved_model (TF Serving).")] = ExportFormat.tflite,
-    quantize: Annotated[Quantization, typer.Option(help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).")] = Quantization.none,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="The model to export.")],
+    format: Annotated[ExportFormat, typer.Option(
+        metavar="FORMAT", help="tflite (phones, edge) or saved_model (TF Serving).", rich_help_panel=OUTPUT)] = ExportFormat.tflite,
+    quantize: Annotated[Quantization, typer.Option(
+        metavar="MODE", help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).",
+        rich_help_panel=OUTPUT)] = Quantization.none,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write (default: beside the model, e.g. student-int8.tflite).", metavar="PATH",
+        rich_help_panel=OUTPUT)] = None,
     data: Data = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write (default: beside the model, e.g. student-int8.tflite).")] = None,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
     color_mode: ColorMode = None,
@@ -587,7 +691,7 @@ def export(
 
 @command("info")
 def info(
-    artifact: Annotated[Path, typer.Argument(help="A .keras model, a soft-label .h5 file, a .tflite file or a SavedModel folder.")],
+    artifact: Annotated[Path, typer.Argument(metavar="ARTIFACT", help="A .keras model, a soft-label .h5 file, a .tflite file or a SavedModel folder.")],
     quiet: Quiet = False,
     debug: Debug = False,
 ):

@@ -14,8 +14,7 @@ import json
 import os
 
 from kdcli.errors import KdcliError, UsageError
-
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+from kdcli.specs import STRATEGIES
 
 
 def make_strategy(name="default"):

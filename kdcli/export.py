@@ -11,8 +11,7 @@ Exports carry provenance like every artifact: a `.tflite` file in a sidecar
 `<file>.kdcli.json` (the flatbuffer has no room for it without extra tools),
 a SavedModel in `assets.extra/kdcli.json` (a folder TF Serving ignores).
 
-TensorFlow is imported when a model is exported, so that the command line
-can take its choices (`FORMATS`, `QUANTIZATIONS`) from here at once.
+TensorFlow is imported when a model is exported.
 """
 
 import json
@@ -31,9 +30,8 @@ from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.export_records import sidecar
 from kdcli.files import atomic_path, check_output, provenance, relative_to_artifact, sha256_file
 from kdcli.model_files import load_model, read_model_provenance
+from kdcli.specs import FORMATS, QUANTIZATIONS
 
-FORMATS = ("tflite", "saved_model")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 REPRESENTATIVE_SAMPLES = 300
 # Layers that are identities at inference but draw random numbers in a traced graph (ops that
 # TFLite lacks): the export replaces them by `Identity`. Besides these, every `Random*` layer of

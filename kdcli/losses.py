@@ -13,7 +13,7 @@ from the log of a probability, so the losses stay finite for logits of any
 magnitude. The `T^2` factor keeps the soft term's gradients on the scale of
 the hard term's as `T` changes.
 
-Beyond Hinton's loss (DESIGN.md section 3):
+Beyond Hinton's loss (the docs' methods page, docs/guides/methods.md, describes each in full):
 
 - Logit standardisation (Sun et al., CVPR 2024), the `standardize` switch of
   `distillation_loss_per_sample` and `dkd_loss_per_sample`:

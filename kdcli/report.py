@@ -82,13 +82,13 @@ def rows(report):
     epochs = any(m.get("epochs") for m in models)
     header = ["model", *(["method"] if methods else []), *(["epochs"] if epochs else []), "accuracy", *(["top-5"] if top5 else []), "params",
               "size", "latency ms", "p95 ms",
-              "samples/s", "agreement", "smaller", "faster", "Δ accuracy",
+              "samples/s", "agreement", "fewer params", "smaller file", "faster", "Δ accuracy",
               *(["from scratch (gain)"] if baseline else [])]
     body = []
     for i, m in enumerate(models):
         ratios = (
-            [_ratio(m["compression"]), _ratio(m["speedup"]),
-             f"{m['accuracy_change_points']:+.1f} pts"] if i else ["—", "—", "—"]
+            [_ratio(m["compression"]), _ratio(m["size_ratio"]), _ratio(m["speedup"]),
+             _points(m["accuracy"], models[0]["accuracy"])] if i else ["—", "—", "—", "—"]
         )
         body.append([
             m["path"], *([method_label(m.get("method"))] if methods else []),
@@ -119,7 +119,13 @@ def epochs_label(epochs, best_epoch=None):
 def _baseline(m):
     if "baseline_accuracy" not in m:
         return "—"
-    return f"{100 * m['baseline_accuracy']:.1f}% ({m['distillation_gain_points']:+.1f} pts)"
+    return f"{100 * m['baseline_accuracy']:.1f}% ({_points(m['accuracy'], m['baseline_accuracy'])})"
+
+
+def _points(accuracy, reference):
+    """The difference of two accuracies in points, as the table shows them: the difference of
+    the rounded percentages, so that it agrees with the values beside it."""
+    return f"{round(100 * accuracy, 1) - round(100 * reference, 1):+.1f} pts"
 
 
 def labels(report):
@@ -218,8 +224,10 @@ def render(report, console):
         accuracy = [name for name in header[1:] if name in ACCURACY_COLUMNS]
         other = [name for name in header[1:] if name not in ACCURACY_COLUMNS]
         for group_title, columns in (("accuracy", accuracy), ("size and speed", other)):
-            for i, part in enumerate(_split(console, header, body, names, columns)):
-                console.print(_table(header, body, part, names, title=group_title if i == 0 else None))
+            parts = _split(console, header, body, names, columns)
+            for i, part in enumerate(parts):
+                numbered = f"{group_title} ({i + 1} of {len(parts)})" if len(parts) > 1 else group_title
+                console.print(_table(header, body, part, names, title=numbered))
     legend = [(name, m["path"]) for name, m in zip(names, report["models"]) if name != m["path"]]
     if legend:
         grid = Table.grid(padding=(0, 2))

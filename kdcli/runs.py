@@ -17,9 +17,8 @@ import math
 from pathlib import Path
 
 from kdcli.augment import parse_augment
-from kdcli.distribute import STRATEGIES
 from kdcli.errors import UsageError
-from kdcli.specs import LR_SCHEDULES, PRECISIONS
+from kdcli.specs import LR_SCHEDULES, PRECISIONS, STRATEGIES
 
 # `--epochs auto`: hold out 10% of the training split, stop after PATIENCE epochs without a better
 # validation accuracy, or at MAX_EPOCHS.

@@ -31,11 +31,12 @@ from kdcli.data import ArrayColumn, Column, H5Column
 from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.faults import fault_point
 from kdcli.files import atomic_path
+from kdcli.specs import LOGIT_DTYPES
 
 FORMAT = "kdcli-soft-labels"
 FORMAT_VERSION = 2  # the newest this kdcli reads; files with full logits are written as version 1
 CHUNK_ROWS = 4096
-DTYPES = ("float32", "float16")
+DTYPES = LOGIT_DTYPES
 
 
 @dataclass

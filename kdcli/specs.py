@@ -18,6 +18,12 @@ PRECISIONS = ("off", "bf16")
 # `auto` gives the student its teacher's kind, so that it is a drop-in replacement.
 HEADS = ("logits", "softmax", "sigmoid")
 STUDENT_OUTPUTS = ("auto", *HEADS)
+# The other choices the command line lists, each checked by the module named beside it.
+COLOR_MODES = ("auto", "grayscale", "rgb")  # image folders, kdcli.data.readers
+LOGIT_DTYPES = ("float32", "float16")  # soft-label files, kdcli.soft_labels
+FORMATS = ("tflite", "saved_model")  # kdcli.export
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")  # kdcli.export
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # kdcli.distribute
 
 
 def parse_spec(spec, role="student", option=None):

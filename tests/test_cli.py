@@ -181,7 +181,7 @@ def test_debug_shows_the_traceback(tmp_path):
     ["distill", "--data", "digits"],  # neither --soft-labels nor --teacher
     ["train-teacher", "--restart", "--resume"],
     ["distill", "--soft-labels", "s.h5", "--online"],
-    ["distill", "--soft-labels", "s.h5", "--temperature", "0"],
+    ["distill", "--soft-labels", "s.h5", "--method", "kd:temperature=0"],
     ["train-teacher", "--learning-rate", "-0.1"],
     ["train-teacher", "--seed", "-1"],
     ["train-teacher", "--val-split", "1.5"],

@@ -58,28 +58,28 @@ def test_feature_maps_of_equal_size_match_by_a_1x1_projection_and_others_as_aver
 
 
 def test_the_automatic_layer_is_the_last_hidden_layer_with_weights():
-    assert feature_layer(mlp(4, "m"), "auto", "--student-layer").name == "hidden"
-    assert feature_layer(cnn(4, 2, "c"), "auto", "--student-layer").name == "conv"
-    with pytest.raises(UsageError, match="--teacher-layer nope: the teacher has no layer of that name"):
-        feature_layer(mlp(4, "m"), "nope", "--teacher-layer", "the teacher")
+    assert feature_layer(mlp(4, "m"), "auto", "--method hints:student_layer").name == "hidden"
+    assert feature_layer(cnn(4, 2, "c"), "auto", "--method hints:student_layer").name == "conv"
+    with pytest.raises(UsageError, match="--method hints:teacher_layer=nope: the teacher has no layer of that name"):
+        feature_layer(mlp(4, "m"), "nope", "--method hints:teacher_layer", "the teacher")
     # a binary sigmoid teacher's logits model ends in kdcli's [0, z] head: not a hidden layer
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
     binary = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="p")(hidden))
-    assert feature_layer(kdcli.logits_model(binary), "auto", "--teacher-layer").name == "hidden"
+    assert feature_layer(kdcli.logits_model(binary), "auto", "--method hints:teacher_layer").name == "hidden"
     linear = keras.Model(inputs := keras.Input((6,)), keras.layers.Dense(3)(inputs))
     with pytest.raises(UsageError, match="no hidden layer"):
-        feature_layer(linear, "auto", "--student-layer")
+        feature_layer(linear, "auto", "--method hints:student_layer")
 
 
-def hints_args(pipeline, out, *more):
-    return ["distill", "--teacher", pipeline["teacher"], "--method", "hints", "--epochs", "2", "--seed", "4",
+def hints_args(pipeline, out, *more, method="hints"):
+    return ["distill", "--teacher", pipeline["teacher"], "--method", method, "--epochs", "2", "--seed", "4",
             "--checkpoint-every", "0", *more, "--out", out]
 
 
 def test_distill_with_hints_saves_the_student_without_its_projector(pipeline, tmp_path):
     out = tmp_path / "s.keras"
-    r = run_cli(*hints_args(pipeline, out, "--hint-weight", "3"))
+    r = run_cli(*hints_args(pipeline, out, method="hints:hint_weight=3"))
     assert r.exit_code == 0, r.stderr
     record = kdcli.read_provenance(out)
     assert record["hyperparameters"]["method"] == {"name": "hints", "temperature": 4.0, "alpha": 0.9,
@@ -108,10 +108,10 @@ def test_an_interrupted_hints_run_resumes_to_the_same_weights_projector_included
 def test_hints_need_the_live_teacher_and_known_layers(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--method", "hints", "--out", tmp_path / "s.keras")
     assert_one_line_error(r, 2, "reads the live teacher's layers")
-    r = run_cli(*hints_args(pipeline, tmp_path / "s.keras", "--teacher-layer", "nope"))
-    assert_one_line_error(r, 2, "--teacher-layer nope: the teacher has no layer of that name")
-    r = run_cli("distill", "--teacher", pipeline["teacher"], "--hint-weight", "2", "--out", tmp_path / "s.keras")
-    assert_one_line_error(r, 2, "--hint-weight applies to --method hints")
+    r = run_cli(*hints_args(pipeline, tmp_path / "s.keras", method="hints:teacher_layer=nope"))
+    assert_one_line_error(r, 2, "--method hints:teacher_layer=nope: the teacher has no layer of that name")
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--method", "kd:hint_weight=2", "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 2, "--method kd has no parameter 'hint_weight'")
     assert not (tmp_path / "s.keras").exists()
 
 

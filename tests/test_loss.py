@@ -1,4 +1,5 @@
-"""The distillation losses (KD, logit standardisation, DKD, DIST) against NumPy references (DESIGN.md section 3)."""
+"""The distillation losses (KD, logit standardisation, DKD, DIST) against NumPy references written from the
+formulas of the docs' methods page (docs/guides/methods.md)."""
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def np_log_softmax(z):
 
 
 def reference_loss(labels, s, t, temperature, alpha):
-    """DESIGN.md section 3, written out in float64 NumPy."""
+    """KD as the methods page (docs/guides/methods.md) writes it, in float64 NumPy."""
     s, t = np.asarray(s, np.float64), np.asarray(t, np.float64)
     log_p_t = np_log_softmax(t / temperature)
     log_p_s = np_log_softmax(s / temperature)
@@ -93,7 +94,7 @@ def test_finite_loss_and_gradients_for_huge_logits(scale):
     assert float(loss) == pytest.approx(want, rel=1e-5)
 
 
-# --- Logit standardisation, DKD and DIST (DESIGN.md section 3, "Methods beyond Hinton's loss") ---
+# --- Logit standardisation, DKD and DIST (docs/guides/methods.md) ---
 
 
 def np_logsumexp(z, axis=-1):

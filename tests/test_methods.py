@@ -11,17 +11,17 @@ import pytest
 import kdcli
 from kdcli import methods
 from kdcli.losses import dkd_terms_per_sample
-from kdcli.methods import REGISTRY, make_method, method_from_options
+from kdcli.methods import REGISTRY, make_method, parse_method
 from kdcli.training import distill
 
 from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli
 
 METHOD_ARGS = {
     "kd": [],
-    "kd+ls": ["--standardize-logits", "--temperature", "2"],
-    "dkd": ["--method", "dkd", "--warmup-epochs", "2"],
-    "dkd+ls": ["--method", "dkd", "--standardize-logits", "--dkd-beta", "2"],
-    "dist": ["--method", "dist", "--beta", "2"],
+    "kd+ls": ["--method", "kd:standardize=true,temperature=2"],
+    "dkd": ["--method", "dkd:warmup=2"],
+    "dkd+ls": ["--method", "dkd:standardize=true,beta=2"],
+    "dist": ["--method", "dist:beta=2"],
 }
 
 
@@ -68,7 +68,7 @@ def test_every_method_learns(pipeline, name, params):
 
 def test_info_and_evaluate_show_the_method(pipeline, tmp_path):
     out = tmp_path / "dkd.keras"
-    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--method", "dkd", "--standardize-logits",
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--method", "dkd:standardize=true",
                 "--epochs", "1", "--out", out)
     assert r.exit_code == 0, r.stderr
     info = json.loads(run_cli("info", out).stdout)
@@ -86,14 +86,21 @@ def test_info_and_evaluate_show_the_method(pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("args, contains", [
-    (["--dkd-beta", "2"], "--dkd-beta applies to --method dkd, not kd"),
-    (["--method", "dist", "--standardize-logits"], "--standardize-logits applies to --method kd or dkd or hints, not dist"),
-    (["--method", "dkd", "--alpha", "0.5"], "--alpha applies to --method kd or hints, not dkd"),
-    (["--method", "dkd", "--temperature", "0"], "--temperature must be a positive number, got 0"),
-    (["--method", "dkd", "--dkd-beta", "inf"], "--dkd-beta must be a number of 0 or more, got inf"),
-    (["--method", "dist", "--gamma", "-1"], "--gamma must be a number of 0 or more, got -1"),
-    (["--alpha", "1.5"], "--alpha must be between 0 and 1, got 1.5"),
+    (["--method", "kd:beta=2"], "--method kd has no parameter 'beta'; it has temperature, alpha, standardize"),
+    (["--method", "dist:standardize=true"], "--method dist has no parameter 'standardize'"),
+    (["--method", "dkd:temperature=0"], "--method dkd:temperature must be a positive number, got 0"),
+    (["--method", "dkd:beta=inf"], "--method dkd:beta must be a number of 0 or more, got inf"),
+    (["--method", "dist:gamma=-1"], "--method dist:gamma must be a number of 0 or more, got -1"),
+    (["--method", "kd:alpha=1.5"], "--method kd:alpha must be between 0 and 1, got 1.5"),
+    (["--method", "dkd:warmup=1.5"], "--method dkd:warmup must be a whole number, got '1.5'"),
+    (["--method", "kd:standardize=maybe"], "--method kd:standardize must be true or false, got 'maybe'"),
+    (["--method", "dkd:beta"], "give the parameters as key=value pairs"),
     (["--method", "fitnet"], "'fitnet'"),
+    (["--method", "hard"], "'hard': unknown method; give one of kd, dkd, dist, hints"),
+    # Each parameter that was an option of its own gets the line naming its spelling in --method.
+    (["--dkd-beta", "2"], "--dkd-beta is a method parameter: give it in --method, as --method dkd:beta=B"),
+    (["--temperature=2"], "--temperature is a method parameter: give it in --method, as --method kd:temperature=T"),
+    (["--standardize-logits"], "as --method kd:standardize=true"),
 ])
 def test_method_options_are_checked_before_any_work(pipeline, tmp_path, args, contains):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], *args, "--out", tmp_path / "s.keras")
@@ -108,7 +115,10 @@ def test_methods_are_found_by_name_with_their_defaults():
     assert make_method("dkd").config() == {"name": "dkd", "temperature": 4.0, "alpha": 1.0, "beta": 8.0,
                                            "warmup": 20, "standardize": False}
     assert make_method("dist").config() == {"name": "dist", "temperature": 1.0, "beta": 1.0, "gamma": 1.0}
-    assert method_from_options("dkd", {"--dkd-alpha": 2.0, "--beta": None}).alpha == 2.0
+    assert parse_method("dkd:alpha=2,warmup=3") == make_method("dkd", alpha=2.0, warmup=3)
+    assert parse_method("hints:hint-weight=0.5, student_layer=dense") == \
+        make_method("hints", hint_weight=0.5, student_layer="dense")
+    assert parse_method("kd") == make_method("kd")
     with pytest.raises(kdcli.KdcliError, match="has no parameter gamma"):
         make_method("kd", gamma=1.0)
 
@@ -131,9 +141,8 @@ def test_dkd_warms_up_over_its_warmup_epochs():
 
 @pytest.mark.parametrize("method", ["dkd", "dist"])
 def test_resume_continues_every_method_exactly(pipeline, tmp_path, method):
-    args = ["distill", "--soft-labels", pipeline["soft"], "--method", method, "--student", "mlp", "--width", "16",
-            "--epochs", "3", "--seed", "4", "--checkpoint-every", "0",
-            *(["--warmup-epochs", "3"] if method == "dkd" else [])]
+    args = ["distill", "--soft-labels", pipeline["soft"], "--method", "dkd:warmup=3" if method == "dkd" else method,
+            "--student", "mlp", "--width", "16", "--epochs", "3", "--seed", "4", "--checkpoint-every", "0"]
     r = run_cli(*args, "--out", tmp_path / "whole.keras")
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "resumed.keras"
@@ -154,7 +163,7 @@ def test_adding_a_method_takes_one_module_and_one_registry_line(pipeline, tmp_pa
         "@dataclasses.dataclass(frozen=True)\n"
         "class L2(Method):\n"
         "    name = 'l2'\n"
-        "    weight: float = param(1.0, '--l2-weight', 'weight of the squared logit distance')\n\n"
+        "    weight: float = param(1.0, 'weight of the squared logit distance')\n\n"
         "    def loss(self, labels, student_logits, teacher_logits, epoch):\n"
         "        import tensorflow as tf\n"
         "        return self.weight * tf.reduce_mean(tf.square(student_logits - teacher_logits), -1), None\n"
@@ -162,6 +171,9 @@ def test_adding_a_method_takes_one_module_and_one_registry_line(pipeline, tmp_pa
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(REGISTRY, "l2", "l2_method:L2")  # the one registry line
     assert "l2" in methods.distill_methods()
+    # Its parameters reach the command line with no edit there: `--method l2:weight=0.5`, and the help.
+    assert parse_method("l2:weight=0.5") == make_method("l2", weight=0.5)
+    assert "l2: weight=1" in methods.method_help()
     data = kdcli.load_data("digits")
     soft = kdcli.read_soft_labels(pipeline["soft"])
     student = kdcli.build_model("mlp", data, width=16, role="student", seed=0)

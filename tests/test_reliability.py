@@ -166,11 +166,11 @@ def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "3",
-                "--seed", "3", "--temperature", "2", "--out", out, "--resume")
+                "--seed", "3", "--method", "kd:temperature=2", "--out", out, "--resume")
     assert_one_line_error(r, 4, "the checkpoint was made by a different run (differs in method.temperature)")
     assert "pass --restart instead of --resume" in r.stderr
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", "1",
-                "--seed", "3", "--temperature", "2", "--out", out, "--restart")  # the advice, followed
+                "--seed", "3", "--method", "kd:temperature=2", "--out", out, "--restart")  # the advice, followed
     assert r.exit_code == 0, r.stderr
     assert "resuming" not in r.stderr
 

@@ -177,3 +177,34 @@ def test_plot_labels_inside_the_figure(paths, tmp_path):
             t.get_text(), box, fig.bbox)
     rp.plot(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_split_table_is_titled():
+    report = make_report(*REPORTS["3 models, baseline"])
+    text = rendered(report, 80)
+    tables = text.count("┏")  # each table's top left corner
+    assert tables > 2  # the split layout, with its groups split further at 80 columns
+    titles = [line.strip() for line in text.splitlines() if line.strip().startswith(("accuracy", "size and speed"))]
+    assert len(titles) == tables, titles
+    assert "size and speed (1 of" in text
+
+
+def test_differences_agree_with_the_rounded_values_shown():
+    # 98.26% against 98.34% is -0.08 points, which alone would round to -0.1; both show as 98.3%.
+    teacher = model("t.keras", 0.9834, 1000, 4000, 1.0, kind="teacher")
+    student = model("s.keras", 0.9826, 100, 400, 0.5, teacher, baseline=0.9774)
+    report = {**make_report(["t.keras", "s.keras"]), "models": [teacher, student]}
+    header, body = rp.rows(report)
+    row = dict(zip(header, body[1]))
+    assert (row["accuracy"], row["Δ accuracy"]) == ("98.3%", "+0.0 pts")
+    assert row["from scratch (gain)"] == "97.7% (+0.6 pts)"  # 98.3 - 97.7, where 0.9826 - 0.9774 is 0.52
+
+
+def test_parameter_ratio_and_file_size_ratio_are_told_apart():
+    report = make_report(*REPORTS["3 models"])
+    header, body = rp.rows(report)
+    export = dict(zip(header, body[2]))
+    assert export["fewer params"] == "—"  # a .tflite file counts no parameters here
+    assert export["smaller file"] == f"{446580 / 12_288:.1f}x"
+    student = dict(zip(header, body[1]))
+    assert student["fewer params"] == f"{99181 / 4810:.1f}x" and student["smaller file"] == f"{446580 / 3_500_000:.1f}x"

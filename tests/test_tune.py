@@ -116,7 +116,7 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(pipelin
     (["--tune", "3", "--epochs", "5"], "leave --epochs out"),
     (["--tune", "3", "--refit"], "does not combine with --refit"),
     (["--tune", "3", "--method", "dkd"], "leave out --method"),
-    (["--tune", "3", "--temperature", "2", "--augment", "shift"], "leave out --augment, --temperature"),
+    (["--tune", "3", "--method", "kd:temperature=2", "--augment", "shift"], "leave out --method, --augment"),
     (["--tune", "3", "--tune-widths", "1,x"], "--tune-widths needs numbers separated by commas"),
     (["--tune", "3", "--tune-widths", "1,0"], "--tune-widths needs positive numbers"),
 ])

@@ -17,8 +17,8 @@ from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn, TextColumn
 from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, SAMPLES, make_dataset
 from kdcli.data.validation import check_image, check_inputs
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
+from kdcli.specs import COLOR_MODES
 
-COLOR_MODES = ("auto", "grayscale", "rgb")
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHOLE_KEYS = ("x", "y")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

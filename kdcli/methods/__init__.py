@@ -3,7 +3,7 @@
 Each method is one module holding one `Method` dataclass (see
 `kdcli.methods.base`); `REGISTRY` names them. Adding a method is a module and
 a line here: the training loop, the checkpoints, provenance and the command
-line (`distill --method NAME`, its parameters' options) take it from there.
+line (`distill --method NAME:key=value,...`, its help) take it from there.
 
     >>> from kdcli.methods import make_method
     >>> make_method("dkd", beta=4.0)
@@ -59,36 +59,62 @@ def make_method(name=DEFAULT_METHOD, **params):
     return cls(**{k: v for k, v in params.items() if v is not None})
 
 
-def method_from_options(name, options):
-    """A method from command-line options: `{"--temperature": 2.0, "--dkd-beta": None, ...}`.
+def parse_method(text):
+    """A method from its command-line spelling, `NAME[:key=value,...]` (`dkd:beta=2,warmup=10`).
 
-    Options left out (None) take the method's defaults; a given option that
-    belongs to another method is refused, naming the methods it applies to.
+    The keys are the method's parameters (its dataclass fields, `-` and `_`
+    alike); values are read as the field's default is typed (numbers, `true`
+    or `false`, names). Parameters left out take the method's defaults.
+
+    Raises:
+        UsageError: an unknown method or parameter, a pair without `=`, or a bad value.
     """
-    cls = method_class(name)
-    fields = {f.metadata["option"]: f.name for f in dataclasses.fields(cls)}
-    for option, value in options.items():
-        if value is not None and option not in fields:
-            owners = [n for n in distill_methods() if option in _options(method_class(n))]
-            raise UsageError(f"{option} applies to --method {' or '.join(owners)}, not {name}")
-    return cls(**{fields[o]: v for o, v in options.items() if v is not None})
+    name, _, pairs = text.partition(":")
+    name = name.strip()
+    if name not in distill_methods():
+        raise UsageError(f"--method {name!r}: unknown method; give one of {', '.join(distill_methods())}")
+    defaults = {f.name: f.default for f in dataclasses.fields(method_class(name))}
+    params = {}
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        key, equals, value = (part.strip() for part in pair.partition("="))
+        key = key.replace("-", "_")
+        if not equals:
+            raise UsageError(f"--method {text}: give the parameters as key=value pairs, like dkd:beta=2,warmup=10")
+        if key not in defaults:
+            raise UsageError(f"--method {name} has no parameter {key!r}; it has {', '.join(defaults)}")
+        params[key] = _typed(value, defaults[key], f"--method {name}:{key}")
+    return make_method(name, **params)
 
 
-def _options(cls):
-    return {f.metadata["option"] for f in dataclasses.fields(cls)}
+def _typed(value, default, option):
+    """`value` read as `default`'s type is read (bool before int: a bool is an int)."""
+    try:
+        if isinstance(default, bool):
+            return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}[value.lower()]
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (KeyError, ValueError):
+        kind = "true or false" if isinstance(default, bool) else \
+            "a whole number" if isinstance(default, int) else "a number"
+        raise UsageError(f"{option} must be {kind}, got {value!r}") from None
+    return value
 
 
-def option_help(option):
-    """The help text of a method parameter's option, with the methods that take it and their defaults."""
-    parts, text = [], ""
+def method_help():
+    """Each method's name, what it is, and its parameters with their defaults, for `--help`."""
+    parts = []
     for name in distill_methods():
-        for f in dataclasses.fields(method_class(name)):
-            if f.metadata["option"] == option:
-                text = f.metadata["help"]
-                default = f.default if isinstance(f.default, str) else f"{f.default:g}"
-                parts.append(name if isinstance(f.default, bool) else f"{name}: {default}")
-    return f"{text[:1].upper()}{text[1:]} ({', '.join(parts)})."
+        cls = method_class(name)
+        params = ", ".join(f"{f.name}={_shown(f.default)}" for f in dataclasses.fields(cls))
+        parts.append(f"{name}{f' ({cls.summary})' if cls.summary else ''}: {params}")
+    return "; ".join(parts)
 
 
-__all__ = ["REGISTRY", "DEFAULT_METHOD", "Method", "make_method", "method_from_options", "method_class",
-           "distill_methods", "option_help"]
+def _shown(value):
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["REGISTRY", "DEFAULT_METHOD", "Method", "make_method", "parse_method", "method_class",
+           "distill_methods", "method_help"]

@@ -18,9 +18,9 @@ from kdcli.errors import UsageError
 from kdcli.runs import is_finite_number
 
 
-def param(default, option, help):
-    """A method parameter: its default, the command-line option that sets it, and what it means."""
-    return dataclasses.field(default=default, metadata={"option": option, "help": help})
+def param(default, help):
+    """A method parameter: its default and what it means (`--method NAME:field=value` sets it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    # What the method is, in a few words, for `distill --help`.
+    summary: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = True
     needs_live_teacher: ClassVar[bool] = False
     outputs: ClassVar[tuple] = ("logits",)
@@ -112,7 +114,7 @@ class Method:
     # Checks shared by the methods' `check`: each rule once, with its option in the message.
 
     def _option(self, field):
-        return next(f.metadata["option"] for f in dataclasses.fields(self) if f.name == field)
+        return f"--method {self.name}:{field}"
 
     def require_positive(self, *fields):
         for field in fields:

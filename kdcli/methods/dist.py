@@ -21,9 +21,10 @@ class DIST(Method):
     """
 
     name = "dist"
-    temperature: float = param(1.0, "--temperature", "softens teacher and student distributions")
-    beta: float = param(1.0, "--beta", "weight of the inter-class (per-sample) correlation term")
-    gamma: float = param(1.0, "--gamma", "weight of the intra-class (per-class, over the batch) correlation term")
+    summary = "correlations, Huang et al."
+    temperature: float = param(1.0, "softens teacher and student distributions")
+    beta: float = param(1.0, "weight of the inter-class (per-sample) correlation term")
+    gamma: float = param(1.0, "weight of the intra-class (per-class, over the batch) correlation term")
 
     term_names = ("hard_term", "dist_term")
 

@@ -21,11 +21,12 @@ class DKD(Method):
     """
 
     name = "dkd"
-    temperature: float = param(4.0, "--temperature", "softens teacher and student distributions")
-    alpha: float = param(1.0, "--dkd-alpha", "weight of TCKD (target against the other classes)")
-    beta: float = param(8.0, "--dkd-beta", "weight of NCKD (the distribution over the other classes)")
-    warmup: int = param(20, "--warmup-epochs", "epochs over which the KD term's weight grows to 1")
-    standardize: bool = param(False, "--standardize-logits", "compare standardised logits in the KD term")
+    summary = "decoupled KD, Zhao et al."
+    temperature: float = param(4.0, "softens teacher and student distributions")
+    alpha: float = param(1.0, "weight of TCKD (target against the other classes)")
+    beta: float = param(8.0, "weight of NCKD (the distribution over the other classes)")
+    warmup: int = param(20, "epochs over which the KD term's weight grows to 1")
+    standardize: bool = param(False, "compare standardised logits in the KD term")
 
     term_names = ("hard_term", "kd_term")
 

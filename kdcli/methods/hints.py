@@ -31,12 +31,13 @@ class Hints(KD):
     """
 
     name = "hints"
+    summary = "kd plus an intermediate layer, FitNets; needs --teacher"
     needs_live_teacher = True
     outputs = ("logits", "features")
     term_names = (*KD.term_names, "feature_term")  # the loop adds the feature term
-    hint_weight: float = param(1.0, "--hint-weight", "weight of the feature-matching term of hints")
-    student_layer: str = param(AUTO, "--student-layer", "the student layer whose output matches the teacher's")
-    teacher_layer: str = param(AUTO, "--teacher-layer", "the teacher layer the student's matches")
+    hint_weight: float = param(1.0, "weight of the feature-matching term of hints")
+    student_layer: str = param(AUTO, "the student layer whose output matches the teacher's")
+    teacher_layer: str = param(AUTO, "the teacher layer the student's matches")
 
     def check(self):
         super().check()
@@ -47,7 +48,7 @@ class Hints(KD):
 
         taps = {}
         for role, model, name in (("student", student, self.student_layer), ("teacher", teacher, self.teacher_layer)):
-            layer = feature_layer(model, name, f"--{role}-layer", f"the {role}")
+            layer = feature_layer(model, name, f"--method hints:{role}_layer", f"the {role}")
             taps[role] = keras.Model(model.inputs[0], [model.outputs[0], layer.output], name=f"{role}_hints")
         student_shape, teacher_shape = (taps[r].output_shape[1][1:] for r in ("student", "teacher"))
         pooled = tuple(student_shape[:-1]) != tuple(teacher_shape[:-1])  # then matched as vectors
@@ -114,11 +115,11 @@ def feature_layer(model, name, option, role="the model"):
     if name != AUTO:
         names = [layer.name for layer in model.layers]
         if name not in names:
-            raise UsageError(f"{option} {name}: {role} has no layer of that name; it has {', '.join(names)}")
+            raise UsageError(f"{option}={name}: {role} has no layer of that name; it has {', '.join(names)}")
         return model.get_layer(name)
     head = _head_layers(model)
     hidden = [layer for layer in model.layers if layer.trainable_weights and layer.name not in head]
     if not hidden:
-        raise UsageError(f"{option} auto: {role} has no hidden layer with weights before its head; "
-                         f"name one with {option}")
+        raise UsageError(f"{option}=auto: {role} has no hidden layer with weights before its head; "
+                         f"name one with {option}=NAME")
     return hidden[-1]

@@ -17,9 +17,10 @@ class KD(Method):
     """
 
     name = "kd"
-    temperature: float = param(4.0, "--temperature", "softens teacher and student distributions")
-    alpha: float = param(0.9, "--alpha", "weight of the KD term; 1 - alpha weighs the hard labels")
-    standardize: bool = param(False, "--standardize-logits", "compare standardised logits in the KD term")
+    summary = "Hinton et al."
+    temperature: float = param(4.0, "softens teacher and student distributions")
+    alpha: float = param(0.9, "weight of the KD term; 1 - alpha weighs the hard labels")
+    standardize: bool = param(False, "compare standardised logits in the KD term")
     term_names = ("kd_term", "hard_term")
 
     def check(self):
