@@ -70,6 +70,8 @@ def test_markdown_and_json_files(pipeline, tmp_path):
     assert f"- `{pipeline['student']}`: accuracy ≥ 0.0: passed" in md
     assert len(json.loads((tmp_path / "r.json").read_text())["gates"]) == 2
     assert "smaller" in r.stdout  # the table still goes to stdout
+    # Each file written is named on stderr (the table on stdout stays what a pipe reads).
+    assert f"wrote {tmp_path / 'r.json'}" in r.stderr and f"wrote {tmp_path / 'r.md'}" in r.stderr
 
 
 def test_min_accuracy_gate(pipeline):
@@ -109,6 +111,7 @@ def test_plot(pipeline, tmp_path):
     r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--plot", tmp_path / "p.png", *QUICK)
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {tmp_path / 'p.png'}" in r.stderr
 
 
 def test_tflite_exports_evaluate_beside_keras(pipeline, exports):
