@@ -383,21 +383,22 @@ def train_teacher(
     debug: Debug = False,
     out: Annotated[Path, typer.Option(help="The teacher .keras file to write.", metavar="PATH",
                                       rich_help_panel=OUTPUT)] = Path("teacher.keras"),
+    dry_run: DryRun = False,
     quiet: Quiet = False,
 ):
     """Train a teacher on hard labels and write it as a .keras file."""
     from kdcli import pipeline
 
-    path, _ = pipeline.train_teacher(
+    path, plan = pipeline.train_teacher(
         data, out, arch=arch, model=model, width=width, depth=depth,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet),
+        reporter=Reporter(quiet), dry_run=dry_run,
     )
-    _result(path)
+    _plan(plan) if dry_run else _result(path)
 
 
 soft_labels_app = typer.Typer(cls=_Group, help="Write a teacher's (or an ensemble's) logits for the training split "
@@ -435,6 +436,7 @@ def soft_labels(
     ] = LogitsType.float32,
     top_k: Annotated[Optional[int], typer.Option(
         help="Keep only each sample's K largest logits (smaller files).", metavar="K", rich_help_panel=OUTPUT)] = None,
+    dry_run: DryRun = False,
     quiet: Quiet = False,
 ):
     """Write the teacher's logits (or an ensemble's) for the training split to an HDF5 file."""
@@ -447,12 +449,12 @@ def soft_labels(
                          "distilling on test-set labels would leak the evaluation data")
     from kdcli import pipeline
 
-    path = pipeline.make_soft_labels(
+    written = pipeline.make_soft_labels(
         teacher, data, out, batch_size=batch_size, dtype=dtype.value,
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet), top_k=top_k, shard=_shard(shard),
+        reporter=Reporter(quiet), top_k=top_k, shard=_shard(shard), dry_run=dry_run,
     )
-    _result(path)
+    _plan(written[1]) if dry_run else _result(written)
 
 
 def _shard(text):
@@ -481,15 +483,48 @@ def merge(
     _result(pipeline.merge_soft_labels(parts, out, Reporter(quiet)))
 
 
+# distill's own options.
+SoftLabels = Annotated[Optional[Path], typer.Option(
+    help="Soft labels from kdcli soft-labels (the teacher never runs).", metavar="PATH",
+    rich_help_panel=TEACHER_AND_DATA)]
+Teachers = Annotated[Optional[list[Path]], typer.Option(
+    metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
+    help="A teacher model; alone, all distill needs. Repeat it for an ensemble (mean probabilities). "
+         "With --soft-labels: their teachers, to derive a shrink:F student.")]
+StudentSpec = Annotated[Optional[str], typer.Option(
+    metavar="SPEC", rich_help_panel=STUDENT,
+    help="auto, mlp, cnn, sequence, text, shrink:F (the teacher, widths scaled by F), app:NAME[:key=value,...] "
+         "(keras.applications) or a .keras architecture; default shrink:0.25 with --teacher, else auto.")]
+StudentOutputOption = Annotated[StudentOutput, typer.Option(
+    help="What the saved student outputs: auto (as its teacher), logits, softmax or sigmoid.", metavar="KIND",
+    rich_help_panel=STUDENT)]
+MethodSpec = Annotated[Optional[str], typer.Option(
+    metavar="NAME[:key=value,...]", rich_help_panel=METHOD, show_default=False,
+    help=f"The loss and its parameters, e.g. dkd:beta=2,warmup=10 (default {DEFAULT_METHOD}). {method_help()}.")]
+Online = Annotated[bool, typer.Option(
+    "--online", help="Run the teacher on every batch instead of once (with --teacher).", rich_help_panel=METHOD)]
+Baseline = Annotated[bool, typer.Option(
+    "--baseline", help="Also train the student from scratch, and report what distillation gained.",
+    rich_help_panel=COMPARE)]
+Seeds = Annotated[int, typer.Option(
+    help="With --baseline: K seeds from --seed; reports mean ± std.", metavar="K", rich_help_panel=COMPARE)]
+Tune = Annotated[int, typer.Option(
+    help="Search N trials of methods, their parameters and augmentations (scratch among them) on the "
+         "validation split, and keep the best.", metavar="N", rich_help_panel=COMPARE)]
+TuneJson = Annotated[Optional[Path], typer.Option(
+    help="With --tune: also write the trials to this JSON file.", metavar="PATH", rich_help_panel=COMPARE)]
+TuneWidths = Annotated[str, typer.Option(
+    help="With --tune: widths to try, as multiples of the student's (1,1.5,2).", metavar="LIST",
+    rich_help_panel=COMPARE)]
+StudentOut = Annotated[Optional[Path], typer.Option(
+    help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, else "
+         "student.keras).", metavar="PATH", rich_help_panel=OUTPUT)]
+
+
 @command("distill")
 def distill(
-    soft_labels: Annotated[Optional[Path], typer.Option(
-        help="Soft labels from kdcli soft-labels (the teacher never runs).", metavar="PATH",
-        rich_help_panel=TEACHER_AND_DATA)] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option(
-        metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
-        help="A teacher model; alone, all distill needs. Repeat it for an ensemble (mean probabilities). "
-             "With --soft-labels: their teachers, to derive a shrink:F student.")] = None,
+    soft_labels: SoftLabels = None,
+    teacher: Teachers = None,
     data: in_panel(Data, TEACHER_AND_DATA) = None,
     val_split: in_panel(ValSplit, TEACHER_AND_DATA) = None,
     image_size: in_panel(ImageSize, TEACHER_AND_DATA) = None,
@@ -497,25 +532,13 @@ def distill(
     num_classes: in_panel(NumClasses, TEACHER_AND_DATA) = None,
     imports: in_panel(Imports, TEACHER_AND_DATA) = None,
     unsafe: in_panel(Unsafe, TEACHER_AND_DATA) = False,
-    student: Annotated[Optional[str], typer.Option(
-        metavar="SPEC", rich_help_panel=STUDENT,
-        help="auto, mlp, cnn, sequence, text, shrink:F (the teacher, widths scaled by F), app:NAME[:key=value,...] "
-             "(keras.applications) or a .keras architecture; default shrink:0.25 with --teacher, else auto.")
-    ] = None,
+    student: StudentSpec = None,
     width: in_panel(Width, STUDENT) = None,
     depth: in_panel(Depth, STUDENT) = None,
-    student_output: Annotated[StudentOutput, typer.Option(
-        help="What the saved student outputs: auto (as its teacher), logits, softmax or sigmoid.", metavar="KIND",
-        rich_help_panel=STUDENT)
-    ] = StudentOutput.auto,
-    method: Annotated[Optional[str], typer.Option(
-        metavar="NAME[:key=value,...]", rich_help_panel=METHOD, show_default=False,
-        help=f"The loss and its parameters, e.g. dkd:beta=2,warmup=10 (default {DEFAULT_METHOD}). "
-             f"{method_help()}.")] = None,
+    student_output: StudentOutputOption = StudentOutput.auto,
+    method: MethodSpec = None,
     augment: Augment = DISTILL_BUDGET.augment,
-    online: Annotated[bool, typer.Option(
-        "--online", help="Run the teacher on every batch instead of once (with --teacher).", rich_help_panel=METHOD)
-    ] = False,
+    online: Online = False,
     epochs: Epochs = str(DISTILL_BUDGET.epochs),
     patience: Patience = DISTILL_BUDGET.patience,
     max_epochs: MaxEpochs = DISTILL_BUDGET.max_epochs,
@@ -524,20 +547,11 @@ def distill(
     learning_rate: LearningRate = DISTILL_BUDGET.learning_rate,
     lr_schedule: LrSchedule = DISTILL_SCHEDULE,
     seed: Seed = DISTILL_BUDGET.seed,
-    baseline: Annotated[bool, typer.Option(
-        "--baseline", help="Also train the student from scratch, and report what distillation gained.",
-        rich_help_panel=COMPARE)] = False,
-    seeds: Annotated[int, typer.Option(
-        help="With --baseline: K seeds from --seed; reports mean ± std.", metavar="K", rich_help_panel=COMPARE)] = 1,
-    tune: Annotated[int, typer.Option(
-        help="Search N trials of methods, their parameters and augmentations (scratch among them) on the "
-             "validation split, and keep the best.", metavar="N", rich_help_panel=COMPARE)] = 0,
-    tune_json: Annotated[Optional[Path], typer.Option(
-        help="With --tune: also write the trials to this JSON file.", metavar="PATH", rich_help_panel=COMPARE)
-    ] = None,
-    tune_widths: Annotated[str, typer.Option(
-        help="With --tune: widths to try, as multiples of the student's (1,1.5,2).", metavar="LIST",
-        rich_help_panel=COMPARE)] = "1",
+    baseline: Baseline = False,
+    seeds: Seeds = 1,
+    tune: Tune = 0,
+    tune_json: TuneJson = None,
+    tune_widths: TuneWidths = "1",
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     log_dir: LogDir = None,
@@ -546,9 +560,8 @@ def distill(
     mixed_precision: MixedPrecision = DEFAULT_PRECISION,
     strategy: Strategy = DEFAULT_STRATEGY,
     debug: Debug = False,
-    out: Annotated[Optional[Path], typer.Option(
-        help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, else "
-             "student.keras).", metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    out: StudentOut = None,
+    dry_run: DryRun = False,
     quiet: Quiet = False,
 ):
     """Train a small student from a teacher's soft labels, or from the teacher itself."""
@@ -559,7 +572,7 @@ def distill(
         given = [name for name, value in (("--method", method), ("--augment", augment != "none")) if value]
         raise UsageError(f"--tune searches the method, its parameters and the augmentation: leave out "
                          f"{', '.join(given)}")
-    path, _ = pipeline.distill_student(
+    path, plan = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher or None, student=student, width=width, depth=depth,
         method=parse_method(method or DEFAULT_METHOD), online=online, baseline=baseline, seeds=seeds, tune=tune,
         tune_json=tune_json, tune_widths=_numbers(tune_widths, "--tune-widths"), student_output=student_output.value,
@@ -568,9 +581,9 @@ def distill(
                       max_epochs=max_epochs, refit=refit),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet),
+        reporter=Reporter(quiet), dry_run=dry_run,
     )
-    _result(path)
+    _plan(plan) if dry_run else _result(path)
 
 
 GATES = "Gates"

@@ -12,15 +12,20 @@ line does:
 
 Wherever a step takes a teacher, a list of teachers is an ensemble (see
 `kdcli.ensembles`): `make_soft_labels(["a.keras", "b.keras"], ...)`.
+
+`train_teacher`, `make_soft_labels` and `distill_student` take `dry_run=True`:
+they then check everything a run would, resolve what it would do, and return
+`(None, plan)` without training, running a teacher over the data or writing
+anything; `str(plan)` (or `plan.lines()`) says what would run and be written
+(see `kdcli.plan`).
 """
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from kdcli.artifacts import read_provenance
-from kdcli.augment import NEEDS_TEACHER, parse_augment, resolve_augment, teacher_augment
+from kdcli.augment import resolve_augment, teacher_augment
 from kdcli.checkpoints import check_checkpoints, remove_checkpoints
 from kdcli.console import Reporter, plural
 from kdcli.data import Dataset, is_named, load_data, rebase_data_record
@@ -35,17 +40,25 @@ from kdcli.files import (
     relative_to_artifact,
     sha256_file,
 )
-from kdcli.methods import DEFAULT_METHOD, make_method
-from kdcli.model_files import load_model, model_format, save_model
-from kdcli.report import format_size
-from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, is_finite_number, refit_folder
-from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
-
-
-def require_file(path, what):
-    """Refuse a missing input file before any work starts."""
-    if not Path(path).is_file():
-        raise KdcliError(f"{path}: no such {what}")
+from kdcli.model_files import model_format, save_model
+from kdcli.plan import (  # noqa: F401 - default_student_path: still importable from here
+    DISTILLED,
+    LOGITS,
+    SOFT_LABELS,
+    SoftLabelsPlan,
+    TeacherPlan,
+    check_distill_request,
+    default_student_path,
+    load_teachers,
+    plan_distill,
+    require_architecture,
+    require_file,
+    teacher_paths,
+    teachers_record,
+)
+from kdcli.report import format_size, gain_phrase
+from kdcli.runs import TEACHER_BUDGET, Runtime, refit_folder
+from kdcli.specs import parse_spec, resolve_spec
 
 
 def resolve_data(data, options=None, *recorded_in):
@@ -92,15 +105,6 @@ def _same_data(a, b):
     return Path(a).resolve() == Path(b).resolve()
 
 
-def teacher_paths(teacher):
-    """A `teacher` argument as a list of paths: one path, or a list of them (an ensemble); None stays None."""
-    if teacher is None:
-        return None
-    paths = [teacher] if isinstance(teacher, (str, os.PathLike)) else list(teacher)
-    if not paths:
-        raise UsageError("give a teacher: --teacher model.keras (repeat it for an ensemble)")
-    return paths
-
 
 def load_teacher(path, data, unsafe=False):
     """A teacher's logits model, checked against the data (whose classes it sets), and
@@ -109,38 +113,6 @@ def load_teacher(path, data, unsafe=False):
     return models[0], heads[0]
 
 
-def load_teachers(paths, data, unsafe=False):
-    """The logits models and heads of several teachers (see `load_teacher`), checked to agree
-    with each other on their input shape and classes (`kdcli.ensembles.check_members`), then
-    against the data.
-
-    Returns:
-        `(models, heads)`, two lists in the order of `paths`.
-    """
-    from kdcli.ensembles import check_members
-    from kdcli.models import check_compatible, head_kind, logits_model
-
-    names = [Path(path).name for path in paths]
-    loaded = [load_model(path, unsafe=unsafe, data=data) for path in paths]
-    models = [logits_model(model, name) for model, name in zip(loaded, names)]
-    check_members(models, names)  # before the data: the error then names the two teachers that differ
-    for model, name in zip(models, names):
-        data.expect_classes(model.output_shape[-1], name)
-        check_compatible(model, data, name)
-    return models, [head_kind(model, name) for model, name in zip(loaded, names)]
-
-
-def _require_architecture(path, option="--model"):
-    """Refuse, before any work, an architecture file that is missing or is not a trainable model."""
-    if model_format(path) == "saved_model":
-        raise KdcliError(f"{path}: a SavedModel has no architecture to train; give {option} a .keras or .h5 file")
-
-
-def _teachers_record(paths, shas, heads, artifact):
-    """An ensemble's teachers for provenance, in order: each one's path (relative to the artifact), format
-    (`kdcli.model_files.MODEL_FORMATS`), sha256, head."""
-    return [{"path": relative_to_artifact(path, artifact), "format": model_format(path), "sha256": sha, "head": head}
-            for path, sha, head in zip(paths, shas, heads)]
 
 
 def _epochs_run(metrics, prefix=""):
@@ -174,7 +146,7 @@ def _metrics(model, data, history, prefix=""):
 
 def train_teacher(
     data, out, arch="auto", *, model=None, width=None, depth=None, budget=None, runtime=None, data_options=None,
-    unsafe=False, reporter=None,
+    unsafe=False, reporter=None, dry_run=False,
 ):
     """Train a teacher on hard labels and save it to `out` (a `.keras` file).
 
@@ -196,9 +168,13 @@ def train_teacher(
         data_options: `load_data` keywords (`val_split`, `image_size`, `color_mode`, `num_classes`).
         unsafe: allow models that hold code (`Lambda` layers).
         reporter: a `kdcli.console.Reporter` for progress and talk.
+        dry_run: check everything and build the teacher, but train and
+            write nothing.
 
     Returns:
         `(path, metrics)`, metrics holding `test_accuracy` and `train_seconds`.
+        With `dry_run`, `(None, plan)`: a `kdcli.plan.TeacherPlan`, whose
+        `lines()` (or `str(plan)`) say what would run and be written.
     """
     budget = budget or TEACHER_BUDGET
     runtime = runtime or Runtime()
@@ -206,7 +182,7 @@ def train_teacher(
     if model is not None:
         arch = str(model)
     if parse_spec(arch, "teacher", "--model" if model is not None else "--arch")[0] == "file":
-        _require_architecture(arch)
+        require_architecture(arch)
     check_output(out, ".keras")
     checkpoint_dir = runtime.checkpoints_for(out)
     run_folders = [checkpoint_dir, *([refit_folder(checkpoint_dir)] if budget.refit else [])]
@@ -223,6 +199,8 @@ def train_teacher(
     with strategy.scope():
         model = build_from_spec(arch, data, "teacher", width=width, depth=depth, seed=budget.seed, unsafe=unsafe,
                                 mixed_precision=runtime.mixed_precision)
+    if dry_run:
+        return None, TeacherPlan(data, arch, width, depth, model, budget, runtime, strategy, Path(out))
     history = train(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
         resume=runtime.resume, restart=runtime.restart, run_config={"arch": arch}, strategy=strategy,
@@ -243,7 +221,7 @@ def train_teacher(
 
 
 def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", data_options=None, unsafe=False, reporter=None,
-                     top_k=None, shard=None):
+                     top_k=None, shard=None, dry_run=False):
     """Write the teacher's logits for the training split of `data` to `out` (`.h5`).
 
     A teacher that ends in a softmax gives its pre-softmax logits. `teacher`
@@ -254,10 +232,13 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
     it always was. The data defaults to the one recorded in the (first)
     teacher's provenance. With `shard`, `(index, count)` (0-based), only that
     contiguous part of the rows is computed and written; `merge_soft_labels`
-    joins the parts.
+    joins the parts. With `dry_run`, the teachers are loaded and checked but
+    run over no data, and nothing is written.
 
     Returns:
-        The path written.
+        The path written. With `dry_run`, `(None, plan)`: a
+        `kdcli.plan.SoftLabelsPlan`, whose `lines()` (or `str(plan)`) say
+        what would be computed and written.
     """
     reporter = reporter or Reporter(quiet=True)
     teachers = teacher_paths(teacher)
@@ -271,9 +252,13 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
 
     members, heads = load_teachers(teachers, data, unsafe)
     shas = [sha256_file(path) for path in teachers]
+    if dry_run:
+        _check_logit_options(dtype, top_k, data.num_classes)
+        rows = shard_rows(len(data.train), *shard, batch_size) if shard else None
+        return None, SoftLabelsPlan(data, teachers, shas, heads, rows, Path(out), dtype, batch_size, top_k, shard)
     ensemble = len(teachers) > 1
     # One teacher: the very fields of a single teacher's file, in the same order.
-    named = {"teachers": _teachers_record(teachers, shas, heads, out)} if ensemble else \
+    named = {"teachers": teachers_record(teachers, shas, heads, out)} if ensemble else \
         {"teacher": relative_to_artifact(teachers[0], out), "teacher_format": model_format(teachers[0])}
     record = provenance(
         "soft-labels", data=data.describe(out), **named, teacher_sha256=ensemble_sha256(shas),
@@ -291,6 +276,17 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
     of = f" of an ensemble of {len(teachers)} teachers (the log of their mean probabilities)" if ensemble else ""
     reporter.say(f"soft labels: {len(split)} x {kept} logits{of} ({dtype}, {format_size(Path(out).stat().st_size)})")
     return Path(out)
+
+
+def _check_logit_options(dtype, top_k, num_classes):
+    """Refuse, in a dry run, the `--dtype` and `--top-k` that writing the file would refuse
+    (`kdcli.soft_labels.write_soft_labels`), with its messages."""
+    from kdcli.soft_labels import DTYPES
+
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if top_k is not None and not 1 <= top_k < num_classes:
+        raise UsageError(f"--top-k must be between 1 and {num_classes - 1} (the classes less one), got {top_k}")
 
 
 def merge_soft_labels(parts, out, reporter=None):
@@ -317,16 +313,10 @@ def merge_soft_labels(parts, out, reporter=None):
     return Path(out)
 
 
-def default_student_path(teacher):
-    """Where the one-shot `distill --teacher T.keras` writes: `T.student.keras` beside the teacher."""
-    teacher = Path(teacher)
-    return teacher.with_name(f"{teacher.stem}.student.keras")
-
-
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
     budget=None, runtime=None, online=False, baseline=False, seeds=1, tune=0, tune_json=None, tune_widths=(1.0,),
-    student_output="auto", data_options=None, unsafe=False, reporter=None,
+    student_output="auto", data_options=None, unsafe=False, reporter=None, dry_run=False,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -388,225 +378,215 @@ def distill_student(
             `sigmoid` (two classes). Training uses logits whatever it is;
             the choice is recorded in provenance as `output`.
         data_options, unsafe, reporter: as in `train_teacher`.
+        dry_run: check and resolve everything as a run would (the teachers
+            loaded, the student built), but train nothing, run no teacher
+            over the data and write nothing.
 
     Returns:
         `(path, metrics)`; metrics hold `test_accuracy`, `train_seconds`, the
         teacher's `teacher_test_accuracy` when it was loaded (for an
         ensemble, the ensemble's, also as `ensemble_test_accuracy`, and each
         teacher's in `teacher_test_accuracies`), and with `baseline` the
-        `baseline_test_accuracy` and `distillation_gain_points`.
+        `baseline_test_accuracy` and `distillation_gain_points`. With
+        `dry_run`, `(None, plan)`: a `kdcli.plan.DistillPlan`, whose
+        `lines()` (or `str(plan)`) say what would run and be written.
     """
-    teachers = teacher_paths(teacher)
-    if soft_labels is None and teacher is None:
-        raise UsageError("give --teacher (a .keras model) or --soft-labels (a file from kdcli soft-labels)")
-    if online and (teacher is None or soft_labels is not None):
-        raise UsageError("--online runs the teacher on every batch: give --teacher, without --soft-labels")
-    budget = budget or Budget()
-    runtime = runtime or Runtime()
-    if parse_augment(budget.augment) and (teacher is None or soft_labels is not None):
-        raise UsageError(NEEDS_TEACHER)
     reporter = reporter or Reporter(quiet=True)
-    if not isinstance(seeds, int) or seeds < 1:
-        raise UsageError(f"--seeds must be a whole number of 1 or more, got {seeds}")
-    if seeds > 1 and not baseline:
-        raise UsageError("--seeds K compares K seeds of the distilled and the scratch student: add --baseline")
-    if tune:
-        _check_tune(tune, budget or Budget(), seeds, tune_widths)
-        tune_json = check_output(tune_json, option="--tune-json") if tune_json else None
-    if student_output not in STUDENT_OUTPUTS:
-        raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
-    if student is None and teachers and not soft_labels and model_format(teachers[0]) == "saved_model":
-        student = "auto"  # a SavedModel has no architecture to shrink
-        reporter.say(f"student: auto (built for the data), since {teachers[0]} is a SavedModel, which has no "
-                     "architecture to shrink")
-    student = student or ("auto" if soft_labels else "shrink:0.25")
-    student_kind, _ = parse_spec(student, "student")
-    if tune and any(w != 1 for w in tune_widths) and student_kind not in ("shrink", "builtin"):
-        raise UsageError(f"--tune-widths scales shrink:F and the built-in students, not --student {student}")
-    method = make_method(method or DEFAULT_METHOD) if method is None or isinstance(method, str) else method
-    method.check_teacher_source(live=teacher is not None and soft_labels is None)
-    if method.needs_live_teacher and teachers and len(teachers) > 1:
-        raise UsageError(f"--method {method.name} reads one teacher's layers: give one --teacher, not an ensemble")
-    if soft_labels is not None:
-        require_file(soft_labels, "soft-label file")
-    for path in teachers or ():
-        model_format(path)
-    if student_kind == "file":
-        _require_architecture(student, "--student")
-    out = check_output(out or (default_student_path(teachers[0]) if teachers and not soft_labels else "student.keras"),
-                       ".keras")
-    checkpoint_dir = runtime.checkpoints_for(out)
-    # Per seed, the student's run and its --baseline twin's, each in its own folder.
-    seed_list = [budget.seed + k for k in range(seeds)]
-    seed_folders = [[checkpoint_dir / f"{role}{'' if k == 0 else f'-seed{seed}'}"
-                     for role in ("student", *(("baseline",) if baseline else ()))]
-                    for k, seed in enumerate(seed_list)]
-    run_folders = [folder for folders in seed_folders for folder in folders]
-    run_folders += [checkpoint_dir / f"trial-{index + 1}" for index in range(tune)]
-    run_folders += [refit_folder(folder) for folder in run_folders] if budget.refit else []
-    check_checkpoints(run_folders, runtime.resume, runtime.restart)
-    data = resolve_data(data, data_options, *([soft_labels] if soft_labels else teachers))  # before TensorFlow
-    # TensorFlow: once the options, files and data are right
-    from kdcli.ensembles import ensemble_accuracies, ensemble_head, ensemble_model, ensemble_sha256
-    from kdcli.hub import check_task_output
-    from kdcli.models import DEFAULTS, build_from_spec, count_params, with_head
-    from kdcli.soft_labels import read_soft_labels, teacher_logits as open_teacher_logits
-    from kdcli.training import distill, predict_logits, train
-
-    student = resolve_spec(student, data)
-    budget = dataclasses.replace(budget, augment=resolve_augment(budget.augment, data.input_shape, data.input_kind))
-    online = online or budget.augment != "none" or method.needs_live_teacher
-    strategy = make_strategy(runtime.strategy)  # first: multi-worker must start TensorFlow
-    members = teacher_model = teacher_logits = None
-    shas = [sha256_file(path) for path in teachers] if teachers else None  # once: teachers can be large
-    soft_record = (read_provenance(soft_labels) or {}) if soft_labels else {}
-    teacher_head, teachers_record = soft_record.get("teacher_head"), soft_record.get("teachers")
-    if teachers_record:  # an ensemble's file: its teachers, with paths relative to the student
-        teachers_record = [{**t, "path": rebase_recorded(t["path"], soft_labels, out)} for t in teachers_record]
-    if soft_labels is not None:
-        soft = read_soft_labels(soft_labels)
-        data.expect_classes(soft.attrs["num_classes"], Path(soft_labels).name)
-        soft.check_matches(data, soft_labels)
-        teacher_sha, teacher_logits = soft.attrs["teacher_sha256"], open_teacher_logits(soft_labels)
-        if teachers is not None:
-            _check_teachers_of(soft_labels, teachers, shas, soft.attrs)
-        elif student_kind == "shrink":
-            teachers, shas = _recorded_teachers(soft_labels, soft.attrs)
-    else:
-        teacher_sha = ensemble_sha256(shas)
-    if teachers is not None:
-        members, heads = load_teachers(teachers, data, unsafe)
-        teacher_model, teacher_head = ensemble_model(members), ensemble_head(heads)
-        if len(teachers) > 1:
-            teachers_record = _teachers_record(teachers, shas, heads, out)
-    output = (teacher_head or "logits") if student_output == "auto" else student_output
-    if output == "sigmoid" and data.num_classes != 2:
-        raise UsageError(f"--student-output sigmoid is for two classes; the data has {data.num_classes}")
-
-    def build(seed, scale=1.0):
-        """The student (`scale`: its widths times that, for `--tune-widths`)."""
-        spec, scaled_width = student, width
-        if scale != 1:
-            kind, value = parse_spec(student, "student")
-            if kind == "shrink":
-                spec = f"shrink:{value * scale:g}"
-            elif kind == "builtin":
-                scaled_width = max(1, round((width or DEFAULTS["student"][student][0]) * scale))
-            else:
-                raise UsageError(f"--tune-widths scales shrink:F and the built-in students, not --student {student}")
-        # shrink:F derives the student from the first teacher of an ensemble.
-        with strategy.scope():
-            return build_from_spec(spec, data, "student", width=scaled_width, depth=depth, seed=seed, unsafe=unsafe,
-                                   teacher=members[0] if members else None, mixed_precision=runtime.mixed_precision)
-
-    model = build(budget.seed)  # before the teacher's logits: a student that cannot be built fails at once
-    check_task_output(model, output)  # a KerasHub task's head, before training
-    if members:
-        _warn_if_not_smaller(reporter, model, members[0], teachers[0], count_params)
-    if teacher_model is not None and soft_labels is None and not online:  # once, in memory: never per epoch
-        teacher_logits = predict_logits(teacher_model, data.train, progress=reporter.progress("teacher logits"))
-    runs = {"strategy": strategy, "resume": runtime.resume, "restart": runtime.restart,
-            "checkpoint_every": runtime.checkpoint_every}
-
-    def run_seed(seed, folders, model):
-        """One seed's distilled student and, with --baseline, its scratch twin: the student and its metrics."""
-        seed_budget = dataclasses.replace(budget, seed=seed)
-        named = "" if seed == budget.seed else f" (seed {seed})"
-        history = distill(
-            model, data, seed_budget, teacher_logits=teacher_logits,
-            teacher=teacher_model if teacher_logits is None else None, method=method,
-            progress=reporter.progress(f"distilling{named}"), checkpoint_dir=folders[0],
-            log_dir=runtime.log_for(folders[0]),
-            run_config={"student": student, "teacher_sha256": teacher_sha,
-                        "soft_labels": {k: soft.attrs.get(k) for k in ("top_k", "dtype")} if soft_labels else None},
-            **runs,
-        )
-        metrics = _metrics(model, data, history)
-        if baseline:
-            scratch = build(seed)  # the same architecture and initial weights (same seed)
-            scratch_history = train(scratch, data, seed_budget, progress=reporter.progress(f"baseline{named}"),
-                                    checkpoint_dir=folders[1], log_dir=runtime.log_for(folders[1]),
-                                    run_config={"student": student}, **runs)
-            metrics.update(_baseline_metrics(metrics, scratch, data, scratch_history))
-        return metrics
-
-    if tune:
-        from kdcli.training import NonFiniteLoss
-        from kdcli.tuning import draw_trials, score
-
-        live = teacher_model is not None  # augmentations need it, hints one teacher's layers
-        augments = ["none", *(_augments_for(data) if live else [])]
-        trials = draw_trials(tune, budget.seed, augments, hints=live and len(members) == 1, widths=tune_widths)
-
-        def run_trial(index, trial, prune):
-            # The same initial weights in every trial of a width.
-            trial_model = model if index == 0 else build(budget.seed, trial.width)
-            progress = reporter.progress(f"trial {index + 1}/{len(trials)} ({trial.label()})")
-            folder = checkpoint_dir / f"trial-{index + 1}"
-            try:
-                history = _run_trial(trial_model, trial, prune, folder, progress)
-            except NonFiniteLoss:
-                if index == 0:  # scratch is the reference every trial must beat
-                    raise
-                return None
-            trained[index] = trial_model, history
-            # Only scratch and the best trial so far can be needed: let the others go.
-            best = max((i for i in trained if i), key=lambda i: (score(trained[i][1]), -i), default=None)
-            for other in [i for i in trained if i not in (0, best)]:
-                del trained[other]
-            return history
-
-        def _run_trial(trial_model, trial, prune, folder, progress):
-            trial_budget = dataclasses.replace(budget, augment=trial.augment)
-            if trial.scratch:
-                history = train(trial_model, data, trial_budget, progress=progress, checkpoint_dir=folder,
-                                log_dir=runtime.log_for(folder), run_config={"student": student}, prune=prune,
-                                **runs)
-            else:
-                trial_method = trial.make_method()
-                offline = teacher_logits is not None and trial.augment == "none" and \
-                    not trial_method.needs_live_teacher
-                history = distill(
-                    trial_model, data, trial_budget, teacher_logits=teacher_logits if offline else None,
-                    teacher=None if offline else teacher_model, method=trial_method, progress=progress,
-                    checkpoint_dir=folder, log_dir=runtime.log_for(folder),
-                    run_config={"student": student, "teacher_sha256": teacher_sha}, prune=prune, **runs)
-            return history
-
-        trained = {}
-        metrics, model, method, augment = _tuned(trials, run_trial, trained, data, reporter, tune_json)
-        budget = dataclasses.replace(budget, augment=augment)
-        online = soft_labels is None and (online or augment != "none" or method.needs_live_teacher)  # the winner's
-    else:
-        metrics = run_seed(budget.seed, seed_folders[0], model)
-    if seeds > 1:
-        others = [run_seed(seed, folders, build(seed)) for seed, folders in zip(seed_list[1:], seed_folders[1:])]
-        metrics.update(_over_seeds(seed_list, [metrics, *others]))
-    if members is not None:
-        each, together = ensemble_accuracies(members, data.test)
-        metrics["teacher_test_accuracy"] = together
-        if len(members) > 1:
-            metrics.update(teacher_test_accuracies=each, ensemble_test_accuracy=together)
-    hyper = {"student": student, "width": width, "depth": depth, "method": method.config(), "student_output": output,
-             **({"seeds": seeds} if seeds > 1 else {}), **({"tune": tune} if tune else {}),
-             **budget.record(), **runtime.record(), "replicas": strategy.num_replicas_in_sync,
-             "mode": "soft-labels" if soft_labels else ("online" if online else "teacher-logits-once")}
-    record = provenance(
-        "student", data=data.describe(out), teacher_sha256=teacher_sha,
-        **({"teachers": teachers_record} if teachers_record else {}),
-        soft_labels=relative_to_artifact(soft_labels, out) if soft_labels else None,
-        teacher=relative_to_artifact(teachers[0], out) if teachers and not teachers_record else None,
-        teacher_format=model_format(teachers[0]) if teachers and not teachers_record else None,
-        output=output, hyperparameters=hyper, metrics=metrics,
+    request = check_distill_request(
+        out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth, method=method,
+        budget=budget, runtime=runtime, online=online, baseline=baseline, seeds=seeds, tune=tune,
+        tune_json=tune_json, tune_widths=tune_widths, student_output=student_output, unsafe=unsafe,
+        reporter=reporter,
     )
-    if not is_chief(strategy):
-        return out, metrics
-    with strategy.scope():
-        served = with_head(model, output)
-    save_model(served, out, record)
-    remove_checkpoints(run_folders, parent=checkpoint_dir)
-    _summarise(reporter, out, served, metrics, teachers, members, count_params)  # the saved model's parameters
-    return out, metrics
+    data = resolve_data(data, data_options, *request.recorded_in)  # before TensorFlow: a data error answers at once
+    plan = plan_distill(request, data, reporter)  # TensorFlow: once the options, files and data are right
+    if dry_run:
+        return None, plan
+    return record_student(plan, run_plan(plan, reporter), reporter)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What the runs of a `kdcli.plan.DistillPlan` gave: the student to keep, its metrics, and the method
+    and augmentation it was trained with (with `--tune`, the winning trial's)."""
+
+    model: object
+    metrics: dict
+    method: object
+    augment: str
+
+
+def run_plan(plan, reporter):
+    """Train a plan's runs, in order: the seeds' students (and their scratch twins), or the `--tune`
+    trials. Returns the `Outcome`."""
+    logits = _teacher_logits(plan, reporter)
+    if plan.request.tune:
+        return _run_trials(plan, logits, reporter)
+    return _run_seeds(plan, logits, reporter)
+
+
+def _teacher_logits(plan, reporter):
+    """The teacher logits the runs read: the soft-label file's, or the teacher's computed once for the
+    training split (in memory, never per epoch); None where the teacher runs live."""
+    if plan.source.kind == SOFT_LABELS:
+        from kdcli.soft_labels import teacher_logits
+
+        return teacher_logits(plan.source.soft_labels)
+    if plan.source.kind == LOGITS:
+        from kdcli.training import predict_logits
+
+        return predict_logits(plan.source.model, plan.data.train, progress=reporter.progress("teacher logits"))
+    return None
+
+
+def _train(plan, run, model, logits, reporter, prune=None):
+    """Train `model` as `run` says: on the hard labels, or distilled (from `logits`, or from the live
+    teacher where the run needs it). Returns its history."""
+    from kdcli.training import distill, train
+
+    runtime, source = plan.request.runtime, plan.source
+    budget = dataclasses.replace(plan.budget, seed=run.seed, augment=run.augment)
+    common = {"progress": reporter.progress(run.label), "checkpoint_dir": run.folder,
+              "log_dir": runtime.log_for(run.folder), "prune": prune, "strategy": plan.strategy,
+              "resume": runtime.resume, "restart": runtime.restart, "checkpoint_every": runtime.checkpoint_every}
+    if run.scratch:
+        return train(model, plan.data, budget, run_config={"student": plan.student}, **common)
+    method = plan.request.method if run.trial is None else run.trial.make_method()
+    offline = plan.offline(run, method)
+    # What identifies the run's checkpoints: a trial's never named the soft labels.
+    config = {"student": plan.student, "teacher_sha256": source.sha256,
+              **({"soft_labels": source.soft_config()} if run.trial is None else {})}
+    return distill(model, plan.data, budget, teacher_logits=logits if offline else None,
+                   teacher=None if offline else source.model, method=method, run_config=config, **common)
+
+
+def _run_seeds(plan, logits, reporter):
+    """Per seed, the distilled student and, with `--baseline`, its scratch twin (the same architecture
+    and initial weights: the same seed). The first seed's student is kept; its metrics hold, with
+    `--seeds`, every seed's."""
+    per_seed, kept = {}, None
+    for run in plan.runs:
+        model = plan.model if run is plan.runs[0] else plan.build_student(run.seed)
+        history = _train(plan, run, model, logits, reporter)
+        if run.role == DISTILLED:
+            per_seed[run.seed] = _metrics(model, plan.data, history)
+            kept = model if kept is None else kept
+        else:
+            metrics = per_seed[run.seed]
+            metrics.update(_baseline_metrics(metrics, model, plan.data, history))
+    metrics = per_seed[plan.budget.seed]
+    if plan.request.seeds > 1:
+        metrics.update(_over_seeds(plan.request.seed_list, list(per_seed.values())))
+    return Outcome(kept, metrics, plan.request.method, plan.budget.augment)
+
+
+class TrialRunner:
+    """`kdcli.tuning.search`'s `run_trial` for a plan's trials: trains trial `index` and keeps the
+    students still needed, scratch's and the best trial's so far, in `trained`."""
+
+    def __init__(self, plan, logits, reporter):
+        self.plan, self.logits, self.reporter = plan, logits, reporter
+        self.trained = {}  # trial index -> (student, history)
+
+    def __call__(self, index, trial, prune):
+        """Train trial `index` under the pruning rule `prune`: its history, or None if its loss diverged."""
+        from kdcli.training import NonFiniteLoss
+        from kdcli.tuning import score
+
+        plan = self.plan
+        # The same initial weights in every trial of a width.
+        model = plan.model if index == 0 else plan.build_student(plan.budget.seed, trial.width)
+        try:
+            history = _train(plan, plan.runs[index], model, self.logits, self.reporter, prune)
+        except NonFiniteLoss:
+            if index == 0:  # scratch is the reference every trial must beat
+                raise
+            return None
+        self.trained[index] = model, history
+        # Only scratch and the best trial so far can be needed: let the others go.
+        ranked = [(score(past), -i, i) for i, (_, past) in self.trained.items() if i]
+        best = max(ranked)[2] if ranked else None
+        for other in [i for i in self.trained if i not in (0, best)]:
+            del self.trained[other]
+        return history
+
+
+def _run_trials(plan, logits, reporter):
+    """Search the `--tune` trials: the winning trial's `Outcome`, its metrics holding the scratch
+    trial's as the baseline and the trials under `tune`."""
+    from kdcli.tuning import search, trials_table
+
+    trials, runner = plan.trials, TrialRunner(plan, logits, reporter)
+    records, winner = search(trials, runner, reporter.say)
+    if not reporter.quiet:
+        from kdcli.console import stderr
+
+        stderr.print(trials_table(records, winner))
+    outcome = "scratch won: distillation did not pay on the validation split" if trials[winner].scratch else \
+        f"trial {winner + 1} won ({trials[winner].label()})"
+    reporter.say(f"tuning: {outcome}; kept as trained, on the training split less its validation share")
+    if plan.request.tune_json:
+        from kdcli.files import write_text
+
+        write_text(plan.request.tune_json, json.dumps({"trials": records, "winner": winner + 1}, indent=2) + "\n")
+    model, history = runner.trained[winner]
+    metrics = _metrics(model, plan.data, history)
+    scratch, scratch_history = runner.trained[0]
+    metrics.update(_baseline_metrics(metrics, scratch, plan.data, scratch_history))
+    metrics["tune"] = {"trials": records, "winner": winner + 1,
+                       "kept": "the winning trial, trained on the training split less its validation share"}
+    return Outcome(model, metrics, trials[winner].make_method(), trials[winner].augment)
+
+
+def record_student(plan, outcome, reporter):
+    """Record what a plan's runs gave: the teachers' accuracy in the metrics, the provenance; then the
+    chief saves the student with its head and removes the checkpoints. Returns `(path, metrics)`."""
+    from kdcli.models import count_params, with_head
+
+    request, metrics = plan.request, outcome.metrics
+    metrics.update(_teacher_metrics(plan.source, plan.data))
+    record = _student_record(plan, outcome)
+    if not is_chief(plan.strategy):
+        return request.out, metrics
+    with plan.strategy.scope():
+        served = with_head(outcome.model, plan.output)
+    save_model(served, request.out, record)
+    remove_checkpoints(request.run_folders(), parent=request.checkpoint_dir)
+    _summarise(reporter, request.out, served, metrics, plan.source, count_params)  # the saved model's parameters
+    return request.out, metrics
+
+
+def _teacher_metrics(source, data):
+    """The loaded teachers' test accuracy (an ensemble's, and each member's); none when none was loaded."""
+    from kdcli.ensembles import ensemble_accuracies
+
+    if source.members is None:
+        return {}
+    each, together = ensemble_accuracies(source.members, data.test)
+    if len(source.members) > 1:
+        return {"teacher_test_accuracy": together, "teacher_test_accuracies": each, "ensemble_test_accuracy": together}
+    return {"teacher_test_accuracy": together}
+
+
+def _student_record(plan, outcome):
+    """The student's provenance: its data, teachers or soft labels, head, hyperparameters and metrics."""
+    request, source, out = plan.request, plan.source, plan.request.out
+    method, budget = outcome.method, dataclasses.replace(plan.budget, augment=outcome.augment)
+    online = plan.online or outcome.augment != "none" or method.needs_live_teacher  # a --tune winner's own
+    hyper = {"student": plan.student, "width": request.width, "depth": request.depth, "method": method.config(),
+             "student_output": plan.output, **({"seeds": request.seeds} if request.seeds > 1 else {}),
+             **({"tune": request.tune} if request.tune else {}), **budget.record(), **request.runtime.record(),
+             "replicas": plan.strategy.num_replicas_in_sync,
+             "mode": "soft-labels" if request.soft_labels else ("online" if online else "teacher-logits-once")}
+    one = source.paths and not source.record  # one teacher, named as it always was; an ensemble under teachers
+    return provenance(
+        "student", data=plan.data.describe(out), teacher_sha256=source.sha256,
+        **({"teachers": source.record} if source.record else {}),
+        soft_labels=relative_to_artifact(request.soft_labels, out) if request.soft_labels else None,
+        teacher=relative_to_artifact(source.paths[0], out) if one else None,
+        teacher_format=model_format(source.paths[0]) if one else None,
+        output=plan.output, hyperparameters=hyper, metrics=outcome.metrics,
+    )
 
 
 def _baseline_metrics(metrics, scratch, data, history):
@@ -616,57 +596,6 @@ def _baseline_metrics(metrics, scratch, data, history):
     baseline = {k: v for k, v in baseline.items() if k.removeprefix("baseline_") in kept}
     baseline["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - baseline["baseline_test_accuracy"])
     return baseline
-
-
-def _check_tune(tune, budget, seeds, widths):
-    """Refuse what `--tune` cannot combine with, before any work."""
-    if not isinstance(tune, int) or tune < 2:
-        raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {tune}")
-    if not widths or not all(is_finite_number(w) and w > 0 for w in widths):
-        raise UsageError(f"--tune-widths needs positive numbers, got {','.join(map(str, widths))}")
-    if not budget.auto:
-        raise UsageError("--tune scores its trials on the validation split of --epochs auto: leave --epochs out")
-    if budget.refit or seeds > 1:
-        raise UsageError(f"--tune keeps the winning trial: it does not combine with {'--refit' if budget.refit else '--seeds'}")
-
-
-def _augments_for(data):
-    """The augmentations a tuner may try on `data` with a live teacher: mixup for numbers, shifts for images."""
-    from kdcli.augment import resolve_augment
-
-    found = []
-    for spec in ("mixup", "shift"):
-        try:
-            found.append(resolve_augment(spec, data.input_shape, data.input_kind))
-        except KdcliError:
-            pass
-    return found
-
-
-def _tuned(trials, run_trial, trained, data, reporter, tune_json=None):
-    """Run the search; the winning trial's metrics (with the scratch trial's as the baseline and the
-    trials under `tune`), its student, its method and its augmentation."""
-    from kdcli.tuning import search, trials_table
-
-    records, winner = search(trials, run_trial, reporter.say)
-    if not reporter.quiet:
-        from kdcli.console import stderr
-
-        stderr.print(trials_table(records, winner))
-    outcome = "scratch won: distillation did not pay on the validation split" if trials[winner].scratch else \
-        f"trial {winner + 1} won ({trials[winner].label()})"
-    reporter.say(f"tuning: {outcome}; kept as trained, on the training split less its validation share")
-    if tune_json:
-        from kdcli.files import write_text
-
-        write_text(tune_json, json.dumps({"trials": records, "winner": winner + 1}, indent=2) + "\n")
-    model, history = trained[winner]
-    metrics = _metrics(model, data, history)
-    scratch, scratch_history = trained[0]
-    metrics.update(_baseline_metrics(metrics, scratch, data, scratch_history))
-    metrics["tune"] = {"trials": records, "winner": winner + 1,
-                       "kept": "the winning trial, trained on the training split less its validation share"}
-    return metrics, model, trials[winner].make_method(), trials[winner].augment
 
 
 def _over_seeds(seeds, per_seed):
@@ -684,69 +613,22 @@ def _over_seeds(seeds, per_seed):
     return summary
 
 
-def _recorded_teachers(soft_labels, attrs):
-    """The teachers named in a soft-label file's provenance (one, or an ensemble's), each checked by its
-    sha256: `(paths, sha256s)`."""
-    record = read_provenance(soft_labels) or {}
-    recorded = [(t.get("path"), t.get("sha256")) for t in record["teachers"]] if record.get("teachers") else \
-        [(record.get("teacher"), attrs["teacher_sha256"])]
-    paths = []
-    for name, sha in recorded:
-        path = locate_recorded(name, soft_labels) if name else None
-        if not path or not Path(path).exists() or sha256_file(path) != sha:
-            which = "the teacher these soft labels were made with" if len(recorded) == 1 else \
-                f"one of the {len(recorded)} teachers these soft labels were made with"
-            raise KdcliError(
-                f"{soft_labels}: shrink derives the student from the teacher, and {which} "
-                f"({name or 'not recorded'}) is not there unchanged; give "
-                f"{'its path' if len(recorded) == 1 else 'all their paths'} with --teacher, "
-                "or another --student (mlp, cnn, a .keras architecture)"
-            )
-        paths.append(path)
-    return paths, [sha for _, sha in recorded]
+def _described(path, model, accuracy, count_params):
+    """`path: test accuracy 97.2%, 1,234 parameters, 12.3 KB`."""
+    return f"{path}: test accuracy {100 * accuracy:.1f}%, {count_params(model)[0]:,} parameters, " \
+           f"{format_size(artifact_size(path))}"
 
 
-def _check_teachers_of(soft_labels, teachers, given, attrs):
-    """Refuse `--teacher`s given beside `--soft-labels` that are not the teachers they were made with:
-    all of them, in any order, compared by sha256 (`given`: the teachers' sha256s)."""
-    from kdcli.soft_labels import teacher_shas
-
-    expected = teacher_shas(attrs)
-    if len(expected) == len(given) == 1 and given != expected:
-        raise KdcliError(
-            f"{teachers[0]}: not the teacher {soft_labels} were made with (its sha256 differs); give that teacher, "
-            "or make soft labels with this one (kdcli soft-labels)"
-        )
-    if sorted(given) != sorted(expected):
-        made = f"an ensemble of {len(expected)} teachers" if len(expected) > 1 else "one teacher"
-        raise KdcliError(
-            f"{soft_labels} were made with {made} (sha256 {', '.join(s[:12] for s in expected)}), the --teacher "
-            f"files given ({', '.join(Path(p).name for p in teachers)}) are not those; give all of those teachers, "
-            "or make soft labels with these (kdcli soft-labels)"
-        )
-
-
-def _warn_if_not_smaller(reporter, student, teacher, teacher_path, count_params):
-    """A warning line for a student with at least as many parameters as its teacher."""
-    mine, theirs = count_params(student)[0], count_params(teacher)[0]
-    if mine >= theirs:
-        reporter.say(f"warning: the student has {mine:,} parameters, its teacher {teacher_path} {theirs:,}: it is not "
-                     "smaller; choose a smaller --student (shrink:F, or --width)")
-
-
-def _summarise(reporter, out, model, metrics, teachers, members, count_params):
-    def describe(path, model, acc):
-        return f"{path}: test accuracy {100 * acc:.1f}%, {count_params(model)[0]:,} parameters, " \
-               f"{format_size(artifact_size(path))}"
-
-    if members is not None:
+def _summarise(reporter, out, model, metrics, source, count_params):
+    """The closing lines of a distillation: the teachers', the student's, and what distillation gained."""
+    if source.members is not None:
         each = metrics.get("teacher_test_accuracies", [metrics["teacher_test_accuracy"]])
-        for path, member, acc in zip(teachers, members, each):
-            reporter.say("teacher " + describe(path, member, acc))
-        if len(members) > 1:
-            reporter.say(f"ensemble of {len(members)} teachers (the mean of their probabilities): test accuracy "
+        for path, member, acc in zip(source.paths, source.members, each):
+            reporter.say("teacher " + _described(path, member, acc, count_params))
+        if len(source.members) > 1:
+            reporter.say(f"ensemble of {len(source.members)} teachers (the mean of their probabilities): test accuracy "
                          f"{100 * metrics['ensemble_test_accuracy']:.1f}%")
-    reporter.say("student " + describe(out, model, metrics["test_accuracy"]) +
+    reporter.say("student " + _described(out, model, metrics["test_accuracy"], count_params) +
                  f" ({_epochs_run(metrics)}, {metrics['train_seconds']:.1f} s of training)")
     if "seeds" in metrics:
         m = {k: 100 * metrics[k] for k in ("mean_test_accuracy", "std_test_accuracy",
@@ -756,15 +638,15 @@ def _summarise(reporter, out, model, metrics, teachers, members, count_params):
         reporter.say(
             f"over {len(metrics['seeds'])} seeds ({', '.join(map(str, metrics['seeds']))}): distilled "
             f"{m['mean_test_accuracy']:.2f} ± {m['std_test_accuracy']:.2f}%, from scratch "
-            f"{m['mean_baseline_test_accuracy']:.2f} ± {m['std_baseline_test_accuracy']:.2f}%; distillation gained "
-            f"{gain:+.2f} ± {spread:.2f} points{' (within noise)' if abs(gain) <= noise else ''}"
+            f"{m['mean_baseline_test_accuracy']:.2f} ± {m['std_baseline_test_accuracy']:.2f}%; "
+            f"{gain_phrase(gain, 2, spread)}{' (within noise)' if abs(gain) <= noise else ''}"
         )
     elif "baseline_test_accuracy" in metrics:
         scratch = "trial 1, the student trained from scratch," if "tune" in metrics else \
             "the same student trained from scratch"
         reporter.say(
             f"baseline: {scratch} reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
-            f"({_epochs_run(metrics, 'baseline_')}); distillation gained {metrics['distillation_gain_points']:+.1f} points"
+            f"({_epochs_run(metrics, 'baseline_')}); {gain_phrase(metrics['distillation_gain_points'])}"
         )
 
 

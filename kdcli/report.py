@@ -102,6 +102,15 @@ def rows(report):
     return header, body
 
 
+def gain_phrase(points, decimals=1, spread=None):
+    """What distillation did, in words: `distillation gained 0.4 points`, or `lost 0.4 points`
+    for a negative gain (as rounded to `decimals`), with `± spread` when given."""
+    shown = round(points, decimals) + 0.0  # + 0.0: no "-0.0"
+    verb = "lost" if shown < 0 else "gained"
+    spread_text = "" if spread is None else f" ± {spread:.{decimals}f}"
+    return f"distillation {verb} {abs(shown):.{decimals}f}{spread_text} points"
+
+
 def method_label(config):
     """A method's name for the table: `kd`, `dkd`, `dist`, with `+ls` for logit standardisation; `—` for none."""
     if not config:

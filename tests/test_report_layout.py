@@ -208,3 +208,13 @@ def test_parameter_ratio_and_file_size_ratio_are_told_apart():
     assert export["smaller file"] == f"{446580 / 12_288:.1f}x"
     student = dict(zip(header, body[1]))
     assert student["fewer params"] == f"{99181 / 4810:.1f}x" and student["smaller file"] == f"{446580 / 3_500_000:.1f}x"
+
+
+@pytest.mark.parametrize("points, decimals, spread, text", [
+    (0.43, 1, None, "distillation gained 0.4 points"),
+    (-0.31, 1, None, "distillation lost 0.3 points"),
+    (-0.04, 1, None, "distillation gained 0.0 points"),  # rounds to nothing lost
+    (-1.234, 2, 0.5, "distillation lost 1.23 ± 0.50 points"),
+])
+def test_a_negative_gain_reads_lost(points, decimals, spread, text):
+    assert rp.gain_phrase(points, decimals, spread) == text

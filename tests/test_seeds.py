@@ -26,7 +26,7 @@ def test_seeds_train_both_students_per_seed_and_report_mean_and_spread(pipeline,
     np.testing.assert_allclose(m["seed_distillation_gain_points"], gains)
     assert kdcli.read_provenance(tmp_path / "k.keras")["hyperparameters"]["seeds"] == 2
     summary = r.stderr.strip().splitlines()[-1]
-    assert summary.startswith("over 2 seeds (3, 4): distilled ") and "distillation gained" in summary
+    assert summary.startswith("over 2 seeds (3, 4): distilled ") and ("distillation gained" in summary or "distillation lost" in summary)
     # OUT is --seed's student: the one a single-seed run gives
     r = run_cli(*seeds_args(pipeline, tmp_path / "one.keras"))
     assert r.exit_code == 0, r.stderr
