@@ -14,23 +14,33 @@ given seed (same seed, initial weights, data and budget): the first of them
 trains it with `--baseline` and the others reuse its accuracy. A way with
 `--augment` keeps its own `--baseline`, which trains on shifted copies too.
 
-Prints a Markdown table of means and standard deviations over the seeds;
-`--json PATH` keeps the raw numbers.
+The cells (data set × way × seed) are a grid.py `Grid`: each goes to `--json`
+as soon as it is measured, and cells already there are skipped, so a run cut
+short resumes (keep `--workdir` to reuse the teachers; a data set whose cells
+are all there is not touched). A seed's shared scratch student is taken from
+any logits-once way's cell of that seed already there. The cells of a `--json`
+were all measured with one `--student` and `--epochs`: the script refuses
+others. Prints, and writes to `--markdown`, a Markdown table of means and
+standard deviations over the seeds; `--render` measures nothing and only
+writes it from `--json`.
 
-    python benchmarks/accuracy.py [--seeds 0 1 2] [--student shrink:0.25] [--markdown accuracy.md] [--json out.json]
+    python benchmarks/accuracy.py [--sets digits mnist] [--ways kd dkd ...] [--seeds 0 1 2]
+        [--student shrink:0.25] [--epochs N] [--workdir DIR] [--json accuracy.json] [--markdown accuracy.md]
+        [--render]
 """
 
-import argparse
-import json
-import tempfile
 from pathlib import Path
 
+import grid
 import numpy as np
 
 import kdcli
 
 from common import kdcli as run, mnist_split, points
 
+HERE = Path(__file__).resolve().parent
+SETS = ("digits", "mnist")
+NAMES = {"digits": "digits", "mnist": "mnist (8k/2k split)"}
 TEACHER_RECIPE = ("--augment", "shift", "--lr-schedule", "cosine", "--epochs", "40")
 # Way of distilling -> the extra options of `kdcli distill`.
 WAYS = {
@@ -48,28 +58,69 @@ def own_baseline(args):
     return "--augment" in args
 
 
-def measure(data, workdir, seeds, student, epochs):
-    teacher = Path(run("train-teacher", "--data", data, *TEACHER_RECIPE, "--out", workdir / "teacher.keras"))
-    result = {"teacher": kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
-              "teacher_params": kdcli.load_model(teacher).count_params(), "ways": {}}
+def make_data(name, folder):
+    """The `--data` value of a data set (the MNIST split written into `folder`); None, said, when absent."""
+    if name == "digits":
+        return "digits"
+    path = mnist_split(folder / "mnist.npz")
+    if path is None:
+        print(f"skipping {NAMES[name]}: ../shared/data is not there", flush=True)
+    return path
+
+
+def shared_scratch(entry, seed):
+    """The accuracy of seed `seed`'s scratch student shared by the logits-once ways, when one of their cells
+    of that seed is in `entry` already; else None."""
+    for way, args in WAYS.items():
+        record = entry["runs"].get(way, {}).get(str(seed))
+        if record is not None and not own_baseline(args):
+            return record["scratch"]
+    return None
+
+
+def measure(way, teacher, seed, folder, student, epochs, scratch):
+    """One cell: a distilled student of `way` on one seed, with its scratch student's accuracy: `scratch`
+    (the shared one of the logits-once ways, when known) or its own, trained by `--baseline`."""
+    args = WAYS[way]
     budget = ("--epochs", epochs) if epochs else ()  # else kdcli's default: --epochs auto
-    shared_scratch = {}  # seed -> accuracy of the logits-once ways' scratch student
-    for i, (way, args) in enumerate(WAYS.items()):
-        scratch, distilled = [], []
-        for seed in seeds:
-            baseline = own_baseline(args) or seed not in shared_scratch
-            out = run("distill", "--teacher", teacher, "--student", student, *budget, "--seed", seed, *args,
-                      *(["--baseline"] if baseline else []), "--out", workdir / f"student-{i}-{seed}.keras")
-            metrics = kdcli.read_provenance(out)["metrics"]
-            if baseline and not own_baseline(args):
-                shared_scratch[seed] = metrics["baseline_test_accuracy"]
-            scratch.append(metrics["baseline_test_accuracy"] if own_baseline(args) else shared_scratch[seed])
-            distilled.append(metrics["test_accuracy"])
-        result["ways"][way] = {"args": list(args), "shared_scratch": not own_baseline(args),
-                               "scratch": scratch, "distilled": distilled}
-    result["student_params"] = kdcli.load_model(out).count_params()
-    result["epochs"] = kdcli.read_provenance(out)["hyperparameters"]["epochs"]
-    return result
+    baseline = own_baseline(args) or scratch is None
+    out = run("distill", "--teacher", teacher, "--student", student, *budget, "--seed", seed, *args,
+              *(["--baseline"] if baseline else []), "--out", folder / f"student-{list(WAYS).index(way)}-{seed}.keras")
+    provenance = kdcli.read_provenance(out)
+    metrics = provenance["metrics"]
+    record = {"args": list(args), "shared_scratch": not own_baseline(args), "trained_scratch": baseline,
+              "scratch": metrics["baseline_test_accuracy"] if baseline else scratch,
+              "distilled": metrics["test_accuracy"], "budget": provenance["hyperparameters"]["epochs"]}
+    record.update({key: metrics[key] for key in ("epochs", "best_epoch") if key in metrics})
+    return record, kdcli.load_model(out).count_params()
+
+
+def measure_all(cells, student, epochs):
+    """Measure the missing cells of the Grid `cells`, each data set's teacher first."""
+    teachers = {}  # data set -> its teacher's path
+
+    def start(name):
+        folder = cells.folder(name)
+        data = make_data(name, folder)
+        if data is None:
+            return False
+        entry = cells.entry(name)
+        teacher = folder / "teacher.keras"
+        if not teacher.exists():
+            run("train-teacher", "--data", data, *TEACHER_RECIPE, "--out", teacher)
+        entry.update(teacher=kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
+                     teacher_params=kdcli.load_model(teacher).count_params(), student=student, epochs_option=epochs)
+        teachers[name] = teacher
+
+    def cell(name, way, seed):
+        entry = cells.entry(name)
+        scratch = None if own_baseline(WAYS[way]) else shared_scratch(entry, seed)
+        record, params = measure(way, teachers[name], seed, cells.folder(name), student, epochs, scratch)
+        entry.update(student_params=params, epochs=record["budget"])  # the table's, as the latest student's
+        print(f"{NAMES[name]} / {way} / seed {seed}: {record}", flush=True)
+        return record
+
+    cells.run(cell, start)
 
 
 def markdown(results, seeds, student, epochs):
@@ -77,7 +128,7 @@ def markdown(results, seeds, student, epochs):
     command = f"kdcli distill --teacher T --student {student}{f' --epochs {epochs}' if epochs else ''}"
     budget = (f"{epochs} epochs" if epochs
               else "kdcli's default (`--epochs auto`: stop when a 10% validation split stops improving)")
-    budgets = " and ".join(f"{r['epochs']} epochs on {name}" for name, r in results.items())
+    budgets = " and ".join(f"{r['epochs']} epochs on {NAMES[name]}" for name, r in results.items())
     shared = [w for w, a in WAYS.items() if not own_baseline(a)]
     lines = [
         "## Accuracy: teacher, student from scratch, distilled student",
@@ -100,39 +151,35 @@ def markdown(results, seeds, student, epochs):
         "| --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
-        for way, w in r["ways"].items():
-            s, d = np.array(w["scratch"]) * 100, np.array(w["distilled"]) * 100
-            lines.append(f"| {name}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | "
-                         f"{way} (`{' '.join(w['args'])}`) | {s.mean():.2f} ± {s.std():.2f}% | "
+        for way in WAYS:
+            records = [r["runs"][way][str(seed)] for seed in seeds if str(seed) in r["runs"].get(way, {})]
+            if not records:
+                continue
+            s, d = (np.array([record[k] for record in records]) * 100 for k in ("scratch", "distilled"))
+            missing = "" if len(records) == len(seeds) else f" [{len(records)} of {len(seeds)} seeds]"
+            lines.append(f"| {NAMES[name]}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | "
+                         f"{way}{missing} (`{' '.join(records[0]['args'])}`) | {s.mean():.2f} ± {s.std():.2f}% | "
                          f"{d.mean():.2f} ± {d.std():.2f}% ({r['student_params']:,} params) | "
                          f"{points((d - s).mean())} ({', '.join(points(g) for g in d - s)}) |")
     return lines
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--student", default="shrink:0.25")
+    parser = grid.parser(__doc__.splitlines()[0], SETS, list(WAYS), json_default=HERE / "accuracy.json",
+                         keeps="data, teachers and students", variants_name="ways")
+    parser.add_argument("--student", default="shrink:0.25", help="every distill's --student (default: %(default)s)")
     parser.add_argument("--epochs", type=int, help="default: kdcli's (--epochs auto)")
-    parser.add_argument("--json")
-    parser.add_argument("--markdown", help="also write the table, with a heading, to this file")
     args = parser.parse_args()
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        sets = {"digits": "digits", "mnist (8k/2k split)": mnist_split(tmp / "mnist.npz")}
-        for i, (name, data) in enumerate(sets.items()):
-            if data is None:
-                print(f"skipping {name}: ../shared/data is not there")
-                continue
-            (tmp / str(i)).mkdir()
-            results[name] = measure(data, tmp / str(i), args.seeds, args.student, args.epochs)
-    lines = markdown(results, args.seeds, args.student, args.epochs)
-    print("\n".join(lines))
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    cells = grid.Grid(args.json, args.sets, args.ways, args.seeds, workdir=args.workdir)
+    measured = {(r["student"], r["epochs_option"]) for r in cells.results.values() if "student" in r}
+    if measured - {(args.student, args.epochs)}:
+        given = "; ".join(f"--student {student}" + (f" --epochs {epochs}" if epochs else "")
+                          for student, epochs in sorted(measured, key=str))
+        parser.error(f"{args.json} holds cells measured with {given}: give those options, or another --json")
+    if not args.render:
+        measure_all(cells, args.student, args.epochs)
+    results = {name: cells.results[name] for name in SETS if cells.results.get(name, {}).get("runs")}
+    grid.write_section(markdown(results, args.seeds, args.student, args.epochs), args.markdown)
 
 
 if __name__ == "__main__":

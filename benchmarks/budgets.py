@@ -17,25 +17,29 @@ for each seed `kdcli distill --teacher T --data D --seed S --baseline`
   the distilled student) and `--epochs E_s --baseline` (E_s: auto's
   `baseline_best_epoch`, giving the student from scratch).
 
-Each command's whole wall time is measured around its subprocess. Results go
-to `--json` after every run; cells already there are skipped, so a run cut
-short resumes (keep `--workdir` to reuse the teachers). Prints, and writes to
-`--markdown`, a Markdown section for BENCHMARKS.md.
+Each command's whole wall time is measured around its subprocess. The cells
+(data set × variant × seed) are a grid.py `Grid`: each goes to `--json` as
+soon as it is measured, and cells already there are skipped, so a run cut
+short resumes (keep `--workdir` to reuse the teachers; a data set whose cells
+are all there is not touched). Prints, and writes to `--markdown`, a Markdown
+section for BENCHMARKS.md; `--render` measures nothing and only writes it
+from `--json`.
 
     python benchmarks/budgets.py [--sets digits tabular signal mnist] [--variants today auto ...]
-        [--seeds 0 1 2] [--workdir DIR] [--json budgets.json] [--markdown budgets.md]
+        [--seeds 0 1 2] [--workdir DIR] [--json budgets.json] [--markdown budgets.md] [--render]
 """
 
 import math
 import time
 from pathlib import Path
 
+import grid
 import numpy as np
 
 import kdcli
 
 import datasets
-from common import cells_parser, kdcli as run, load_results, measure_sets, mnist_split, paired_difference, write_section
+from common import kdcli as run, mnist_split, paired_difference
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
@@ -87,14 +91,15 @@ def measure(variant, teacher, data, seed, workdir, n_old, auto):
     return record
 
 
-def measure_set(name, workdir, seeds, variants, results, save):
-    """Teacher and all cells of one data set, into `results[name]`; calls `save()` after each run."""
-    data = make_data(name, workdir)
+def prepare(name, cells):
+    """The data and teacher of one data set, in its folder of the Grid `cells`, their facts into its entry;
+    None when its data is absent."""
+    folder = cells.folder(name)
+    data = make_data(name, folder)
     if data is None:
-        return
-    start = time.perf_counter()
-    entry = results.setdefault(name, {"runs": {}})
-    teacher = workdir / "teacher.keras"
+        return None
+    entry, start = cells.entry(name), time.perf_counter()
+    teacher = folder / "teacher.keras"
     if not teacher.exists():
         run("train-teacher", "--data", data, "--seed", 0, "--out", teacher)
         entry["teacher_seconds"] = time.perf_counter() - start
@@ -104,19 +109,28 @@ def measure_set(name, workdir, seeds, variants, results, save):
                  epochs_old=old_epochs(n_train))
     print(f"{name}: teacher {100 * entry['teacher']:.2f}%, n_train {n_train}, old epochs {entry['epochs_old']}",
           flush=True)
-    for variant in variants:
-        cells = entry["runs"].setdefault(variant, {})
-        for seed in map(str, seeds):
-            if seed in cells:
-                continue
-            cells[seed] = measure(variant, teacher, data, seed, workdir, entry["epochs_old"],
-                                  entry["runs"].get("auto", {}).get(seed))
-            print(f"{name} / {variant} / seed {seed}: {cells[seed]}", flush=True)
-            if "student_params" not in entry:
-                entry["student_params"] = kdcli.load_model(next(workdir.glob("student-*.keras"))).count_params()
-            save()
-    entry["seconds"] = entry.get("seconds", 0) + time.perf_counter() - start
-    save()
+    return {"data": data, "teacher": teacher, "folder": folder, "start": start, "seconds": entry.get("seconds", 0)}
+
+
+def measure_all(cells):
+    """Measure the missing cells of the Grid `cells`, each data set's teacher first."""
+    sets = {}  # data set -> what `prepare` made
+
+    def start(name):
+        sets[name] = prepare(name, cells)
+        return sets[name] is not None
+
+    def cell(name, variant, seed):
+        s, entry = sets[name], cells.entry(name)
+        record = measure(variant, s["teacher"], s["data"], seed, s["folder"], entry["epochs_old"],
+                         cells.cell(name, "auto", seed))
+        print(f"{name} / {variant} / seed {seed}: {record}", flush=True)
+        if "student_params" not in entry:
+            entry["student_params"] = kdcli.load_model(next(s["folder"].glob("student-*.keras"))).count_params()
+        entry["seconds"] = s["seconds"] + time.perf_counter() - s["start"]  # this data set's time, all runs
+        return record
+
+    cells.run(cell, start)
 
 
 def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
@@ -178,16 +192,18 @@ def markdown(results, seeds):
 
 
 def main():
-    parser = cells_parser(__doc__.splitlines()[0], SETS, "variants", VARIANTS, HERE / "budgets.json",
-                          "data, teachers and students")
+    parser = grid.parser(__doc__.splitlines()[0], SETS, VARIANTS, json_default=HERE / "budgets.json",
+                         keeps="data, teachers and students")
     args = parser.parse_args()
-    if "refit" in args.variants and "auto" not in args.variants:
+    if not args.render and "refit" in args.variants and "auto" not in args.variants:
         parser.error("refit needs auto's best epochs: list auto too (its cells in --json are reused)")
-    results, save = load_results(args.json)
-    measure_sets(args.sets, args.workdir,
-                 lambda name, folder: measure_set(name, folder, args.seeds, args.variants, results, save))
-    results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
-    write_section(markdown(results, args.seeds), args.markdown)
+    variants = [v for v in VARIANTS if v in args.variants]  # auto before refit, which reads auto's cells
+    cells = grid.Grid(args.json, args.sets, variants, args.seeds, workdir=args.workdir)
+    if not args.render:
+        measure_all(cells)
+    results = {name: cells.results[name] for name in SETS if name in cells.results}  # the table in SETS order
+    grid.write_section(markdown(results, args.seeds), args.markdown)
+
 
 if __name__ == "__main__":
     main()

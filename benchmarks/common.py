@@ -1,13 +1,9 @@
 """Shared helpers of the benchmarks: the MNIST benchmark split, running kdcli, timing processes, and
-the resumable results of the accuracy benchmarks."""
+paired differences of accuracies (the resumable grid of the accuracy benchmarks is grid.py)."""
 
-import argparse
 import gzip
-import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,48 +65,3 @@ def paired_difference(base, mine):
     gaps = mine - base
     noise = " (within noise)" if abs(gaps.mean()) <= max(base.std(), mine.std(), gaps.std()) else ""
     return f"{points(gaps.mean())}{noise} ({', '.join(points(g) for g in gaps)})"
-
-
-def cells_parser(description, sets, choice, choices, json_default, keeps):
-    """The command line of an accuracy benchmark: `--sets`, `--CHOICE` (its variants or rows),
-    `--seeds`, `--workdir` (which keeps `keeps`), `--json` and `--markdown`."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--sets", nargs="+", choices=sets, default=list(sets))
-    parser.add_argument(f"--{choice}", nargs="+", choices=choices, default=list(choices))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--workdir", help=f"keeps {keeps} (default: a temporary folder)")
-    parser.add_argument("--json", default=str(json_default), help="raw numbers; cells there are skipped")
-    parser.add_argument("--markdown", help="also write the section to this file")
-    return parser
-
-
-def load_results(path):
-    """The raw results kept in `path` (JSON; {} when absent) and a `save()` that writes them back whole:
-    a benchmark calls it after every cell, so a run cut short resumes, and one killed while writing
-    keeps the previous file."""
-    path = Path(path)
-    results = json.loads(path.read_text()) if path.exists() else {}
-
-    def save():
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(results, indent=2))
-        os.replace(partial, path)
-
-    return results, save
-
-
-def measure_sets(names, workdir, measure_set):
-    """`measure_set(name, folder)` for each data set, each in its own folder of `workdir` (None: a
-    temporary folder, removed afterwards)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(workdir or tmp)
-        for name in names:
-            (root / name).mkdir(parents=True, exist_ok=True)
-            measure_set(name, root / name)
-
-
-def write_section(lines, markdown=None):
-    """Print a benchmark's Markdown section, and write it to `markdown` when given."""
-    print("\n".join(lines))
-    if markdown:
-        Path(markdown).write_text("\n".join(lines) + "\n")

@@ -16,28 +16,32 @@ budget `--epochs auto`, kdcli's defaults):
 - tuned: `--tune 8` (the winner of 8 trials on a validation split; its own
   scratch trial is recorded too).
 
-Each command's whole wall time is measured around its subprocess. Results go
-to `--json` after every cell; cells already there are skipped, so a run cut
-short resumes (keep `--workdir` to reuse the teachers). A failed command's
-last error line is recorded in its cell and the run carries on. `--minutes`
+Each command's whole wall time is measured around its subprocess. The cells
+(data set × row × seed) are a grid.py `Grid`: each goes to `--json` as soon
+as it is measured, and cells already there are skipped, so a run cut short
+resumes (keep `--workdir` to reuse the teachers; a data set whose cells are
+all there is not touched). A failed command's last error line is recorded in
+its cell (which then counts as done) and the run carries on. `--minutes`
 bounds the run: when it is up, the command running is stopped (its cell left
 out) and no other starts. Prints, and writes to `--markdown`, a Markdown
-section for BENCHMARKS.md.
+section for BENCHMARKS.md; `--render` measures nothing and only writes it
+from `--json`.
 
     python benchmarks/paying.py [--sets digits tabular mnist] [--rows default hints ...]
-        [--seeds 0 1 2] [--minutes 100] [--workdir DIR] [--json paying.json] [--markdown paying.md]
+        [--seeds 0 1 2] [--minutes 100] [--workdir DIR] [--json paying.json] [--markdown paying.md] [--render]
 """
 
 import signal
 import time
 from pathlib import Path
 
+import grid
 import numpy as np
 from budgets import NAMES, distill, make_data
 
 import kdcli
 
-from common import cells_parser, kdcli as run, load_results, measure_sets, paired_difference, points, write_section
+from common import kdcli as run, paired_difference, points
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "mnist")
@@ -99,27 +103,30 @@ def measure(row, teachers, data, seed, workdir):
     return record
 
 
-def measure_set(name, workdir, seeds, rows, results, save):
-    """Teachers and all cells of one data set, into `results[name]`; calls `save()` after each run."""
-    data = make_data(name, workdir)
-    if data is None:
-        return
-    entry = results.setdefault(name, {"runs": {}})
-    teachers = {"A": teacher("A", data, workdir, entry, save)}
-    print(f"{name}: teacher A {100 * entry['teachers']['A']['test_accuracy']:.2f}%", flush=True)
-    for row in rows:
-        cells = entry["runs"].setdefault(row, {})
-        for seed in map(str, seeds):
-            if seed in cells:
-                continue
-            if row == "ensemble of 2" and "B" not in teachers:
-                teachers["B"] = teacher("B", data, workdir, entry, save)
-                print(f"{name}: teacher B {100 * entry['teachers']['B']['test_accuracy']:.2f}%", flush=True)
-            cells[seed] = measure(row, teachers, data, seed, workdir)
-            print(f"{name} / {row} / seed {seed}: {cells[seed]}", flush=True)
-            if "student_params" not in entry and "error" not in cells[seed]:
-                entry["student_params"] = kdcli.load_model(next(workdir.glob("student-*.keras"))).count_params()
-            save()
+def measure_all(cells):
+    """Measure the missing cells of the Grid `cells`: each data set's teacher A first, B when a row needs it."""
+    sets = {}  # data set -> (its --data value, {teacher name: path})
+
+    def start(name):
+        data = make_data(name, cells.folder(name))
+        if data is None:
+            return False
+        entry = cells.entry(name)
+        sets[name] = data, {"A": teacher("A", data, cells.folder(name), entry, cells.save)}
+        print(f"{name}: teacher A {100 * entry['teachers']['A']['test_accuracy']:.2f}%", flush=True)
+
+    def cell(name, row, seed):
+        (data, teachers), entry, folder = sets[name], cells.entry(name), cells.folder(name)
+        if row == "ensemble of 2" and "B" not in teachers:
+            teachers["B"] = teacher("B", data, folder, entry, cells.save)
+            print(f"{name}: teacher B {100 * entry['teachers']['B']['test_accuracy']:.2f}%", flush=True)
+        record = measure(row, teachers, data, seed, folder)
+        print(f"{name} / {row} / seed {seed}: {record}", flush=True)
+        if "student_params" not in entry and "error" not in record:
+            entry["student_params"] = kdcli.load_model(next(folder.glob("student-*.keras"))).count_params()
+        return record
+
+    cells.run(cell, start)
 
 
 def _epochs(records, prefix=""):
@@ -248,25 +255,26 @@ def markdown(results, seeds, rows):
 
 
 def main():
-    parser = cells_parser(__doc__.splitlines()[0], SETS, "rows", ROWS, HERE / "paying.json",
-                          "data, teachers and students")
+    parser = grid.parser(__doc__.splitlines()[0], SETS, ROWS, json_default=HERE / "paying.json",
+                         keeps="data, teachers and students", variants_name="rows")
     parser.add_argument("--minutes", type=float, default=100, help="stop after this long, keeping the cells done")
     args = parser.parse_args()
-    results, save = load_results(args.json)
-    start = time.perf_counter()
-    signal.signal(signal.SIGALRM, _out_of_time)
-    try:
-        if args.minutes > 0:
-            signal.alarm(max(1, round(args.minutes * 60)))
-            measure_sets(args.sets, args.workdir,
-                         lambda name, folder: measure_set(name, folder, args.seeds, args.rows, results, save))
-    except OutOfTime:
-        print(f"out of time after {args.minutes:g} minutes: the cell running was stopped", flush=True)
-    finally:
-        signal.alarm(0)
-    print(f"ran {(time.perf_counter() - start) / 60:.1f} minutes", flush=True)
-    results = {name: results[name] for name in SETS if name in results and name in args.sets}
-    write_section(markdown(results, args.seeds, args.rows), args.markdown)
+    cells = grid.Grid(args.json, args.sets, args.rows, args.seeds, workdir=args.workdir)
+    if not args.render:
+        start = time.perf_counter()
+        signal.signal(signal.SIGALRM, _out_of_time)
+        try:
+            if args.minutes > 0:
+                signal.alarm(max(1, round(args.minutes * 60)))
+                measure_all(cells)
+        except OutOfTime:
+            print(f"out of time after {args.minutes:g} minutes: the cell running was stopped", flush=True)
+        finally:
+            signal.alarm(0)
+        print(f"ran {(time.perf_counter() - start) / 60:.1f} minutes", flush=True)
+    results = {name: cells.results[name] for name in SETS if name in cells.results and name in args.sets}
+    grid.write_section(markdown(results, args.seeds, args.rows), args.markdown)
+
 
 if __name__ == "__main__":
     main()

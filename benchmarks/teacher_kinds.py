@@ -15,27 +15,32 @@ commands in subprocesses, as a user would:
    `kdcli evaluate S.keras S-int8.tflite ...`: the int8 file's accuracy and its agreement with the .keras.
 
 A command that fails is recorded by its one-line message (the last `error:` line
-of stderr, else its last line). One run, seed 0. Takes about 15 minutes on 2 CPU cores; kinds
-already measured in `--json` (all but those whose teacher could not be built) are kept, not rerun.
+of stderr, else its last line). One run, seed 0. Takes about 15 minutes on 2 CPU cores. The kinds
+are a one-axis grid.py `Grid`: each kind goes to `--json` (under "kinds", beside the minutes they
+took) as soon as it is measured, and kinds already there (all but those whose teacher could not be
+built) are kept, not rerun, so a run cut short resumes. Prints, and writes to `--markdown`, the
+Markdown table of the kinds asked for; `--render` measures nothing and only writes it from `--json`.
 
-    python benchmarks/teacher_kinds.py [--kinds softmax_mlp hub_bert ...] [--workdir DIR] [--json PATH] [--markdown PATH]
+    python benchmarks/teacher_kinds.py [--kinds softmax_mlp hub_bert ...] [--workdir DIR] [--json teacher_kinds.json]
+        [--markdown teacher_kinds.md] [--render]
 """
 
-import argparse
 import importlib.util
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import grid
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
 import kdcli
+
+HERE = Path(__file__).resolve().parent
 
 MAX_EPOCHS = 60
 TIMEOUT = 900  # seconds per kdcli command
@@ -344,35 +349,43 @@ def markdown(results, minutes):
     ]
 
 
-def write(args, results):
-    """Print the table; write it and the raw results, whole, where asked."""
-    minutes = sum(record.get("seconds", 0) for record in results.values()) / 60
-    lines = markdown(results, minutes)
-    print("\n".join(lines), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"minutes": round(minutes, 1), "kinds": results}, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
+BUILDERS = {build.__name__: kind for kind, (_, _, build) in KINDS.items()}  # builder's name -> kind
+
+
+def minutes(records):
+    """The minutes that measuring `records` took."""
+    return sum(record.get("seconds", 0) for record in records) / 60
+
+
+class Kinds(grid.Grid):
+    """One cell per kind (by its builder's name), kept under "kinds" by its label, beside "minutes": all
+    the stored kinds' time; a kind whose teacher could not be built is measured again."""
+
+    def __init__(self, path, names, workdir=None):
+        super().__init__(path, names, key=lambda name, variant, seed: ("kinds", BUILDERS[name]),
+                         redo=lambda record: "teacher_error" in record, workdir=workdir)
+
+    def save(self):
+        self.results["minutes"] = round(minutes(self.results.get("kinds", {}).values()), 1)
+        super().save()
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    builders = {build.__name__: kind for kind, (_, _, build) in KINDS.items()}
-    parser.add_argument("--kinds", nargs="+", choices=builders, default=list(builders), help="by builder's name")
-    parser.add_argument("--workdir", help="keeps the teachers, data and students (default: a temporary folder)")
-    parser.add_argument("--json", help="the raw results, written after every kind; kinds measured there are kept")
-    parser.add_argument("--markdown", help="write the table to this file (after every kind)")
+    parser = grid.parser(__doc__.splitlines()[0], list(BUILDERS), json_default=HERE / "teacher_kinds.json",
+                         keeps="the teachers, data and students", seeds=None, sets_name="kinds")
     args = parser.parse_args()
-    kept = json.loads(Path(args.json).read_text())["kinds"] if args.json and Path(args.json).exists() else {}
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.kinds:
-            kind = builders[name]
-            if kind in kept and "teacher_error" not in kept[kind]:  # a run cut short resumes
-                results[kind] = kept[kind]
-            else:
-                results[kind] = measure(kind, Path(args.workdir or tmp) / name)
-            write(args, results)
+    cells = Kinds(args.json, args.kinds, workdir=args.workdir)
+
+    def cell(name, variant, seed):
+        record = measure(BUILDERS[name], cells.folder(name))
+        done = record.get("teacher_error") or f"measured in {record.get('seconds', 0):.0f} s"
+        print(f"{BUILDERS[name]}: {done}", flush=True)
+        return record
+
+    if not args.render:
+        cells.run(cell)
+    results = {BUILDERS[name]: cells.cell(name, None, None) for name in args.kinds if cells.cell(name, None, None)}
+    grid.write_section(markdown(results, minutes(results.values())), args.markdown)
 
 
 if __name__ == "__main__":

@@ -13,23 +13,27 @@ there, all made as in budgets.py) and each seed S, `kdcli train-teacher
 
 Records each teacher's test accuracy, epochs run (and auto's best epoch),
 parameters and the command's whole wall time, measured around its
-subprocess. Results go to `--json` after every run; cells already there are
-skipped, so a run cut short resumes. Prints, and writes to `--markdown`, a
-Markdown section for BENCHMARKS.md (`--report` only writes it from `--json`).
+subprocess. The cells (data set × variant × seed, all variants of a seed
+before the next seed) are a grid.py `Grid`: each goes to `--json` as soon as
+it is measured, and cells already there are skipped, so a run cut short
+resumes. Prints, and writes to `--markdown`, a Markdown section for
+BENCHMARKS.md (`--render`, or its older name `--report`, measures nothing and
+only writes it from `--json`).
 
     python benchmarks/teachers.py [--sets digits tabular signal mnist] [--variants today auto]
-        [--seeds 0 1 2] [--workdir DIR] [--json teachers.json] [--markdown teachers.md] [--report]
+        [--seeds 0 1 2] [--workdir DIR] [--json teachers.json] [--markdown teachers.md] [--render]
 """
 
 import time
 from pathlib import Path
 
+import grid
 import numpy as np
 from budgets import NAMES, SETS, make_data
 
 import kdcli
 
-from common import cells_parser, kdcli as run, load_results, measure_sets, paired_difference, write_section
+from common import kdcli as run, paired_difference
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("today", "auto", "auto + plateau")
@@ -52,21 +56,22 @@ def measure(variant, data, seed, workdir):
     return record
 
 
-def measure_set(name, workdir, seeds, variants, results, save):
-    """All cells of one data set, seed by seed, into `results[name]`; calls `save()` after each run."""
-    data = make_data(name, workdir)
-    if data is None:
-        return
-    entry = results.setdefault(name, {"runs": {}})
-    entry["n_train"] = len(kdcli.load_data(str(data)).y_train)
-    for seed in map(str, seeds):
-        for variant in variants:
-            cells = entry["runs"].setdefault(variant, {})
-            if seed in cells:
-                continue
-            cells[seed] = measure(variant, data, seed, workdir)
-            print(f"{name} / {variant} / seed {seed}: {cells[seed]}", flush=True)
-            save()
+def measure_all(cells):
+    """Measure the missing cells of the Grid `cells`."""
+    data = {}  # data set -> its --data value
+
+    def start(name):
+        data[name] = make_data(name, cells.folder(name))
+        if data[name] is None:
+            return False
+        cells.entry(name)["n_train"] = len(kdcli.load_data(str(data[name])).y_train)
+
+    def cell(name, variant, seed):
+        record = measure(variant, data[name], seed, cells.folder(name))
+        print(f"{name} / {variant} / seed {seed}: {record}", flush=True)
+        return record
+
+    cells.run(cell, start)
 
 
 def row(name, variant, cells, n_seeds, today):
@@ -127,15 +132,16 @@ def markdown(results, seeds):
 
 
 def main():
-    parser = cells_parser(__doc__.splitlines()[0], SETS, "variants", VARIANTS, HERE / "teachers.json", "data and teachers")
-    parser.add_argument("--report", action="store_true", help="run nothing: only write the section from --json")
+    parser = grid.parser(__doc__.splitlines()[0], SETS, VARIANTS, json_default=HERE / "teachers.json",
+                         keeps="data and teachers")
+    parser.add_argument("--report", dest="render", action="store_true", help="the same as --render")
     args = parser.parse_args()
-    results, save = load_results(args.json)
-    if not args.report:
-        measure_sets(args.sets, args.workdir,
-                     lambda name, folder: measure_set(name, folder, args.seeds, args.variants, results, save))
-    results = {name: results[name] for name in SETS if name in results}  # the table in SETS order
-    write_section(markdown(results, args.seeds), args.markdown)
+    cells = grid.Grid(args.json, args.sets, args.variants, args.seeds, seeds_first=True, workdir=args.workdir)
+    if not args.render:
+        measure_all(cells)
+    results = {name: cells.results[name] for name in SETS if name in cells.results}  # the table in SETS order
+    grid.write_section(markdown(results, args.seeds), args.markdown)
+
 
 if __name__ == "__main__":
     main()
