@@ -1,6 +1,7 @@
 # make demo: set up .venv, run the pipeline on the bundled digits sample (teacher, soft
 # labels, student, int8 export) and print the comparison.
-# make test: set up .venv with the test dependencies, lint (ruff) and run the test suite.
+# make test: set up .venv with the test dependencies, lint (ruff, import layers), build the docs and run the
+# test suite; make test-fast: the same without the docs and the tests marked slow.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ KDCLI  := $(BIN)/kdcli
 RUNS   ?= runs
 DATA   ?= digits
 
-.PHONY: demo test install clean bench bench-report bench-accuracy docs
+.PHONY: demo test test-fast lint install clean bench bench-report bench-accuracy docs
 
 install: $(STAMP)
 
@@ -19,10 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-test: $(STAMP)
-	$(BIN)/ruff check kdcli tests benchmarks samples docs
+test: lint
 	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
+
+# The tests not marked slow (under 3 minutes on 2 cores), after the same lint.
+test-fast: lint
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow"
+
+# ruff, and the package's layers (lint-imports reads the contract in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check kdcli tests benchmarks samples docs
+	$(BIN)/lint-imports --no-cache
 
 # The documentation site (Sphinx, MyST, furo; the docs extra, which the test extra includes) into docs/_build/html,
 # warnings as errors: a broken link or cross-reference fails it. The CLI reference is generated from kdcli.cli.
@@ -62,7 +71,7 @@ bench-report: $(STAMP)
 # (paying.py: function matching, an ensemble, hints, --tune); several hours on 2 cores. Writes
 # benchmarks/*.md, which the next `make bench` includes in BENCHMARKS.md. Each resumes from its JSON.
 bench-accuracy: $(STAMP)
-	cd benchmarks && ../$(BIN)/python accuracy.py --markdown accuracy.md
+	cd benchmarks && ../$(BIN)/python accuracy.py --json accuracy.json --markdown accuracy.md
 	cd benchmarks && ../$(BIN)/python budgets.py --json budgets.json --markdown budgets.md  # resumes: delete budgets.json to start over
 	cd benchmarks && ../$(BIN)/python teachers.py --json teachers.json --markdown teachers.md
 	cd benchmarks && ../$(BIN)/python teacher_kinds.py --json teacher_kinds.json --markdown teacher_kinds.md

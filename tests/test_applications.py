@@ -11,6 +11,8 @@ from kdcli._tf import keras
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or converts for seconds
+
 MATRIX = ["MobileNetV2", "MobileNetV3Small", "ResNet50V2", "EfficientNetB0", "EfficientNetV2B0", "DenseNet121",
           "ConvNeXtTiny", "NASNetMobile"]
 

@@ -73,6 +73,7 @@ def test_specs_and_default_sizes():
     assert resolve_augment(None, (64,)) == "none"
 
 
+@pytest.mark.slow
 def test_the_teacher_labels_the_very_copies_the_student_sees():
     """A student that starts as an exact copy of a deterministic teacher has a KD loss of 0 on any input
     both see, and a positive one when they see different copies."""
@@ -95,6 +96,7 @@ def test_the_teacher_labels_the_very_copies_the_student_sees():
     assert np.abs(teacher.predict(moved, verbose=0) - logits).max() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment", ["shift", "mixup"])
 def test_runs_repeat_and_augmenting_changes_the_result(augment):
     data = kdcli.load_data("digits")
@@ -118,6 +120,7 @@ def test_runs_repeat_and_augmenting_changes_the_result(augment):
     assert not np.allclose(a, weights("none", 1, online))
 
 
+@pytest.mark.slow
 def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     args = ["distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "2", "--augment", "shift",
@@ -136,6 +139,7 @@ def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(p
     assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift:1"
 
 
+@pytest.mark.slow
 def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
     args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1",
             "--checkpoint-every", "0", "--augment", "shift"]
@@ -167,6 +171,7 @@ def test_bad_augment_options_are_usage_or_data_errors(pipeline, tmp_path):
     assert not (tmp_path / "t.keras").exists()
 
 
+@pytest.mark.slow
 def test_teacher_defaults_shift_a_cnn_teacher_for_40_cosine_epochs(tmp_path):
     r = run_cli("train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--out", tmp_path / "m.keras")
     assert r.exit_code == 0, r.stderr

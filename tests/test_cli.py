@@ -99,6 +99,7 @@ def test_online_distillation_from_a_live_teacher(pipeline, tmp_path):
     assert record["data"]["spec"] == "digits"  # taken from the teacher's provenance
 
 
+@pytest.mark.slow
 def test_offline_and_online_distillation_are_the_same_training(pipeline):
     """Same logits, same seed: the two sources of teacher logits give the same student."""
     data = kdcli.load_data("digits")
@@ -113,6 +114,7 @@ def test_offline_and_online_distillation_are_the_same_training(pipeline):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_seed_makes_a_run_repeatable(tmp_path):
     outs = []
     for name in ("a", "b"):

@@ -84,6 +84,7 @@ def _tensorflow_imported_after(*args, block=None):
     return int(code), imported == "True", r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, contains", [
     (["evaluate", "nope.keras"], "nope.keras: no such model file"),
     (["evaluate", "{teacher}", "--json", "{tmp}"], "give a file path for --json"),
@@ -130,6 +131,7 @@ def lambda_arch(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_unsafe_trains_a_teacher_and_a_student_with_lambda_layers(pipeline, lambda_arch, tmp_path):
     r = run_cli("train-teacher", "--model", lambda_arch, "--epochs", "1", "--out", tmp_path / "t.keras")
     assert_one_line_error(r, 4, "pass --unsafe")
@@ -159,6 +161,7 @@ def tabular(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_recorded_data_paths_resolve_from_the_artifact(tabular):
     assert kdcli.read_provenance("data/runs/tabular.keras")["data"]["spec"] == "../tabular.npz"
     r = run_cli("soft-labels", "--teacher", "data/runs/tabular.keras", "--out", "soft.h5")
@@ -170,6 +173,7 @@ def test_recorded_data_paths_resolve_from_the_artifact(tabular):
     assert r.exit_code == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_recorded_path_says_where_it_came_from_and_pass_data_works(tabular):
     shutil.move("data/tabular.npz", "moved.npz")
     r = run_cli("soft-labels", "--teacher", "data/runs/tabular.keras", "--out", "soft.h5")
@@ -182,6 +186,7 @@ def test_a_missing_recorded_path_says_where_it_came_from_and_pass_data_works(tab
 
 # --- advice that can be followed ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_shrink_with_soft_labels_whose_teacher_moved_then_give_it_with_teacher(pipeline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -227,6 +232,7 @@ def test_online_with_soft_labels_advice_works(pipeline, tmp_path):
     assert r.exit_code == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_augment_with_soft_labels_advice_works(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--augment", "shift", "--epochs", "1")
     assert_one_line_error(r, 2, "give --teacher, without --soft-labels")
@@ -244,6 +250,7 @@ def _readme_ci_target():
     return target[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_ci", [True, False])
 def test_the_readme_ci_snippet_works_in_ci_and_on_a_laptop(pipeline, tmp_path, in_ci):
     (tmp_path / "runs").mkdir()
@@ -266,6 +273,7 @@ def test_the_readme_ci_snippet_works_in_ci_and_on_a_laptop(pipeline, tmp_path, i
         assert summary.read_text().startswith("## an earlier step\n")  # appended, as GitHub expects
 
 
+@pytest.mark.slow
 def test_markdown_append_adds_to_the_file_and_the_default_replaces_it(pipeline, tmp_path):
     md = tmp_path / "report.md"
     for _ in range(2):
@@ -327,6 +335,7 @@ def baseline_report(pipeline, tmp_path_factory):
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [80, 100, 120])
 @pytest.mark.parametrize("with_baseline", [True, False])
 def test_the_report_of_real_models_fits_80_100_120_columns(baseline_report, width, with_baseline):

@@ -43,6 +43,7 @@ def run_pipeline(tmp_path, data, arch="cnn", extra=()):
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_npz_of_images(tmp_path):
     x, y = blob_images(150)
     np.savez(tmp_path / "images.npz", x=x, y=y)
@@ -52,6 +53,7 @@ def test_npz_of_images(tmp_path):
     assert teacher["accuracy"] > 0.8 and student["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 def test_folder_of_png_files(tmp_path):
     from PIL import Image
 
@@ -87,6 +89,7 @@ def test_image_folder_with_train_and_test_folders(tmp_path):
     assert len(kdcli.load_data(tmp_path / "imgs").train) == 7
 
 
+@pytest.mark.slow
 def test_h5_file(tmp_path):
     x, y = blob_images(150, seed=1)
     with h5py.File(tmp_path / "data.h5", "w") as f:
@@ -96,6 +99,7 @@ def test_h5_file(tmp_path):
     assert report["models"][1]["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 def test_tabular_features_with_two_classes(tmp_path):
     rng = np.random.default_rng(0)
     y = np.arange(300) % 2
@@ -113,6 +117,7 @@ def test_cnn_on_flat_features_is_refused(tmp_path):
     assert_one_line_error(r, 4, "the cnn architecture needs image inputs")
 
 
+@pytest.mark.slow
 def test_preprocessing_travels_with_the_model(tmp_path):
     """A plain Keras predict on raw uint8 inputs agrees with kdcli's evaluation."""
     import keras
@@ -220,6 +225,7 @@ def test_unreadable_image(tmp_path):
     assert_one_line_error(r, 4, "broken.png: unreadable image")
 
 
+@pytest.mark.slow
 def test_nan_found_while_streaming_is_one_line_in_a_real_process(tmp_path):
     """NaN in an .h5 is found batch by batch; TensorFlow's own logs must not leak a traceback."""
     x = np.ones((200, 3), np.float32)

@@ -159,6 +159,7 @@ def test_bad_num_classes(tmp_path, value, code, contains):
     assert_one_line_error(r, code, contains)
 
 
+@pytest.mark.slow
 def test_num_classes_declares_a_class_absent_from_training_and_later_steps_see_it(tmp_path):
     """Classes 0, 1, 3 with --num-classes 5: the teacher has 5 outputs, the data record says so, and
     soft-labels, distill and evaluate, reading the data from provenance, see the same 5 classes."""

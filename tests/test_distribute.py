@@ -13,6 +13,7 @@ from conftest import assert_one_line_error, finish, run_cli, start_kdcli
 
 
 # A fixed budget, and one whose step size the validation split lowers (set on a mirrored variable).
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [["--epochs", "4"], ["--lr-schedule", "plateau", "--patience", "3", "--max-epochs",
                                                         "8", "--learning-rate", "0.2"]])
 def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(pipeline, tmp_path, budget):
@@ -49,6 +50,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_writes_exactly_one_student(pipeline, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     out = tmp_path / "run" / "student.keras"
@@ -84,6 +86,7 @@ def shards(pipeline, tmp_path, count=3, **options):
     return parts
 
 
+@pytest.mark.slow
 def test_sharded_soft_labels_merge_to_the_unsharded_file(pipeline, tmp_path):
     parts = shards(pipeline, tmp_path)
     with h5py.File(parts[1]) as f:
@@ -140,6 +143,7 @@ def test_bad_shard_is_a_usage_error(pipeline, tmp_path):
     assert_one_line_error(r, 2, "--shard 1/7: more shards than the 6 batches of 256 training samples")
 
 
+@pytest.mark.slow
 def test_multi_worker_trains_with_a_batch_statistic_method(pipeline, tmp_path):
     """DIST's correlations are computed by each worker over its share of the batch."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}

@@ -101,6 +101,7 @@ def test_epochs_n_trains_on_the_whole_training_split_as_before(digits):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_distill_defaults_to_auto_and_records_the_stopping(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
@@ -141,6 +142,7 @@ def test_plateau_halves_the_step_size_after_a_quarter_of_the_patience_without_im
     assert [plateau_patience(p) for p in (1, 3, 4, 7, 8, 20)] == [1, 1, 1, 2, 2, 5]  # a quarter, rounded up
 
 
+@pytest.mark.slow
 def test_plateau_lowers_the_optimizer_step_size_at_the_recorded_epochs(pipeline, tmp_path):
     out, logs = tmp_path / "s.keras", tmp_path / "logs"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--lr-schedule",
@@ -169,6 +171,7 @@ def test_plateau_needs_epochs_auto_and_no_refit(pipeline, tmp_path, options, mes
     assert not (tmp_path / "s.keras").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule, rate", [("constant", "0.02"), ("plateau", "0.2")])
 def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedule, rate):
     args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
@@ -194,6 +197,7 @@ def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedul
         assert min(whole["lr_decays"]) <= 3 < max(whole["lr_decays"])
 
 
+@pytest.mark.slow
 def test_refit_retrains_on_the_whole_training_split_for_the_best_epoch(pipeline, tmp_path):
     common = ["--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--seed", "4"]
     refit = tmp_path / "refit.keras"
@@ -213,6 +217,7 @@ def test_refit_retrains_on_the_whole_training_split_for_the_best_epoch(pipeline,
     assert r.exit_code == 2 and "--refit retrains for the epochs that --epochs auto finds" in r.stderr
 
 
+@pytest.mark.slow
 def test_without_a_terminal_each_epoch_prints_a_line_with_its_validation_accuracy(monkeypatch, tmp_path):
     import kdcli.console
 
@@ -225,6 +230,7 @@ def test_without_a_terminal_each_epoch_prints_a_line_with_its_validation_accurac
     assert talk(r.stderr)[-1].startswith("teacher: test accuracy")  # the summary follows the epochs
 
 
+@pytest.mark.slow
 def test_short_epochs_print_at_most_a_line_every_few_seconds_and_quiet_none(tmp_path):
     r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "4", "--out", tmp_path / "t.keras")
     lines = [line for line in r.stderr.splitlines() if EPOCH_LINE.fullmatch(line)]

@@ -48,6 +48,7 @@ def mean_probabilities(*models, x):
     return np.mean(probs, axis=0)
 
 
+@pytest.mark.slow
 def test_ensemble_logits_are_the_log_of_the_mean_probabilities(teachers):
     data = kdcli.load_data("digits")
     a, c = kdcli.load_model(teachers["a"]), kdcli.load_model(teachers["c"])
@@ -86,6 +87,7 @@ def test_soft_labels_with_two_teachers(teachers):
     assert "teacher" not in record and record["teacher_sha256"] == soft.attrs["teacher_sha256"]
 
 
+@pytest.mark.slow
 def test_one_shot_distill_from_two_teachers(teachers, tmp_path):
     out = tmp_path / "student.keras"
     # a (logits) and c (softmax, b's twin): the heads differ, so the student serves probabilities
@@ -116,6 +118,7 @@ def test_one_shot_distill_from_two_teachers(teachers, tmp_path):
     assert student.count_params() == kdcli.shrink(a, 0.25).count_params()
 
 
+@pytest.mark.slow
 def test_online_distill_runs_the_ensemble_live(teachers, tmp_path):
     out = tmp_path / "online.keras"
     r = run_cli("distill", "--teacher", teachers["a"], "--teacher", teachers["b"], "--online", "--student", "mlp",
@@ -125,6 +128,7 @@ def test_online_distill_runs_the_ensemble_live(teachers, tmp_path):
     assert record["hyperparameters"]["mode"] == "online" and len(record["teachers"]) == 2
 
 
+@pytest.mark.slow
 def test_distill_from_an_ensemble_file(teachers, tmp_path):
     out = tmp_path / "from-file.keras"
     r = run_cli("distill", "--soft-labels", teachers["ensemble"], "--student", "mlp", "--width", 8, "--epochs", 1,

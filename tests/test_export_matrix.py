@@ -120,6 +120,7 @@ def _export(model, out, quantize, data_path):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 @pytest.mark.parametrize("name", list(STUDENTS))
 def test_export_agrees_with_keras(name, quantize, data, students, tmp_path):
@@ -147,6 +148,7 @@ def test_text_student_is_refused_for_tflite(data, tmp_path):
     assert not (tmp_path / "text.tflite").exists()
 
 
+@pytest.mark.slow
 def test_int8_keeps_token_ids_exact(tmp_path):
     """An Embedding whose rows are one-hot answers each id with that id as its class: the int8
     export must give every id back, so its input is int32 and never quantized."""

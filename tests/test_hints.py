@@ -77,6 +77,7 @@ def hints_args(pipeline, out, *more, method="hints"):
             "--checkpoint-every", "0", *more, "--out", out]
 
 
+@pytest.mark.slow
 def test_distill_with_hints_saves_the_student_without_its_projector(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     r = run_cli(*hints_args(pipeline, out, method="hints:hint_weight=3"))
@@ -93,6 +94,7 @@ def test_distill_with_hints_saves_the_student_without_its_projector(pipeline, tm
     assert not any("hint" in layer.name for layer in saved.layers)
 
 
+@pytest.mark.slow
 def test_an_interrupted_hints_run_resumes_to_the_same_weights_projector_included(pipeline, tmp_path):
     r = run_cli(*hints_args(pipeline, tmp_path / "a.keras"))
     assert r.exit_code == 0, r.stderr

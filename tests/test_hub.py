@@ -86,6 +86,7 @@ def _predict_accuracy(path, data_path):
     return float(np.mean(task.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["image_task", "text_task"])
 def test_a_task_is_evaluated_through_its_preprocessor(fixture, request):
     task = request.getfixturevalue(fixture)
@@ -104,6 +105,7 @@ def test_raw_pixels_without_the_preprocessor_would_differ(image_task):
     assert not np.allclose(raw, task.predict(data.x_test, verbose=0), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_soft_labels_of_a_task_are_its_predict_logits(image_task, tmp_path):
     out = tmp_path / "soft.h5"
     r = run_cli("soft-labels", "--teacher", image_task["model"], "--data", image_task["data"], "--out", out)
@@ -114,6 +116,7 @@ def test_soft_labels_of_a_task_are_its_predict_logits(image_task, tmp_path):
         np.testing.assert_allclose(f["logits"][:], task.predict(data.x_train, verbose=0), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_one_shot_distill_of_an_image_task_gives_the_same_task_with_a_smaller_backbone(image_task, tmp_path):
     out = tmp_path / "student.keras"
     r = run_cli("distill", "--teacher", image_task["model"], "--data", image_task["data"], "--epochs", "1",
@@ -137,6 +140,7 @@ def test_one_shot_distill_of_an_image_task_gives_the_same_task_with_a_smaller_ba
     assert flat["agreement"] >= 0.99 and int8["agreement"] >= 0.97  # the export runs in inference mode
 
 
+@pytest.mark.slow
 def test_a_text_task_distills_from_strings_to_a_smaller_shallower_task(text_task, tmp_path):
     out = tmp_path / "student.keras"
     r = run_cli("distill", "--teacher", text_task["model"], "--data", text_task["data"], "--student", "shrink:0.5",
@@ -184,6 +188,7 @@ def test_a_task_without_its_preprocessor_is_refused_in_one_line(tmp_path, text_t
     assert_one_line_error(r, 4, "saved without its preprocessor")
 
 
+@pytest.mark.slow
 def test_a_task_teaches_online_and_in_an_ensemble(text_task, tmp_path):
     accuracy = _predict_accuracy(text_task["model"], text_task["data"])
     out = tmp_path / "online.keras"
@@ -203,6 +208,7 @@ def test_a_task_teaches_online_and_in_an_ensemble(text_task, tmp_path):
                                atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_text_task_reads_a_text_folder(text_task, tmp_path):
     from kdcli.data import write_text_folder
 
@@ -213,6 +219,7 @@ def test_a_text_task_reads_a_text_folder(text_task, tmp_path):
     assert json.loads(r.stdout)["models"][0]["accuracy"] == _predict_accuracy(text_task["model"], text_task["data"])
 
 
+@pytest.mark.slow
 def test_a_resnet_backbone_inside_a_functional_model_is_shrunk_by_its_config(image_task, tmp_path):
     backbone = keras_hub.models.ResNetBackbone(
         input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
@@ -230,6 +237,7 @@ def test_a_resnet_backbone_inside_a_functional_model_is_shrunk_by_its_config(ima
     assert shrunk.get_config()["stackwise_num_filters"] == [64, 8]
 
 
+@pytest.mark.slow
 def test_a_bert_backbone_inside_a_functional_model_is_shrunk_by_its_config(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(1, 19, size=(200, 12)).astype("int32")
@@ -251,6 +259,7 @@ def test_a_bert_backbone_inside_a_functional_model_is_shrunk_by_its_config(tmp_p
     assert student.count_params() < teacher.count_params() / 4
 
 
+@pytest.mark.slow
 def test_a_hub_file_without_keras_hub_names_the_extra(text_task):
     """keras_hub made unimportable in a fresh process, as on a machine without the extra."""
     code = ("import sys; sys.modules['keras_hub'] = None; from kdcli.cli import main; "

@@ -28,6 +28,7 @@ def read_events(folder):
     return scalars
 
 
+@pytest.mark.slow
 def test_distill_logs_each_run_to_tensorboard_and_csv(pipeline, tmp_path):
     logs = tmp_path / "logs"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16", "--epochs", "3",
@@ -50,6 +51,7 @@ def test_distill_logs_each_run_to_tensorboard_and_csv(pipeline, tmp_path):
     assert list(read_csv(logs / "baseline")[0]) == ["epoch", "loss", "accuracy", "learning_rate", "seconds"]
 
 
+@pytest.mark.slow
 def test_auto_runs_log_validation_and_batch_terms_count_per_sample(pipeline, tmp_path):
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16", "--method", "dist",
                 "--max-epochs", "2", "--log-dir", tmp_path / "logs", "--out", tmp_path / "s.keras")
@@ -62,6 +64,7 @@ def test_auto_runs_log_validation_and_batch_terms_count_per_sample(pipeline, tmp
         assert row["hard_term"] + row["dist_term"] == pytest.approx(row["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_teacher_logs_go_in_the_folder_itself_and_a_resume_keeps_one_row_per_epoch(tmp_path):
     args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "3", "--seed", "2",
             "--checkpoint-every", "0"]

@@ -35,6 +35,7 @@ def teacher_modes(pipeline):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHOD_ARGS))
 def test_every_method_runs_from_every_teacher_mode(pipeline, tmp_path, method):
     for mode, source in teacher_modes(pipeline).items():
@@ -52,6 +53,7 @@ def test_every_method_runs_from_every_teacher_mode(pipeline, tmp_path, method):
     assert "baseline_test_accuracy" in kdcli.read_provenance(tmp_path / "soft-labels.keras")["metrics"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, params", [("kd", {}), ("kd", {"standardize": True, "temperature": 2.0}),
                                           ("dkd", {"warmup": 2}), ("dkd", {"standardize": True, "warmup": 2}),
                                           ("dist", {})])
@@ -66,6 +68,7 @@ def test_every_method_learns(pipeline, name, params):
     assert accuracy(student, data.test) > 0.2  # 4 epochs of a 1,226-parameter student; chance is 0.1
 
 
+@pytest.mark.slow
 def test_info_and_evaluate_show_the_method(pipeline, tmp_path):
     out = tmp_path / "dkd.keras"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--method", "dkd:standardize=true",
@@ -139,6 +142,7 @@ def test_dkd_warms_up_over_its_warmup_epochs():
     np.testing.assert_allclose(no_warmup.numpy(), (ce + kd).numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dkd", "dist"])
 def test_resume_continues_every_method_exactly(pipeline, tmp_path, method):
     args = ["distill", "--soft-labels", pipeline["soft"], "--method", "dkd:warmup=3" if method == "dkd" else method,
@@ -184,6 +188,7 @@ def test_adding_a_method_takes_one_module_and_one_registry_line(pipeline, tmp_pa
     assert state["config"]["method"] == {"name": "l2", "weight": 0.5}
 
 
+@pytest.mark.slow
 def test_dist_under_a_mirrored_strategy_weighs_its_batch_term_by_the_replicas_shares(pipeline, tmp_path):
     """DIST's correlations are per-replica statistics: over 2 replicas it trains, close to one device."""
     outs = {}
@@ -243,6 +248,7 @@ LEARNED_SCALE = (
 )
 
 
+@pytest.mark.slow
 def test_a_methods_own_variables_are_trained_and_checkpointed_but_not_saved(pipeline, tmp_path, monkeypatch):
     """A method that learns a scale of the student's logits: the optimizer trains it, --resume restores it
     (a run interrupted after epoch 1 ends like an uninterrupted one), and the student leaves it out."""

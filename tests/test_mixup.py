@@ -76,6 +76,7 @@ def test_mixup_needs_numbers():
         resolve_augment("mixup", (40,), "tokens")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(12,), (16, 3)], ids=["vectors", "sequences"])
 def test_distill_mixup_on_vectors_and_sequences_with_a_fair_baseline(tmp_path, shape):
     rng = np.random.default_rng(0)

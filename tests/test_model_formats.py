@@ -86,6 +86,7 @@ def test_one_shot_distill_from_a_legacy_h5_teacher_shrinks_it(formats, tmp_path)
     assert kdcli.read_provenance(formats["h5"]) is None  # a legacy file has no room for provenance
 
 
+@pytest.mark.slow
 def test_one_shot_distill_from_a_saved_model_picks_a_student_and_says_so(formats, tmp_path):
     out = tmp_path / "student.keras"
     r = run_cli("distill", "--teacher", formats["foreign"], "--data", "digits", "--epochs", "1", "--out", out)
@@ -143,6 +144,7 @@ class ChannelScale(keras.layers.Layer):
 '''
 
 
+@pytest.mark.slow
 def test_a_custom_layer_loads_with_import(tmp_path):
     """In subprocesses: the class must not be registered already, as it would be in this process."""
     module = tmp_path / "channel_layers.py"
@@ -196,6 +198,7 @@ def test_distill_and_evaluate_count_the_same_parameters_for_a_binary_student(tmp
     assert f"{params:,} parameters" in said, said
 
 
+@pytest.mark.slow
 def test_a_student_not_smaller_than_its_teacher_is_warned_about(formats, tmp_path):
     r = run_cli("distill", "--teacher", formats["keras"], "--data", "digits", "--student", "mlp", "--width", "64",
                 "--epochs", "1", "--out", tmp_path / "big.keras")

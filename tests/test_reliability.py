@@ -32,6 +32,7 @@ def reference(pipeline, tmp_path_factory):
     return kdcli.load_model(out).get_weights()
 
 
+@pytest.mark.slow
 def test_sigkill_during_an_epoch_then_resume(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 5}:KILL")
@@ -45,6 +46,7 @@ def test_sigkill_during_an_epoch_then_resume(pipeline, reference, tmp_path):
     assert kdcli.read_provenance(out)["metrics"]["test_accuracy"] > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 3}:INT")
@@ -61,6 +63,7 @@ def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_checkpoints_and_exits_143_then_resume(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]  # the default interval
@@ -76,6 +79,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_143_then_resume(pipelin
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_path):
     out, ck = tmp_path / "student.keras", tmp_path / "ck"
     args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "0.000001", "--checkpoint-dir", ck, "--out", out]
@@ -88,6 +92,7 @@ def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_pat
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_an_epoch_begun_counts_against_a_lowered_epochs(pipeline, tmp_path):
     out, ck = tmp_path / "student.keras", tmp_path / "ck"
     args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "0.000001", "--checkpoint-dir", ck]
@@ -97,6 +102,7 @@ def test_an_epoch_begun_counts_against_a_lowered_epochs(pipeline, tmp_path):
     assert_one_line_error(r, 4, "1 epoch done and one begun, more than --epochs 1; give --epochs 2 or more")
 
 
+@pytest.mark.slow
 def test_the_default_interval_checkpoints_a_short_run_only_at_its_end(pipeline, tmp_path):
     out = tmp_path / "student.keras"
     args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]
@@ -108,6 +114,7 @@ def test_the_default_interval_checkpoints_a_short_run_only_at_its_end(pipeline, 
     assert_one_line_error(r, 2, "--checkpoint-every must be a number of seconds of 0 or more, got -1.0")
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     r = kdcli_process(*distill_args(pipeline, out), fault="checkpoint-written:2:KILL")
@@ -120,6 +127,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(pipeline, ref
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_sigkill_during_the_final_save_keeps_the_previous_file(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     out.write_bytes(b"the previous complete student")
@@ -133,6 +141,7 @@ def test_sigkill_during_the_final_save_keeps_the_previous_file(pipeline, referen
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_teacher_training_resumes_too(tmp_path):
     args = ["train-teacher", "--arch", "mlp", "--width", "16", "--depth", "1", "--epochs", "2", "--seed", "1",
             "--checkpoint-every", "0"]
@@ -146,6 +155,7 @@ def test_teacher_training_resumes_too(tmp_path):
     assert_same_weights(tmp_path / "b.keras", kdcli.load_model(tmp_path / "a.keras").get_weights())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [("KILL", -9), ("INT", 130)])
 def test_soft_labels_interrupted_leave_no_file(pipeline, tmp_path, sig, code):
     out = tmp_path / "soft.h5"
@@ -162,6 +172,7 @@ def test_soft_labels_interrupted_leave_no_file(pipeline, tmp_path, sig, code):
     np.testing.assert_array_equal(kdcli.read_soft_labels(out).logits, kdcli.read_soft_labels(pipeline["soft"]).logits)
 
 
+@pytest.mark.slow
 def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
@@ -175,6 +186,7 @@ def test_resume_refuses_checkpoints_of_another_run(pipeline, tmp_path):
     assert "resuming" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_rerun_never_discards_a_checkpoint_silently(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     r = kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 5}:INT")
@@ -189,6 +201,7 @@ def test_a_rerun_never_discards_a_checkpoint_silently(pipeline, reference, tmp_p
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 def test_restart_discards_the_checkpoint_and_starts_over(pipeline, reference, tmp_path):
     out = tmp_path / "student.keras"
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 1}:KILL")
@@ -199,6 +212,7 @@ def test_restart_discards_the_checkpoint_and_starts_over(pipeline, reference, tm
     assert not (tmp_path / "student.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_damaged_checkpoint(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
@@ -278,6 +292,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_full_disk_leaves_nothing_half_written(small_disk, pipeline, tmp_path):
     r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--out", small_disk / "s.h5")
     assert_one_line_error(r, 4, f"{small_disk / 's.h5'}: cannot write")
@@ -288,6 +303,7 @@ def test_full_disk_leaves_nothing_half_written(small_disk, pipeline, tmp_path):
     assert list(small_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_extending_a_run_needs_a_constant_schedule(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--epochs", "2", "--checkpoint-every", "0",
@@ -323,6 +339,7 @@ def test_artifacts_are_readable_like_any_file_and_other_checkpoints_stay(tmp_pat
     assert (other / "state.json").read_text() == "{}"
 
 
+@pytest.mark.slow
 def test_resume_with_fewer_epochs_than_done_says_how_many_and_that_works(pipeline, tmp_path):
     out = tmp_path / "student.keras"
     kdcli_process(*distill_args(pipeline, out), fault=f"step:{2 * STEPS_PER_EPOCH + 1}:KILL")
@@ -333,6 +350,7 @@ def test_resume_with_fewer_epochs_than_done_says_how_many_and_that_works(pipelin
     assert "2 of 2 epochs done" in r.stderr
 
 
+@pytest.mark.slow
 def test_checkpoints_of_another_command_in_the_same_folder_are_kept(pipeline, tmp_path):
     """A teacher's and a student's runs may share a --checkpoint-dir: each sees and removes only its own."""
     ck = tmp_path / "ck"
@@ -349,6 +367,7 @@ def test_checkpoints_of_another_command_in_the_same_folder_are_kept(pipeline, tm
     assert not ck.exists()
 
 
+@pytest.mark.slow
 def test_restart_discards_nothing_when_the_command_fails_before_training(tmp_path):
     ck = tmp_path / "ck"
     args = ["train-teacher", "--arch", "mlp", "--width", "8", "--epochs", "2", "--checkpoint-every", "0",

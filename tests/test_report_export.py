@@ -85,6 +85,7 @@ def test_min_accuracy_gate(pipeline):
     assert run_cli("evaluate", pipeline["teacher"], "--min-accuracy", "0.3", *QUICK).exit_code == 0
 
 
+@pytest.mark.slow
 def test_max_accuracy_drop_gate(pipeline):
     report = evaluate_json(pipeline["teacher"], pipeline["student"])
     drop = -report["models"][1]["accuracy_change_points"]
@@ -114,6 +115,7 @@ def test_plot(pipeline, tmp_path):
     assert f"wrote {tmp_path / 'p.png'}" in r.stderr
 
 
+@pytest.mark.slow
 def test_tflite_exports_evaluate_beside_keras(pipeline, exports):
     report = evaluate_json(pipeline["teacher"], pipeline["student"], exports["none"], exports["int8"])
     teacher, student, flt, int8 = report["models"]

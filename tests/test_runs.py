@@ -62,6 +62,7 @@ def test_the_python_api_takes_a_budget_or_its_fields(pipeline):
         kdcli.train(a, data, epochs=0)
 
 
+@pytest.mark.slow
 def test_provenance_is_written_from_the_run(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--epochs", "1", "--seed", "5", "--batch-size", "32",

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import kdcli
 
@@ -14,6 +15,7 @@ def seeds_args(pipeline, out, *more):
             "--seed", "3", "--baseline", "--checkpoint-every", "0", *more, "--out", out]
 
 
+@pytest.mark.slow
 def test_seeds_train_both_students_per_seed_and_report_mean_and_spread(pipeline, tmp_path):
     r = run_cli(*seeds_args(pipeline, tmp_path / "k.keras", "--seeds", "2"))
     assert r.exit_code == 0, r.stderr
@@ -36,6 +38,7 @@ def test_seeds_train_both_students_per_seed_and_report_mean_and_spread(pipeline,
     assert_same_weights(tmp_path / "k.keras", kdcli.load_model(tmp_path / "one.keras").get_weights())
 
 
+@pytest.mark.slow
 def test_seeds_resume_after_an_interruption_in_a_later_seed(pipeline, tmp_path):
     r = run_cli(*seeds_args(pipeline, tmp_path / "a.keras", "--seeds", "2"))
     assert r.exit_code == 0, r.stderr

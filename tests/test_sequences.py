@@ -11,6 +11,8 @@ from kdcli._tf import keras
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or converts for seconds
+
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):

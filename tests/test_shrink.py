@@ -115,6 +115,7 @@ def test_a_subclassed_nested_model_is_refused_with_one_line(tmp_path):
         shrink(teacher, 0.25)
 
 
+@pytest.mark.slow
 def test_augmentation_teacher_through_one_shot_distill_and_evaluate(tmp_path):
     """The Keras tutorial's image classifier: augmentation layers inside the model."""
     data = kdcli.load_data("digits")

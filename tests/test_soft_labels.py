@@ -173,6 +173,7 @@ def test_top_k_soft_labels_rebuild_fkd_targets(tmp_path):
                           top_k=8)
 
 
+@pytest.mark.slow
 def test_top_k_and_float16_through_the_cli(pipeline, tmp_path):
     out = tmp_path / "top2.h5"
     r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--top-k", "2", "--dtype", "float16", "--out", out)

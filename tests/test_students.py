@@ -30,6 +30,7 @@ def textbook_teacher(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_one_shot_on_a_plain_keras_teacher(textbook_teacher):
     r = run_cli("distill", "--teacher", textbook_teacher)
     assert_one_line_error(r, 2, "no --data given and none is recorded in the input files; pass --data")
@@ -157,6 +158,7 @@ def test_user_architecture_is_trained_from_fresh_weights(tmp_path, pipeline):
     assert kdcli.load_model(tmp_path / "s.keras").output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_baseline_reports_both_accuracies(pipeline, tmp_path):
     out = tmp_path / "s.keras"
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--width", "16",
@@ -184,6 +186,7 @@ def test_baseline_starts_from_the_same_weights(tmp_path):
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.slow
 def test_plain_functional_teacher_in_every_subcommand(tmp_path):
     import keras
 
@@ -243,6 +246,7 @@ def test_train_teacher_on_tabular_data_needs_no_arch(tmp_path):
     assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["student"] == "mlp"
 
 
+@pytest.mark.slow
 def test_auto_on_images_is_the_shifted_cnn(tmp_path):
     r = run_cli("train-teacher", "--epochs", "1", "--width", "4", "--out", tmp_path / "t.keras")
     assert r.exit_code == 0, r.stderr
@@ -264,6 +268,7 @@ def images(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_a_student_from_keras_applications_with_options(images, tmp_path):
     out = tmp_path / "s.keras"
     r = run_cli("distill", "--teacher", images / "t.keras", "--student", "app:MobileNetV3Small:alpha=0.75,minimalistic=true",
@@ -332,6 +337,7 @@ def binary(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_a_sigmoid_teacher_is_the_two_class_head_0_z(binary):
     model = kdcli.load_model(binary / "binary.keras")
     x = np.random.default_rng(1).normal(size=(20, 6)).astype("float32")
@@ -343,6 +349,7 @@ def test_a_sigmoid_teacher_is_the_two_class_head_0_z(binary):
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), p, rtol=1e-5)  # softmax([0, z])[1] = sigmoid(z)
 
 
+@pytest.mark.slow
 def test_a_sigmoid_teacher_goes_through_every_step(binary, tmp_path):
     data = ["--data", binary / "binary.npz"]
     r = run_cli("soft-labels", "--teacher", binary / "binary.keras", *data, "--out", tmp_path / "s.h5")
@@ -375,6 +382,7 @@ def test_a_sigmoid_teacher_goes_through_every_step(binary, tmp_path):
     assert kdcli.read_provenance(tmp_path / "one-shot.keras.tflite")["output"] == "sigmoid"
 
 
+@pytest.mark.slow
 def test_student_output_logits_keeps_raw_logits_and_exports_keep_the_head(textbook_teacher, tmp_path):
     data = ["--data", "digits", "--epochs", "1", "--quiet"]
     r = run_cli("distill", "--teacher", textbook_teacher, *data, "--student-output", "logits",
@@ -396,6 +404,7 @@ def test_student_output_logits_keeps_raw_logits_and_exports_keep_the_head(textbo
     assert not (tmp_path / "bad.keras").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head, message", [
     (lambda: keras.layers.Dense(3, activation="sigmoid"), "3 sigmoid outputs, a multi-label head"),
     (lambda: keras.layers.Dense(1), "one output without a sigmoid, a regression head"),

@@ -238,6 +238,7 @@ def test_texts_sample_is_package_data_and_what_make_texts_writes(tmp_path):
                                       np.concatenate([data.y_train, data.y_test]))
 
 
+@pytest.mark.slow
 def test_texts_sample_is_hard_but_learnable_for_a_bag_of_words():
     """A bag-of-words logistic regression (NumPy) gets most, not all, of the test split right."""
     data = kdcli.load_data("texts")

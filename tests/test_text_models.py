@@ -12,6 +12,8 @@ from kdcli.data.readers import write_text_folder
 
 from conftest import assert_one_line_error, run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or converts for seconds
+
 
 @pytest.fixture(scope="module")
 def text_teacher(tmp_path_factory):

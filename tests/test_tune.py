@@ -72,6 +72,7 @@ def tune_args(pipeline, out, *more):
             "--max-epochs", "4", "--patience", "2", "--seed", "5", *more, "--out", out]
 
 
+@pytest.mark.slow
 def test_tune_keeps_the_winning_trial_and_reports_the_search(pipeline, tmp_path):
     out = tmp_path / "tuned.keras"
     r = run_cli(*tune_args(pipeline, out, "--tune-json", tmp_path / "trials.json", "--tune-widths", "1,2"))
@@ -93,6 +94,7 @@ def test_tune_keeps_the_winning_trial_and_reports_the_search(pipeline, tmp_path)
     assert not (tmp_path / "tuned.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(pipeline, tmp_path):
     r = run_cli(*tune_args(pipeline, tmp_path / "a.keras"))
     assert r.exit_code == 0, r.stderr
