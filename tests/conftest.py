@@ -1,5 +1,5 @@
 """Shared test helpers (running kdcli in-process and in subprocesses, the error contract, checkpoint
-checks) and fixtures: a tiny pipeline run once per session through the CLI."""
+checks, interrupting a run and resuming it) and fixtures: a tiny pipeline run once per session through the CLI."""
 
 import json
 import os
@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import kdcli
+from kdcli import faults
 from kdcli.cli import app
 
 
@@ -62,6 +63,35 @@ def kdcli_process(*args, fault=None):
     # then never raises KeyboardInterrupt: give the child the default Ctrl-C of a terminal.
     return subprocess.run([sys.executable, "-m", "kdcli", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def interrupt(*args, point="step", at):
+    """Run kdcli in process, stopped as a kill would stop it the `at`-th time it reaches `point`
+    (`kdcli.faults.inject`: no checkpoint or cleanup after that point); it must get there."""
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    with faults.inject(point, at), pytest.raises(faults.Killed) as stopped:
+        run_cli(*args)
+    assert (stopped.value.point, stopped.value.count) == (point, at)
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers  # left as they were
+
+
+def interrupt_and_resume(*args, point="step", at, between=None, continues=True):
+    """Run kdcli in process, stopped at the `at`-th `point` as a kill would stop it (see `interrupt`),
+    call `between()` if given (to look at what the stopped run left), then run the same command with
+    `--resume`, which must succeed and, where `continues`, say that it continues a checkpoint (a run
+    started over from nothing would give the same result with the same seed). Returns the resumed
+    run's result (stdout and stderr apart).
+
+    The in-process form of `kdcli_process(*args, fault="POINT:N:KILL")` then `kdcli_process(*args,
+    "--resume")`, for the features that resume; tests/test_reliability.py keeps the real kills.
+    """
+    interrupt(*args, point=point, at=at)
+    if between is not None:
+        between()
+    r = run_cli(*args, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert not continues or "resuming from" in r.stderr, r.stderr
+    return r
 
 
 def assert_same_weights(path, reference):

@@ -1,5 +1,6 @@
-"""keras.applications teachers through the one-shot command: shrink:0.25, one training step,
-safe reloading, evaluate, and an int8 export. Built with weights=None: nothing is downloaded."""
+"""keras.applications models in kdcli: as teachers through the one-shot command (shrink:0.25, one training
+step, safe reloading, evaluate, and an int8 export), as students (`--student app:NAME:options`), and the
+one-line errors of those that cannot be built. Built with weights=None: nothing is downloaded."""
 
 import json
 
@@ -9,9 +10,7 @@ import pytest
 import kdcli
 from kdcli._tf import keras
 
-from conftest import run_cli
-
-pytestmark = pytest.mark.slow  # every test here trains or converts for seconds
+from conftest import assert_one_line_error, run_cli
 
 MATRIX = ["MobileNetV2", "MobileNetV3Small", "ResNet50V2", "EfficientNetB0", "EfficientNetV2B0", "DenseNet121",
           "ConvNeXtTiny", "NASNetMobile"]
@@ -28,6 +27,7 @@ def images(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # each trains and converts for seconds
 @pytest.mark.parametrize("name", MATRIX)
 def test_an_application_teacher_goes_through_one_shot_distill_evaluate_and_int8_export(images, name):
     keras.utils.set_random_seed(0)
@@ -48,3 +48,50 @@ def test_an_application_teacher_goes_through_one_shot_distill_evaluate_and_int8_
     r = run_cli("export", student_path, "--quantize", "int8", *data, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert kdcli.read_provenance(images / f"{name}.student-int8.tflite")["output"] == "softmax"
+
+
+@pytest.fixture(scope="module")
+def images_with_teacher(tmp_path_factory):
+    """32x32 colour images of 4 classes and a small cnn teacher trained on them."""
+    d = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 4
+    x = rng.integers(0, 255, size=(240, 32, 32, 3)).astype("uint8")
+    x[y == 1, :16], x[y == 2, :, :16], x[y == 3, 8:24, 8:24] = 255, 0, 128
+    np.savez(d / "images.npz", x=x, y=y)
+    r = run_cli("train-teacher", "--data", d / "images.npz", "--width", "8", "--epochs", "2", "--out", d / "t.keras")
+    assert r.exit_code == 0, r.stderr
+    return d
+
+
+@pytest.mark.slow
+def test_a_student_from_keras_applications_with_options(images_with_teacher, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--teacher", images_with_teacher / "t.keras", "--student", "app:MobileNetV3Small:alpha=0.75,minimalistic=true",
+                "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    student = kdcli.load_model(out)  # safe loading: nothing but standard layers
+    core = [layer for layer in student.layers if isinstance(layer, keras.Model)]
+    assert len(core) == 1 and core[0].name.startswith("MobileNetV3Small")
+    assert student.output_shape == (None, 4)
+    assert kdcli.read_provenance(out)["hyperparameters"]["student"] == "app:MobileNetV3Small:alpha=0.75,minimalistic=true"
+    r = run_cli("evaluate", images_with_teacher / "t.keras", out, "--latency-runs", "10", "--json", "-")
+    assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("spec, code, message", [
+    ("app:NoSuchNet", 2, "keras.applications has no model 'NoSuchNet'"),
+    ("app:mobilenet", 2, "keras.applications has no model 'mobilenet'"),
+    ("app:MobileNetV3Small:alpha", 2, "give options as key=value"),
+    ("app:ResNet50V2:alpha=2", 4, "cannot be built for samples of shape (32, 32, 3)"),
+])
+def test_a_keras_applications_student_that_cannot_be_built_gets_one_line(images_with_teacher, tmp_path, spec, code, message):
+    r = run_cli("distill", "--teacher", images_with_teacher / "t.keras", "--student", spec, "--epochs", "1",
+                "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, code, message)
+
+
+def test_a_keras_applications_family_that_cannot_take_the_size_says_so(pipeline, tmp_path):
+    r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "app:MobileNetV3Small", "--epochs", "1",
+                "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "cannot be built for samples of shape (8, 8) (Input size must be at least 32x32")

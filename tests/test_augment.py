@@ -11,7 +11,15 @@ from kdcli.errors import KdcliError
 from kdcli.methods.kd import KD
 from kdcli.training import distill, train
 
-from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state
+from conftest import (
+    STEPS_PER_EPOCH,
+    assert_one_line_error,
+    assert_same_weights,
+    interrupt,
+    interrupt_and_resume,
+    run_cli,
+    state,
+)
 
 
 def shifted(image, dr, dc):
@@ -133,9 +141,7 @@ def test_distill_with_shifts_records_them_and_trains_the_baseline_the_same_way(p
     assert "baseline_test_accuracy" in record["metrics"]
     # stopped after the baseline's first epoch (2 epochs of distillation, then 1 of the baseline), its
     # checkpoint says how it was trained: on shifted copies too
-    r = kdcli_process(*args, "--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", "0",
-                      fault=f"step:{3 * STEPS_PER_EPOCH + 1}:KILL")
-    assert r.returncode == -9
+    interrupt(*args, "--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", "0", at=3 * STEPS_PER_EPOCH + 1)
     assert state(tmp_path / "ck" / "baseline")["config"]["augment"] == "shift:1"
 
 
@@ -145,14 +151,15 @@ def test_interrupted_shifted_training_resumes_to_the_same_weights(tmp_path):
             "--checkpoint-every", "0", "--augment", "shift"]
     r = run_cli(*args, "--out", tmp_path / "a.keras")
     assert r.exit_code == 0, r.stderr
-    r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck",
-                      fault=f"step:{STEPS_PER_EPOCH + 1}:KILL")
-    assert r.returncode == -9 and state(tmp_path / "ck")["epochs_done"] == 1
-    # another augmentation is another run: refused
-    r = run_cli(*args[:-1], "shift:2", "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck", "--resume")
-    assert_one_line_error(r, 4, "augment")
-    r = kdcli_process(*args, "--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck", "--resume")
-    assert r.returncode == 0, r.stderr
+    resumed = ["--out", tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck"]
+
+    def stopped_in_epoch_2():
+        assert state(tmp_path / "ck")["epochs_done"] == 1
+        # another augmentation is another run: refused
+        r = run_cli(*args[:-1], "shift:2", *resumed, "--resume")
+        assert_one_line_error(r, 4, "augment")
+
+    interrupt_and_resume(*args, *resumed, at=STEPS_PER_EPOCH + 1, between=stopped_in_epoch_2)
     assert_same_weights(tmp_path / "b.keras", kdcli.load_model(tmp_path / "a.keras").get_weights())
 
 

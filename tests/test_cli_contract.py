@@ -1,5 +1,12 @@
-"""What a newcomer meets: one-line usage errors, exit codes, advice that works when followed,
-paths recorded in provenance, checks before work, the CI snippet, and what a CLI is expected to do."""
+"""The command-line contract: what a user meets at the command line, through Typer's CliRunner and real
+subprocesses. The result alone on stdout and the talk on stderr (nothing but the result with --quiet);
+usage errors as one line and a hint, exit code 2, before any work; expected errors as one `error:` line,
+exit code 4, nothing half-written (the traceback with --debug); paths recorded in provenance that resolve
+from the artifact; advice that works when followed; the README's CI snippet; --version, --help that fits
+a screen and imports nothing heavy, shell completion, `python -m kdcli`; reports that fit the terminal.
+
+What the pipeline produces (a smaller trained student, provenance, repeatable seeds...) is in
+test_pipeline.py."""
 
 import io
 import json
@@ -20,6 +27,62 @@ from kdcli import report
 from conftest import assert_one_line_error, run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _run(*args, **kw):
+    """Run the venv's Python with `args` in a subprocess."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+# --- stdout holds the result, stderr the talk -------------------------------------------------------------
+
+def test_steps_print_only_the_artifact_path_on_stdout(pipeline, tmp_path):
+    out = tmp_path / "nested" / "t.keras"
+    r = run_cli("train-teacher", "--data", "digits", "--arch", "mlp", "--width", "16", "--depth", "1",
+                "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"{out}\n"
+    assert "teacher: test accuracy" in r.stderr
+    assert out.is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["t.keras"]  # no temporary file left
+
+
+def test_quiet_prints_nothing_but_the_result(pipeline, tmp_path):
+    r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--out", tmp_path / "s.h5", "--quiet")
+    assert r.exit_code == 0
+    assert r.stdout == f"{tmp_path / 's.h5'}\n"
+    assert r.stderr == ""
+
+
+def test_evaluate_json_on_stdout(pipeline):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--json", "-", "--latency-runs", "20")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["schema"] == "kdcli.evaluate/1"
+    first, second = report["models"]
+    for m in (first, second):
+        for key in ("path", "accuracy", "params", "size_bytes", "latency_ms", "latency_p95_ms", "throughput"):
+            assert key in m
+        assert m["latency_ms"] > 0 and m["latency_p95_ms"] >= m["latency_ms"]
+    assert first["path"] == str(pipeline["teacher"])
+    assert first["size_bytes"] == pipeline["teacher"].stat().st_size
+    assert first["agreement"] == 1.0
+    assert second["compression"] == pytest.approx(first["params"] / second["params"])
+    assert second["accuracy_change_points"] == pytest.approx(100 * (second["accuracy"] - first["accuracy"]))
+    # accuracy is computed on the test split
+    data = kdcli.load_data("digits")
+    from kdcli.training import accuracy
+
+    assert first["accuracy"] == pytest.approx(accuracy(kdcli.load_model(pipeline["teacher"]), data.test))
+
+
+def test_evaluate_table_and_json_file(pipeline, tmp_path):
+    r = run_cli("evaluate", pipeline["teacher"], pipeline["student"], "--json", tmp_path / "r.json",
+                "--latency-runs", "20")
+    assert r.exit_code == 0, r.stderr
+    assert "teacher.keras" in r.stdout and "compression" not in r.stdout and "smaller" in r.stdout
+    assert "latency: 20 single-sample calls after 20 warm-up calls" in r.stdout
+    assert len(json.loads((tmp_path / "r.json").read_text())["models"]) == 2
 
 
 # --- usage errors: one line, then where to read more; exit code 2 ---------------------------------------
@@ -65,6 +128,85 @@ def test_bad_option_values_exit_2_and_name_the_option(pipeline, tmp_path, args, 
     assert_one_line_error(r, 2, option)
     assert "--student" not in r.stderr or "--student" in option  # no hint meant for another option
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+@pytest.mark.parametrize("args", [
+    ["distill", "--epochs", "zero"],
+    ["distill", "--data", "digits"],  # neither --soft-labels nor --teacher
+    ["train-teacher", "--restart", "--resume"],
+    ["distill", "--soft-labels", "s.h5", "--online"],
+    ["distill", "--soft-labels", "s.h5", "--method", "kd:temperature=0"],
+    ["train-teacher", "--learning-rate", "-0.1"],
+    ["train-teacher", "--seed", "-1"],
+    ["train-teacher", "--val-split", "1.5"],
+    ["train-teacher", "--image-size", "32x32x3"],
+    ["export", "m.keras", "--format", "saved_model", "--quantize", "int8"],
+])
+def test_usage_errors_exit_2_before_any_work(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run_cli(*args)
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- expected errors: one line, exit code 4, nothing half-written; --debug shows the traceback ------
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train-teacher", "--data", "nosuchdata", "--out", "{tmp}/t.keras"], "unknown data set 'nosuchdata'"),
+        (["train-teacher", "--data", "{tmp}/missing.npz", "--out", "{tmp}/t.keras"], "no such file"),
+        (["train-teacher", "--out", "{tmp}/t.h5"], "give a path ending in .keras"),
+        (["soft-labels", "--teacher", "{tmp}/missing.keras", "--data", "digits", "--out", "{tmp}/s.h5"], "no such model file"),
+        (["distill", "--soft-labels", "{tmp}/missing.h5", "--out", "{tmp}/s.keras"], "no such soft-label file"),
+        (["evaluate", "{tmp}/missing.keras", "--data", "digits"], "no such model file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_4(tmp_path, args, message):
+    r = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert_one_line_error(r, 4, message)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_corrupt_model_is_refused(tmp_path, pipeline):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(pipeline["teacher"].read_bytes()[:2000])
+    r = run_cli("soft-labels", "--teacher", bad, "--data", "digits", "--out", tmp_path / "s.h5")
+    assert_one_line_error(r, 4, "bad.keras")
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_model_that_does_not_fit_the_data_is_refused(tmp_path, pipeline):
+    np.savez(tmp_path / "wide.npz", x=np.random.default_rng(0).random((60, 5, 5)), y=np.arange(60) % 3)
+    r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--data", tmp_path / "wide.npz",
+                "--out", tmp_path / "s.h5")
+    assert_one_line_error(r, 4, "inputs of shape (8, 8), the data has samples of shape (5, 5)")
+
+
+def test_out_that_is_a_directory_is_refused(tmp_path, pipeline):
+    r = run_cli("soft-labels", "--teacher", pipeline["teacher"], "--out", tmp_path)
+    assert_one_line_error(r, 4, "is a directory")
+
+
+def test_user_architecture_with_wrong_outputs_is_refused(tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(3)]).save(tmp_path / "arch.keras")
+    r = run_cli("train-teacher", "--model", tmp_path / "arch.keras", "--out", tmp_path / "t.keras")
+    assert_one_line_error(r, 4, "the model has 3 outputs, the data has 10 classes")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = run_cli("train-teacher", "--data", "nosuchdata", "--debug", "--out", tmp_path / "t.keras")
+    assert r.exit_code == 4
+    assert "Traceback" in r.stderr and "error: unknown data set" in r.stderr
+
+
+def test_subprocess_error_has_clean_stderr(tmp_path):
+    r = _run("-m", "kdcli", "distill", "--soft-labels", str(tmp_path / "x.h5"), "--data", "digits")
+    assert r.returncode == 4
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'x.h5'}: no such soft-label file"]
 
 
 # --- checks before work --------------------------------------------------------------------------------
@@ -291,6 +433,14 @@ def test_version():
     assert r.exit_code == 0 and r.stdout == f"kdcli {kdcli.__version__}\n"
 
 
+
+def test_python_dash_m_works_like_kdcli(pipeline):
+    r = _run("-m", "kdcli", "--help")
+    assert r.returncode == 0 and "train-teacher" in r.stdout
+    r = _run("-m", "kdcli", "info", str(pipeline["teacher"]))
+    assert r.returncode == 0 and json.loads(r.stdout)["kind"] == "teacher"
+
+
 def test_shell_completion_is_offered():
     r = run_cli("--help")
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
@@ -421,9 +571,20 @@ def test_commands_are_listed_in_pipeline_order():
 
 
 def test_help_imports_neither_numpy_nor_tensorflow():
-    """`--help` stays quick: the command line imports no NumPy, TensorFlow or Typer's pydantic coercion."""
-    code = ("import sys\nfrom kdcli.cli import app\n"
-            "try:\n    app(['distill', '--help'], prog_name='kdcli')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('numpy', 'tensorflow', 'pydantic', 'h5py') if m in sys.modules), file=sys.stderr)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    """`--help` stays quick: no command's help imports NumPy, TensorFlow, Keras, h5py or Typer's pydantic
+    coercion, and `import kdcli` alone imports no TensorFlow."""
+    code = (
+        "import sys\n"
+        "from kdcli.cli import app\n"
+        "for cmd in ([], ['train-teacher'], ['soft-labels'], ['distill'], ['evaluate'], ['export'], ['info']):\n"
+        "    try:\n"
+        "        app(cmd + ['--help'], prog_name='kdcli')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (cmd, e.code)\n"
+        "print(sorted(m for m in ('numpy', 'tensorflow', 'keras', 'pydantic', 'h5py') if m in sys.modules), file=sys.stderr)\n"
+        "import kdcli\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr

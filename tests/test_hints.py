@@ -10,7 +10,7 @@ from kdcli.errors import UsageError
 from kdcli.methods import make_method
 from kdcli.methods.hints import feature_layer
 
-from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, interrupt_and_resume, run_cli
 
 
 def mlp(width, name):
@@ -99,10 +99,7 @@ def test_an_interrupted_hints_run_resumes_to_the_same_weights_projector_included
     r = run_cli(*hints_args(pipeline, tmp_path / "a.keras"))
     assert r.exit_code == 0, r.stderr
     args = hints_args(pipeline, tmp_path / "b.keras", "--checkpoint-dir", tmp_path / "ck")
-    r = kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 3}:KILL")
-    assert r.returncode == -9
-    r = kdcli_process(*args, "--resume")
-    assert r.returncode == 0, r.stderr
+    interrupt_and_resume(*args, at=STEPS_PER_EPOCH + 3)
     # equal only if the projector, trained in epoch 1, came back from the checkpoint
     assert_same_weights(tmp_path / "b.keras", kdcli.load_model(tmp_path / "a.keras").get_weights())
 

@@ -14,7 +14,7 @@ from kdcli.losses import dkd_terms_per_sample
 from kdcli.methods import REGISTRY, make_method, parse_method
 from kdcli.training import distill
 
-from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, interrupt_and_resume, run_cli
 
 METHOD_ARGS = {
     "kd": [],
@@ -150,10 +150,7 @@ def test_resume_continues_every_method_exactly(pipeline, tmp_path, method):
     r = run_cli(*args, "--out", tmp_path / "whole.keras")
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "resumed.keras"
-    r = kdcli_process(*args, "--out", out, fault=f"step:{STEPS_PER_EPOCH + 3}:KILL")
-    assert r.returncode == -9
-    r = run_cli(*args, "--out", out, "--resume")
-    assert r.exit_code == 0, r.stderr
+    r = interrupt_and_resume(*args, "--out", out, at=STEPS_PER_EPOCH + 3)
     assert "1 of 3 epochs done" in r.stderr
     assert_same_weights(out, kdcli.load_model(tmp_path / "whole.keras").get_weights())
 

@@ -7,7 +7,7 @@ import pytest
 
 import kdcli
 
-from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli
+from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, interrupt_and_resume, run_cli
 
 
 def seeds_args(pipeline, out, *more):
@@ -43,12 +43,12 @@ def test_seeds_resume_after_an_interruption_in_a_later_seed(pipeline, tmp_path):
     r = run_cli(*seeds_args(pipeline, tmp_path / "a.keras", "--seeds", "2"))
     assert r.exit_code == 0, r.stderr
     args = seeds_args(pipeline, tmp_path / "b.keras", "--seeds", "2", "--checkpoint-dir", tmp_path / "ck")
+
+    def checkpoints_of_the_runs_begun():
+        assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["baseline", "student", "student-seed4"]
+
     # killed in the second epoch of seed 4's distilled run, after seed 3's two runs of 2 epochs each
-    r = kdcli_process(*args, fault=f"step:{5 * STEPS_PER_EPOCH + 3}:KILL")
-    assert r.returncode == -9
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["baseline", "student", "student-seed4"]
-    r = kdcli_process(*args, "--resume")
-    assert r.returncode == 0, r.stderr
+    interrupt_and_resume(*args, at=5 * STEPS_PER_EPOCH + 3, between=checkpoints_of_the_runs_begun)
     a, b = (kdcli.read_provenance(tmp_path / f"{x}.keras")["metrics"] for x in "ab")
     assert json.dumps([a[k] for k in ("seed_test_accuracy", "seed_baseline_test_accuracy")]) == \
         json.dumps([b[k] for k in ("seed_test_accuracy", "seed_baseline_test_accuracy")])

@@ -1,5 +1,6 @@
-"""shrink on the layers real models contain: merges, squeeze-and-excite, normalisation,
-sequence layers, preprocessing and augmentation, nested models."""
+"""shrink: a convolutional teacher to a sixteenth that still trains, functional models with residual adds, the
+one-line refusal of a layer it does not know, the teacher recorded in soft labels; and the layers real models
+contain: merges, squeeze-and-excite, normalisation, sequence layers, preprocessing and augmentation, nested models."""
 
 import numpy as np
 import pytest
@@ -8,12 +9,70 @@ import kdcli
 from kdcli._tf import keras
 from kdcli.models import shrink
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 
 def widths(model):
     """Each layer's output width (the last axis), by layer name."""
     return {layer.name: layer.output.shape[-1] for layer in model.layers}
+
+
+def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
+    data = kdcli.load_data("digits")
+    teacher = kdcli.build_model("cnn", data)
+    student = shrink(teacher, 0.25)
+    ratio = teacher.count_params() / student.count_params()
+    assert 12 < ratio < 20, ratio
+    convs = [layer.filters for layer in student.layers if hasattr(layer, "filters")]
+    assert convs == [8, 8, 16, 16]
+    assert student.layers[-1].units == 10
+    # normalisation statistics are the teacher's
+    np.testing.assert_array_equal(
+        student.get_layer("normalization").get_weights()[0], teacher.get_layer("normalization").get_weights()[0]
+    )
+    history = kdcli.train(student, data, epochs=3, learning_rate=3e-3, lr_schedule="constant")
+    assert history["loss"][-1] < history["loss"][0]
+    from kdcli.training import accuracy
+
+    assert accuracy(student, data.test) > 0.8
+
+
+def test_shrink_functional_model_with_residual_add_and_batchnorm():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3, padding="same")(x))
+    z = keras.layers.Add()([x, y])
+    z = keras.layers.SeparableConv2D(32, 3)(z)
+    z = keras.layers.DepthwiseConv2D(3)(z)
+    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(z)))
+    student = shrink(keras.Model(inputs, outputs), 0.5)
+    assert [layer.filters for layer in student.layers if hasattr(layer, "filters")] == [8, 8, 16]
+    assert student.output_shape == (None, 5)
+
+
+def test_shrink_refuses_an_unknown_layer(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.TimeDistributed(keras.layers.Dense(4), name="td"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "td.keras")
+    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--out", tmp_path / "s.keras")
+    assert_one_line_error(r, 4, "shrink does not know layer 'td' (TimeDistributed); give a student architecture with --student")
+    assert not (tmp_path / "s.keras").exists()
+    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--student", "mlp",
+                "--epochs", "1", "--out", tmp_path / "s.keras")
+    assert r.exit_code == 0, r.stderr  # the teacher itself is fine
+
+
+def test_shrink_from_soft_labels_uses_the_recorded_teacher(pipeline, tmp_path):
+    out = tmp_path / "s.keras"
+    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "shrink:0.5", "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    teacher = kdcli.load_model(pipeline["teacher"])
+    assert [layer.units for layer in kdcli.load_model(out).layers if hasattr(layer, "units")] == [
+        layer.units // 2 for layer in teacher.layers[:-1] if hasattr(layer, "units")] + [10]
 
 
 def test_widths_joined_by_a_merge_are_scaled_as_one():

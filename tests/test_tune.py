@@ -9,7 +9,7 @@ import kdcli
 from kdcli.errors import UsageError
 from kdcli.tuning import DEFAULT, GRACE, SCRATCH, Trial, candidates, draw_trials, median_rule, search
 
-from conftest import EPOCH_LINE, assert_one_line_error, kdcli_process, run_cli
+from conftest import EPOCH_LINE, assert_one_line_error, interrupt_and_resume, run_cli
 
 
 def test_trials_start_with_scratch_and_the_default_then_distinct_draws_from_the_seed():
@@ -102,10 +102,7 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(pipelin
     first = kdcli.read_provenance(tmp_path / "a.keras")["metrics"]["tune"]["trials"]
     # killed in the third trial's first epoch (each trial trains 90% of the training split: 21 steps)
     done = sum(t["epochs"] for t in first[:2])
-    r = kdcli_process(*args, fault=f"step:{done * 21 + 2}:KILL")
-    assert r.returncode == -9
-    r = kdcli_process(*args, "--resume")
-    assert r.returncode == 0, r.stderr
+    r = interrupt_and_resume(*args, at=done * 21 + 2)
     lines = [line for line in r.stderr.splitlines() if EPOCH_LINE.fullmatch(line)]
     assert lines and all(line.startswith("trial 3/3") for line in lines)  # trials 1 and 2 did not train again
     again = kdcli.read_provenance(tmp_path / "b.keras")["metrics"]["tune"]["trials"]
