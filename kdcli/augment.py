@@ -20,11 +20,12 @@ its smaller side (2 pixels at 28x28, 1 pixel at 8x8) in each direction, or
 `shift:N` for up to N pixels (inputs of shape `(H, W)` or `(H, W, C)` only;
 the uncovered border is filled with zeros, before the model's normalisation);
 `mixup`; and `shift+mixup` (shift, then mix). `train-teacher` also takes
-`auto`, its default: `shift` for the built-in cnn, which treats its inputs as
-images anyway, `none` for anything else.
+`auto`, its default: `shift` for the built-in cnn on images, `none` for
+anything else (signals `(L, C)` included).
 """
 
 from kdcli.errors import KdcliError, UsageError
+from kdcli.specs import signal_shaped
 
 AUGMENTS = ("none", "shift", "mixup", "shift+mixup")
 NEEDS_TEACHER = ("--augment needs the teacher's logits for each augmented input: give --teacher, "
@@ -60,11 +61,12 @@ def has_mixup(spec):
 
 
 def teacher_augment(spec, arch, input_shape):
-    """Resolve `train-teacher --augment auto`: `shift` for the built-in cnn on images it can shift, else `none`."""
+    """Resolve `train-teacher --augment auto`: `shift` for the built-in cnn on images it can shift, else `none`
+    (signals `(L, C)` included: a shift of an image moves its channels too)."""
     parse_augment(spec, allow_auto=True)
     if spec != "auto":
         return spec
-    if arch != "cnn":
+    if arch != "cnn" or signal_shaped(input_shape):
         return "none"
     try:
         return resolve_augment("shift", input_shape)

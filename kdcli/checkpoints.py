@@ -6,7 +6,10 @@ the model, the optimizer, the epoch counter and the dropout RNG state) and
 the per-epoch history. A checkpoint is taken at the end of an epoch, or
 inside one at a step boundary (`ckpt-3-17`: 3 epochs and 17 steps done); the
 state of an unfinished epoch (its steps done, the running sums of its loss
-and correct answers, its seconds) is then kept in `state.json` as `partial`.
+and correct answers, its seconds) is then kept in `state.json` as `partial`,
+and the training hooks' own state (`kdcli.hooks`) as `hooks`: checkpoints
+written before hooks kept theirs have none, and the hooks derive it from the
+history.
 `state.json` is replaced atomically only after a checkpoint is completely
 written, so a process killed at any moment leaves the previous checkpoint as
 the last good one.
@@ -57,6 +60,7 @@ class Checkpoints:
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch, rng=rng, **more)
         self.best = None  # the best epoch's weights (`epochs="auto"`), as restored
         self.partial = None  # an unfinished epoch's state, as restored
+        self.hooks = None  # the training hooks' states by name, as restored (None in older checkpoints)
         self._best_file = None
         self._kept = []  # the names of the checkpoints kept, oldest first
 
@@ -105,16 +109,18 @@ class Checkpoints:
                 ) from e
             self._best_file = state["best"]
         self.partial = state.get("partial")
+        self.hooks = state.get("hooks")
         self._kept = [state["checkpoint"]]
         return int(self.epoch.numpy()), state["history"]
 
-    def save(self, epochs_done, history, best=None, partial=None):
+    def save(self, epochs_done, history, best=None, partial=None, hooks=None):
         """Write the checkpoint after `epochs_done` epochs, then make it the last good one.
 
         `best`: the weights of a new best epoch (`epochs="auto"`), kept beside the checkpoint
         until a better epoch replaces them; None keeps the last ones saved. `partial`: the
         state of the unfinished epoch that follows, for a checkpoint taken inside it
-        (`{"step": steps done, ...}`); None at the end of an epoch.
+        (`{"step": steps done, ...}`); None at the end of an epoch. `hooks`: the JSON-ready
+        states of the training hooks, by name (`kdcli.hooks.Hook.state_dict`).
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -149,7 +155,8 @@ class Checkpoints:
                 np.savez(f, *best)
         fault_point("checkpoint-written")
         state = {"checkpoint": name, "epochs_done": epochs_done, "config": self.config, "history": history,
-                 "best": self._best_file, **({"partial": partial} if partial else {})}
+                 "best": self._best_file, **({"partial": partial} if partial else {}),
+                 **({"hooks": hooks} if hooks is not None else {})}
         with atomic_path(self.directory / STATE) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
         self._kept = [*[kept for kept in self._kept if kept != name], name][-KEEP:]

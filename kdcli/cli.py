@@ -202,6 +202,10 @@ Epochs = Annotated[str, typer.Option(
          "for --patience epochs, keeping the best epoch.", metavar="N|auto", rich_help_panel=BUDGET)]
 Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy.",
                                        metavar="N", rich_help_panel=BUDGET)]
+Monitor = Annotated[str, typer.Option(
+    help="With --epochs auto: what the validation split judges. accuracy; loss (cross-entropy); kl (the "
+         "student's divergence from its teacher); auto: kl for a distilled student, accuracy otherwise.",
+    metavar="NAME", rich_help_panel=BUDGET)]
 MaxEpochs = Annotated[int, typer.Option(help="With --epochs auto: the most epochs.", metavar="N",
                                         rich_help_panel=BUDGET)]
 Refit = Annotated[bool, typer.Option(
@@ -364,6 +368,7 @@ def train_teacher(
     depth: Depth = None,
     epochs: Epochs = str(TEACHER_BUDGET.epochs),
     patience: Patience = TEACHER_BUDGET.patience,
+    monitor: Monitor = TEACHER_BUDGET.monitor,
     max_epochs: MaxEpochs = TEACHER_BUDGET.max_epochs,
     refit: Refit = TEACHER_BUDGET.refit,
     batch_size: BatchSize = TEACHER_BUDGET.batch_size,
@@ -393,7 +398,7 @@ def train_teacher(
         data, out, arch=arch, model=model, width=width, depth=depth,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
-                      max_epochs=max_epochs, refit=refit),
+                      max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=Reporter(quiet), dry_run=dry_run,
@@ -541,6 +546,7 @@ def distill(
     online: Online = False,
     epochs: Epochs = str(DISTILL_BUDGET.epochs),
     patience: Patience = DISTILL_BUDGET.patience,
+    monitor: Monitor = DISTILL_BUDGET.monitor,
     max_epochs: MaxEpochs = DISTILL_BUDGET.max_epochs,
     refit: Refit = DISTILL_BUDGET.refit,
     batch_size: BatchSize = DISTILL_BUDGET.batch_size,
@@ -578,7 +584,7 @@ def distill(
         tune_json=tune_json, tune_widths=_numbers(tune_widths, "--tune-widths"), student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
-                      max_epochs=max_epochs, refit=refit),
+                      max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=Reporter(quiet), dry_run=dry_run,

@@ -3,7 +3,7 @@
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -34,9 +34,40 @@ class Reporter:
                     log_epochs=not self.quiet and not stderr.is_terminal)
 
 
-class _Bar:
-    """A Rich progress bar with the `start/advance/epoch_end/stop` protocol of
-    `kdcli.train`, and `say` for a line of talk (such as where a resumed run continues)."""
+class Display:
+    """What training and batched inference tell a progress display, as no-ops to override.
+
+    `start(total)`, `advance(logs)` and `stop()` frame a run of `total`
+    steps (batched inference, `kdcli.training.iter_logits`, tells only
+    these); training also tells `say(line)`, a line of talk (where a resumed
+    run continues), and `epoch_end(epoch, epochs, logs, last)`, a finished
+    epoch's figures. A `total` of None is a run whose length is not known in
+    advance (`--epochs auto`, which stops on its own): no bar, no ETA.
+    """
+
+    def start(self, total):
+        pass
+
+    def advance(self, logs):
+        pass
+
+    def stop(self):
+        pass
+
+    def say(self, line):
+        pass
+
+    def epoch_end(self, epoch, epochs, logs, last):
+        pass
+
+
+class _Bar(Display):
+    """A Rich progress bar (the `Display` protocol), and `say` for a line of talk.
+
+    The status of each step reads `epoch 3`, or under `--epochs auto`
+    `epoch 37 · best 30 · patience 7/20 · val_acc 0.934`, without a bar
+    counting towards `--max-epochs` and without an ETA.
+    """
 
     def __init__(self, description, enabled, reporter, log_epochs=False):
         self.description = description
@@ -49,9 +80,10 @@ class _Bar:
     def start(self, total):
         if not self.enabled:
             return
+        counted = (BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            *(counted if total is not None else (TextColumn("{task.fields[status]}"), TimeElapsedColumn())),
             console=stderr, transient=True,
         )
         self._task = self._progress.add_task(self.description, total=total, status="")
@@ -60,8 +92,7 @@ class _Bar:
     def advance(self, logs):
         if self._progress is None:
             return
-        status = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
-        self._progress.update(self._task, advance=1, status=status)
+        self._progress.update(self._task, advance=1, status=status_text(logs))
 
     def epoch_end(self, epoch, epochs, logs, last):
         """One line for a finished epoch when stderr is not a terminal:
@@ -77,6 +108,11 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def status_text(logs):
+    """A step's status: `epoch 37 · best 30 · patience 7/20 · val_acc 0.934`."""
+    return " · ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
 
 
 def plural(count, word):

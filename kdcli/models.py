@@ -14,7 +14,16 @@ import numpy as np
 from kdcli._tf import keras
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
 from kdcli.hub import find_task, is_backbone, saveable, shrink_backbone, shrink_task
-from kdcli.specs import ARCHS, PRECISIONS, STUDENT_OUTPUTS, check_shrink_factor, parse_spec, resolve_spec, unknown_spec
+from kdcli.specs import (
+    ARCHS,
+    PRECISIONS,
+    STUDENT_OUTPUTS,
+    check_shrink_factor,
+    parse_spec,
+    resolve_spec,
+    signal_shaped,
+    unknown_spec,
+)
 
 ADAPT_SAMPLES, ADAPT_BATCH = 50_000, 1024
 
@@ -80,19 +89,22 @@ def build_model(arch, data, width=None, depth=None, role="teacher", seed=None):
     else:
         if len(shape) not in (2, 3):
             raise KdcliError(
-                f"the cnn architecture needs image inputs (H, W) or (H, W, C), the data has samples "
+                f"the cnn architecture needs images (H, W) or (H, W, C), or signals (L, C), the data has samples "
                 f"of shape {shape}; use mlp"
             )
         x = _normalization(data)(inputs)
-        if len(shape) == 2:
-            x = keras.layers.Reshape((*shape, 1))(x)
-        size = min(shape[:2])
+        if signal_shaped(shape):  # (L, C): convolutions along the time axis, C channels
+            conv, pool, size = keras.layers.Conv1D, keras.layers.MaxPooling1D, shape[0]
+        else:
+            conv, pool, size = keras.layers.Conv2D, keras.layers.MaxPooling2D, min(shape[:2])
+            if len(shape) == 2:
+                x = keras.layers.Reshape((*shape, 1))(x)
         for block in range(depth):
             filters = width * 2**block
-            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            x = conv(filters, 3, padding="same", activation="relu")(x)
+            x = conv(filters, 3, padding="same", activation="relu")(x)
             if size >= 4:
-                x = keras.layers.MaxPooling2D(2)(x)
+                x = pool(2)(x)
                 size //= 2
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(4 * width, activation="relu")(x)

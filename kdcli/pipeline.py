@@ -56,7 +56,7 @@ from kdcli.plan import (  # noqa: F401 - default_student_path: still importable 
     teacher_paths,
     teachers_record,
 )
-from kdcli.report import format_size, gain_phrase
+from kdcli.report import format_size, gain_phrase, loss_advice
 from kdcli.runs import TEACHER_BUDGET, Runtime, refit_folder
 from kdcli.specs import parse_spec, resolve_spec
 
@@ -122,7 +122,8 @@ def _epochs_run(metrics, prefix=""):
         return (f"{done} on the whole training split, the best of {metrics[f'{prefix}search_epochs']} "
                 f"on a validation split (stopped: {metrics[f'{prefix}stopped']})")
     if f"{prefix}best_epoch" in metrics:
-        done += f" (best {metrics[f'{prefix}best_epoch']}, stopped: {metrics[f'{prefix}stopped']})"
+        monitor = metrics.get(f"{prefix}monitor", "accuracy")
+        done += f" (best {metrics[f'{prefix}best_epoch']} by validation {monitor}, stopped: {metrics[f'{prefix}stopped']})"
     return done
 
 
@@ -135,8 +136,11 @@ def _metrics(model, data, history, prefix=""):
     metrics = {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
                "train_seconds": history["seconds"], "epochs": len(history["loss"])}
     if "best_epoch" in history:
-        metrics.update(best_epoch=history["best_epoch"], stopped=history["stopped"],
-                       validation_accuracy=history["val_accuracy"], validation_loss=history["val_loss"])
+        metrics.update(monitor=history.get("monitor", "accuracy"), best_epoch=history["best_epoch"],
+                       stopped=history["stopped"], validation_accuracy=history["val_accuracy"],
+                       validation_loss=history["val_loss"])
+        if "val_kl" in history:
+            metrics["validation_kl"] = history["val_kl"]
     if "lr_decays" in history:  # --lr-schedule plateau: the epochs after which the step size was halved
         metrics["lr_decays"] = history["lr_decays"]
     if history.get("refit"):  # then the epochs above are the refit's, on the whole training split
@@ -179,6 +183,9 @@ def train_teacher(
     budget = budget or TEACHER_BUDGET
     runtime = runtime or Runtime()
     reporter = reporter or Reporter(quiet=True)
+    if budget.monitor == "kl":
+        raise UsageError("--monitor kl measures a student against its teacher; a teacher learns the labels: "
+                         "give accuracy or loss")
     if model is not None:
         arch = str(model)
     if parse_spec(arch, "teacher", "--model" if model is not None else "--arch")[0] == "file":
@@ -592,7 +599,7 @@ def _student_record(plan, outcome):
 def _baseline_metrics(metrics, scratch, data, history):
     """The `baseline_` metrics of a student trained from scratch beside `metrics`' distilled one, and the gain."""
     baseline = _metrics(scratch, data, history, prefix="baseline_")
-    kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "lr_decays", "refit", "search_epochs")
+    kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "monitor", "lr_decays", "refit", "search_epochs")
     baseline = {k: v for k, v in baseline.items() if k.removeprefix("baseline_") in kept}
     baseline["distillation_gain_points"] = 100 * (metrics["test_accuracy"] - baseline["baseline_test_accuracy"])
     return baseline
@@ -639,7 +646,7 @@ def _summarise(reporter, out, model, metrics, source, count_params):
             f"over {len(metrics['seeds'])} seeds ({', '.join(map(str, metrics['seeds']))}): distilled "
             f"{m['mean_test_accuracy']:.2f} ± {m['std_test_accuracy']:.2f}%, from scratch "
             f"{m['mean_baseline_test_accuracy']:.2f} ± {m['std_baseline_test_accuracy']:.2f}%; "
-            f"{gain_phrase(gain, 2, spread)}{' (within noise)' if abs(gain) <= noise else ''}"
+            f"{gain_phrase(gain, 2, spread)}{' (within noise)' if abs(gain) <= noise else loss_advice(gain, noise)}"
         )
     elif "baseline_test_accuracy" in metrics:
         scratch = "trial 1, the student trained from scratch," if "tune" in metrics else \
@@ -647,6 +654,7 @@ def _summarise(reporter, out, model, metrics, source, count_params):
         reporter.say(
             f"baseline: {scratch} reaches {100 * metrics['baseline_test_accuracy']:.1f}% "
             f"({_epochs_run(metrics, 'baseline_')}); {gain_phrase(metrics['distillation_gain_points'])}"
+            f"{'' if 'tune' in metrics else loss_advice(metrics['distillation_gain_points'])}"
         )
 
 

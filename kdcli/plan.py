@@ -519,7 +519,7 @@ class DistillPlan:
         lines = [f"distill, {DRY_RUN}", *_data_lines(self.data, self.budget), *self.source.lines(),
                  f"student: {self.student}{width}{depth}, {count_params(self.model)[0]:,} parameters; "
                  f"saved with a {self.output} head",
-                 f"method: {method}", *_budget_lines(self.budget, request.runtime, self.strategy)]
+                 f"method: {method}", *_budget_lines(self.budget, request.runtime, self.strategy, distilled=True)]
         lines.append(f"runs ({len(self.runs)}):")
         lines += [f"  {i}. {run.describe()}, from the {self.feed(run)}: "
                   f"{_folders(run.folder, request.runtime.log_for(run.folder), self.budget.refit)}" for i, run in enumerate(self.runs, 1)]
@@ -628,11 +628,14 @@ def _data_lines(data, budget):
     return lines
 
 
-def _budget_lines(budget, runtime, strategy):
-    """The budget and the runtime, in words."""
+def _budget_lines(budget, runtime, strategy, distilled=False):
+    """The budget and the runtime, in words (the monitor of a distilled run, and of its scratch twin)."""
     if budget.auto:
-        epochs = f"auto (patience {budget.patience}, at most {plural(budget.max_epochs, 'epoch')}" + \
-            (", then refit" if budget.refit else "") + ")"
+        watched = budget.monitor_for(distilled)
+        if distilled and budget.monitor_for(False) != watched:
+            watched += f", {budget.monitor_for(False)} from scratch"
+        epochs = f"auto (monitor {watched}, patience {budget.patience}, at most " \
+            f"{plural(budget.max_epochs, 'epoch')}" + (", then refit" if budget.refit else "") + ")"
     else:
         epochs = str(budget.epochs)
     replicas = strategy.num_replicas_in_sync

@@ -111,6 +111,21 @@ def gain_phrase(points, decimals=1, spread=None):
     return f"distillation {verb} {abs(shown):.{decimals}f}{spread_text} points"
 
 
+# What to try when distillation lost to the same student trained from scratch.
+NEXT_STEP = "try --tune 8 (methods and settings, scored on the validation split) or a longer --patience"
+
+
+def loss_advice(points, noise=None):
+    """The words after a gain that may be a loss: empty for a gain (or a loss within `noise`, the seeds'
+    spread); for a loss measured on one seed (`noise` None), how to tell it from noise and what to try;
+    for a loss beyond the seeds' noise, what to try."""
+    if round(points, 1) >= 0 or (noise is not None and abs(points) <= noise):
+        return ""
+    if noise is None:
+        return f" (one seed: --seeds 3 tells a loss from noise); {NEXT_STEP}"
+    return f", beyond the seeds' noise; {NEXT_STEP}"
+
+
 def method_label(config):
     """A method's name for the table: `kd`, `dkd`, `dist`, with `+ls` for logit standardisation; `—` for none."""
     if not config:
@@ -245,6 +260,10 @@ def render(report, console):
         for name, path in legend:
             grid.add_row(name, path)
         console.print(grid)
+    for m in report["models"]:
+        if m.get("distillation_gain_points") is not None and loss_advice(m["distillation_gain_points"]):
+            console.print(Text(f"{m['path']}: {gain_phrase(m['distillation_gain_points'])} against the same "
+                               f"student trained from scratch{loss_advice(m['distillation_gain_points'])}"))
     console.print(Text(footer(report), style="dim"))
 
 

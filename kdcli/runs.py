@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kdcli.augment import parse_augment
 from kdcli.errors import UsageError
-from kdcli.specs import LR_SCHEDULES, PRECISIONS, STRATEGIES
+from kdcli.specs import LR_SCHEDULES, MONITORS, PRECISIONS, STRATEGIES
 
 # `--epochs auto`: hold out 10% of the training split, stop after PATIENCE epochs without a better
 # validation accuracy, or at MAX_EPOCHS.
@@ -27,7 +27,7 @@ VALIDATION = 0.1
 PATIENCE = 20
 MAX_EPOCHS = 300
 # `--lr-schedule plateau`: the step size is multiplied by PLATEAU_FACTOR each time a quarter of the
-# patience passes without a better validation score (see `kdcli.training._plateau`).
+# patience passes without a better validation score (see `kdcli.hooks.PlateauSchedule`).
 PLATEAU_FACTOR = 0.5
 
 
@@ -52,13 +52,15 @@ class Budget:
         lr_schedule: `constant`; `cosine` (decays to 0 over the run, or over
             `max_epochs` with `epochs="auto"`); or `plateau` (with
             `epochs="auto"`: halved each time a quarter of `patience` passes
-            without a better validation score, see `kdcli.training._plateau`).
+            without a better validation score, see `kdcli.hooks.PlateauSchedule`).
         seed: seeds initialisation, shuffling, dropout and augmentation.
         augment: `none`, `shift`, `shift:N` (see `kdcli.augment`), or `auto`
             (`train-teacher`: shift for the built-in cnn).
         patience: with `epochs="auto"`, epochs without improvement before stopping.
         max_epochs: with `epochs="auto"`, the most epochs (a cosine schedule spans them).
         validation: with `epochs="auto"`, the share of the training split held out.
+        monitor: with `epochs="auto"`, what the validation split judges (see
+            `monitor_for`): `auto` (the default), `accuracy`, `loss` or `kl`.
         refit: with `epochs="auto"`, then retrain from the same initial weights
             on the whole training split for the best epoch's count.
     """
@@ -73,6 +75,7 @@ class Budget:
     max_epochs: int = MAX_EPOCHS
     validation: float = VALIDATION
     refit: bool = False
+    monitor: str = "auto"
 
     def __post_init__(self):
         if self.epochs != AUTO_EPOCHS and not (_whole(self.epochs) and self.epochs >= 1):
@@ -100,17 +103,28 @@ class Budget:
         if not (_whole(self.seed) and 0 <= self.seed < 2**32):
             raise UsageError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}")
         parse_augment(self.augment, allow_auto=True)
+        if self.monitor not in MONITORS:
+            raise UsageError(f"--monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
 
     @property
     def auto(self):
         """Whether the run stops on the validation split (`epochs="auto"`)."""
         return self.epochs == AUTO_EPOCHS
 
+    def monitor_for(self, distilled):
+        """What a run's validation split judges: `kl` (the KL divergence from the teacher's softened
+        probabilities, lower is better) for a run that learns from a teacher under `auto` or `kl`, where
+        a hard-label run (a teacher, a scratch twin) keeps `accuracy` (higher is better, ties broken by
+        the lower cross-entropy); `accuracy` or `loss` (the cross-entropy on the labels) as given."""
+        if self.monitor in ("auto", "kl"):
+            return "kl" if distilled else "accuracy"
+        return self.monitor
+
     def record(self):
         """The budget for provenance (without the stopping rule's settings when it has none)."""
         record = dataclasses.asdict(self)
         if not self.auto:
-            for key in ("patience", "max_epochs", "validation", "refit"):
+            for key in ("patience", "max_epochs", "validation", "refit", "monitor"):
                 del record[key]
         return record
 
@@ -194,6 +208,15 @@ class Runtime:
         if self.log_dir is None:
             return None
         return Path(self.log_dir) / Path(run_folder).name if run_folder is not None else Path(self.log_dir)
+
+    def monitor_for(self, distilled):
+        """What a run's validation split judges: `kl` (the KL divergence from the teacher's softened
+        probabilities, lower is better) for a run that learns from a teacher under `auto` or `kl`, where
+        a hard-label run (a teacher, a scratch twin) keeps `accuracy` (higher is better, ties broken by
+        the lower cross-entropy); `accuracy` or `loss` (the cross-entropy on the labels) as given."""
+        if self.monitor in ("auto", "kl"):
+            return "kl" if distilled else "accuracy"
+        return self.monitor
 
     def record(self):
         """What provenance keeps of the runtime: how the run computed (not where it saved)."""

@@ -13,6 +13,8 @@ AUTO = "auto"
 AUTO_IMAGE_SIDE = 8
 # Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
 LR_SCHEDULES = ("cosine", "constant", "plateau")
+# What `--epochs auto` watches on the validation split (`--monitor`, see `kdcli.runs.Budget.monitor_for`).
+MONITORS = ("auto", "accuracy", "loss", "kl")
 PRECISIONS = ("off", "bf16")
 # What a classifier outputs (see `kdcli.models.head_kind`), and the `--student-output` choices:
 # `auto` gives the student its teacher's kind, so that it is a drop-in replacement.
@@ -96,20 +98,30 @@ def _option_value(text):
     return text
 
 
+def signal_shaped(shape):
+    """Whether samples of `shape` are narrow signals `(L, C)` (sensor traces, audio): at least
+    `AUTO_IMAGE_SIDE` steps of fewer channels. The cnn convolves them along the time axis; other
+    two-axis samples, such as `(64, 8)`, are grey images to it."""
+    shape = tuple(shape)
+    return len(shape) == 2 and shape[0] >= AUTO_IMAGE_SIDE and shape[1] < AUTO_IMAGE_SIDE
+
+
 def auto_arch(input_shape, input_kind="numeric"):
     """The built-in architecture `auto` picks for the data.
 
     - `text` for text (strings, see `kdcli.Dataset.input_kind`);
     - `sequence` for integer token ids (samples of shape `(L,)`);
-    - `cnn` for image-shaped samples: `(H, W)` or `(H, W, C)` with at most 4
-      channels, both sides at least 8 pixels;
-    - `mlp` otherwise (flat features, or a sequence of feature vectors `(T, F)` with F < 8).
+    - `cnn` for signals `(L, C)` (see `signal_shaped`: 1-D convolutions) and for image-shaped samples:
+      `(H, W)` or `(H, W, C)` with at most 4 channels, both sides at least 8 pixels;
+    - `mlp` otherwise (flat features).
     """
     if input_kind == "text":
         return "text"
     if input_kind == "tokens":
         return "sequence"
     shape = tuple(input_shape)
+    if signal_shaped(shape):
+        return "cnn"
     if len(shape) == 2 or (len(shape) == 3 and shape[2] <= 4):
         if min(shape[:2]) >= AUTO_IMAGE_SIDE:
             return "cnn"

@@ -6,39 +6,88 @@ logits of each batch) differ only in the per-sample loss and in where a
 batch's teacher logits come from. The loss, optimizer, batching and progress
 reporting are the same code.
 
-Why not `model.fit`: a custom `tf.function` step keeps direct control of the
-loss averaging (`tf.nn.compute_average_loss`, ready for `tf.distribute`), of
-speed, and of what happens between epochs.
+The loop has three parts: a `TrainStep` (`build_step`), which owns the
+compiled `tf.function` step, the optimizer and the running sums kept on the
+device(s); a `kdcli.hooks.TrainState`, where the run is (epoch, step, history,
+the sums carried from before a resume); and `_fit`, a short loop that runs
+the steps and tells the hooks (`kdcli.hooks`: early stopping, pruning, the
+plateau schedule, training logs, checkpoints, stopping on a signal,
+progress), which own everything else and their own state.
+
+Why not Keras' `model.fit`, which has callbacks too: it cannot give two things
+that this loop does.
+
+- Exact mid-epoch resume. A checkpoint taken inside an epoch (on a timer, or
+  on Ctrl-C or SIGTERM at the next step boundary) resumes at the same step,
+  with the same shuffle (drawn from the seed and the epoch alone), the same
+  augmentation (its random numbers drawn from the seed, the epoch and the
+  step) and the epoch's running loss, accuracy and loss-part sums, so that a
+  resumed run ends with the weights and the history of an uninterrupted
+  one. Keras' `BackupAndRestore` saves inside an epoch but restores only the
+  epoch number: the interrupted epoch starts again from its first batch.
+- The replica-weighted loss. Each replica's per-sample loss is averaged over
+  the global batch counted across replicas (`tf.nn.compute_average_loss`
+  with the all-reduced batch size: the last batch is smaller and may split
+  unevenly), so that summing the replicas' gradients gives the mean over the
+  batch; a loss term that is a statistic of a replica's batch (DIST's
+  correlations) is weighted by that replica's share of the batch. `fit`
+  averages each replica's loss over its own share and divides by the number
+  of replicas, which weighs the samples of unevenly split batches unequally.
 """
 
-import contextlib
 import dataclasses
-import signal
-import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, has_mixup, make_augment, mix, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
-from kdcli.console import plural
 from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
-from kdcli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, KdcliError, UsageError
+from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
-from kdcli.logs import TrainingLog
+from kdcli.hooks import (
+    Checkpointing,
+    EarlyStopping,
+    Hook,
+    HookList,
+    PlateauSchedule,
+    Progress,
+    Pruning,
+    StopOnSignal,
+    TrainingLogs,
+    TrainState,
+    ValidationScores,
+)
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
-from kdcli.runs import PLATEAU_FACTOR, Budget, plateau_patience, refit_folder
+from kdcli.runs import Budget, refit_folder
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
-# Samples per call when measuring the validation split.
-VALIDATION_BATCH = 256
 # Seconds between two checkpoints, by default (see the README's measurement).
 CHECKPOINT_EVERY = 60.0
 # Folded into a step's seed for mixup's random numbers, so that they differ from the shift's.
 MIXUP_STREAM = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out, beside what it learns (see `train` for each): what it tells
+    (`progress`, `log_dir`), where it keeps checkpoints and whether it resumes them
+    (`checkpoint_dir`, `resume`, `restart`, `run_config`, `checkpoint_every`), where it runs
+    (`strategy`), and a tuner's rule for stopping it early (`prune`)."""
+
+    progress: object = None
+    checkpoint_dir: object = None
+    resume: bool = False
+    restart: bool = False
+    run_config: dict = None
+    strategy: object = None
+    prune: object = None
+    checkpoint_every: float = CHECKPOINT_EVERY
+    log_dir: object = None
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
@@ -58,10 +107,12 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             the accuracy has not improved for `patience` epochs (or at
             `max_epochs`), with the weights of its best epoch.
         progress: optional object with `start(total_steps)`, `advance(logs)`
-            and `stop()`, told about every step, and optionally `say(line)`,
-            told where a resumed run continues, and `epoch_end(epoch, epochs,
-            logs, last)`, told each epoch's loss, accuracy, validation accuracy
-            and seconds.
+            and `stop()`, told about every step (`total_steps` is None under
+            `epochs="auto"`, whose length is not known in advance); a
+            `kdcli.console.Display` is also told `say(line)`, where a resumed
+            run continues, and `epoch_end(epoch, epochs, logs, last)`, each
+            epoch's loss, accuracy, validation accuracy and seconds. Or a
+            `kdcli.hooks.Hook`, told the run's events instead.
         checkpoint_dir: save checkpoints there: every `checkpoint_every`
             seconds at the first step or epoch boundary after, when the run
             ends, and on SIGINT or SIGTERM at the next step boundary (the
@@ -99,11 +150,10 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
         >>> history = train(teacher, data, epochs=20, lr_schedule="cosine")
     """
     budget = _budget(budget, options, epochs=20)
-    return _fit_and_refit(
-        model, data, budget, method=HardLabels(), progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
-        restart=restart, run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
-        log_dir=log_dir,
-    )
+    options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
+                         run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
+                         log_dir=log_dir)
+    return _fit_and_refit(model, data, budget, HardLabels(), options)
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
@@ -149,11 +199,10 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
     method.check_teacher_source(live=teacher is not None)
     if teacher_logits is not None and not isinstance(teacher_logits, Column):
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
-    return _fit_and_refit(
-        student, data, budget, method=method, teacher_logits=teacher_logits, teacher=teacher, progress=progress,
-        checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, run_config=run_config, strategy=strategy,
-        prune=prune, checkpoint_every=checkpoint_every, log_dir=log_dir,
-    )
+    options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
+                         run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
+                         log_dir=log_dir)
+    return _fit_and_refit(student, data, budget, method, options, teacher_logits=teacher_logits, teacher=teacher)
 
 
 def _budget(budget, options, **defaults):
@@ -167,266 +216,311 @@ def _budget(budget, options, **defaults):
     return budget or Budget(**{**defaults, **options})
 
 
-def _fit_and_refit(model, data, budget, *, checkpoint_dir, **fit):
+def _fit_and_refit(model, data, budget, method, options, **source):
     """`_fit`; with `budget.refit`, then retrain from the same initial weights on the whole training
     split for the epochs of the best validation epoch (checkpointed in `<checkpoint_dir>-refit`)."""
     if not budget.refit:
-        return _fit(model, data, budget, checkpoint_dir=checkpoint_dir, **fit)
+        return _fit(model, data, budget, method, options, **source)
     initial = model.get_weights()  # dropout's seed state too: the refit repeats a fresh run's randomness
-    search = _fit(model, data, budget, checkpoint_dir=checkpoint_dir, **fit)
+    search = _fit(model, data, budget, method, options, **source)
     model.set_weights(initial)
-    refit_dir = None if checkpoint_dir is None else refit_folder(checkpoint_dir)
     fixed = dataclasses.replace(budget, epochs=search["best_epoch"], refit=False)
-    if fit.get("log_dir") is not None:  # the refit logs in a folder of its own, like its checkpoints
-        fit = {**fit, "log_dir": refit_folder(fit["log_dir"])}
-    history = _fit(model, data, fixed, checkpoint_dir=refit_dir, **fit)
-    history.update({key: search[key] for key in ("best_epoch", "stopped", "val_accuracy", "val_loss")},
+    # The refit checkpoints and logs in folders of its own.
+    folders = {key: refit_folder(getattr(options, key)) for key in ("checkpoint_dir", "log_dir")
+               if getattr(options, key) is not None}
+    history = _fit(model, data, fixed, method, dataclasses.replace(options, **folders), **source)
+    history.update({key: search[key] for key in ("best_epoch", "stopped", "monitor", "val_accuracy", "val_loss",
+                                                 "val_kl") if key in search},
                    refit=True, search_epochs=len(search["loss"]), seconds=search["seconds"] + history["seconds"])
     return history
 
 
-def _fit(model, data, budget, *, method, teacher_logits=None, teacher=None, progress, checkpoint_dir, resume,
-         restart, run_config, strategy, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None):
-    """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`."""
-    from kdcli.distribute import is_chief, is_multi_worker, worker_id
+def _fit(model, data, budget, method, options, teacher_logits=None, teacher=None):
+    """The training loop: `method`'s loss, with teacher logits from `teacher_logits` or a live `teacher`.
 
-    loss_config = {"method": method.config(), **(run_config or {})}
-    epochs = budget.max_epochs if budget.auto else budget.epochs
-    batch_size, learning_rate, seed = budget.batch_size, budget.learning_rate, budget.seed
-    lr_schedule = budget.lr_schedule
-    decaying = lr_schedule == "plateau"  # lowered by the validation split (see _plateau)
-    strategy = strategy or tf.distribute.get_strategy()
-    keras.utils.set_random_seed(seed)
-    extra = () if teacher_logits is None else (teacher_logits,)
-    train_split, validate = data.train, None
-    if budget.auto:
-        # The validation rows go unused in training (soft labels cover them: their rows are dropped too).
-        kept, held_out = stratified_split(data.train.y, budget.validation, seed)
-        train_split = data.train.take(kept)
-        extra = tuple(take_rows(column, kept) for column in extra)
-        validate = _validator(model, data.train.take(held_out))
-        loss_config = {**loss_config, "epochs": "auto", "patience": budget.patience, "max_epochs": epochs,
-                       "validation": budget.validation}
-    augment = resolve_augment(budget.augment, data.input_shape, data.input_kind)
-    shift = make_augment(augment, data.input_shape)
-    mixup = has_mixup(augment)
-    if augment != "none":
-        loss_config = {**loss_config, "augment": augment}
-    global_batch = batch_size * strategy.num_replicas_in_sync
-    n = len(train_split)
-    steps = -(-n // global_batch)
-    with strategy.scope():
-        rate = learning_rate
-        if lr_schedule == "cosine":
-            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
-            loss_config = {**loss_config, "epochs": epochs}  # the schedule spans the run: resume keeps it
+    Steps and epochs, and the hooks told about them (see the module docstring for why the loop is
+    kdcli's own). Returns the history.
+    """
+    setup = _Setup.of(data, budget, method, options, teacher_logits)
+    step = build_step(model, method, budget, setup, teacher=teacher, log_terms=options.log_dir is not None)
+    state = TrainState(setup.epochs, setup.steps, len(setup.split), checkpointed=options.checkpoint_dir is not None)
+    hooks = _hooks(model, data, budget, method, setup, step, state, options, teacher)
+    hooks.on_train_begin(state)
+    started = time.perf_counter()
+    try:
+        for epoch in state.epochs_left():
+            state.begin_epoch(epoch)
+            step.begin_epoch(epoch)
+            hooks.on_epoch_begin(state)
+            for batch in setup.batches(epoch, skip=state.step):
+                state.step += 1
+                step(epoch, state.step, batch)
+                if state.step % CHECK_EVERY == 0:
+                    step.check_finite(state)
+                fault_point("step")
+                hooks.on_step_end(state)
+            step.check_finite(state)
+            state.end_epoch(step.sums(state.carried))
+            hooks.on_epoch_end(state)
+            if state.stopped:
+                break
+        state.finished = True
+    except KeyboardInterrupt:  # without checkpoints, or a second Ctrl-C while a checkpoint was written
+        if options.checkpoint_dir is None:
+            raise
+        raise KdcliError(
+            f"interrupted in epoch {state.epoch + 1}; the last checkpoint in {Path(options.checkpoint_dir)} is kept: "
+            "run the same command with --resume to continue from it", EXIT_INTERRUPTED,
+        ) from None
+    finally:
+        hooks.on_train_end(state)
+    state.history["seconds"] = time.perf_counter() - started
+    return state.history
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What a run trains on and how: its rows (less a validation split under `epochs="auto"`) and their
+    columns of teacher logits, its augmentation, its length, its batching, and the facts that identify
+    it for `--resume` (`config`)."""
+
+    split: Split
+    extra: tuple
+    held_out: Split
+    held_out_logits: object  # the teacher's logits for the held-out rows, when read from a file or an array
+    shift: object
+    mixup: bool
+    epochs: int
+    global_batch: int
+    seed: int
+    strategy: object
+    config: dict
+
+    @classmethod
+    def of(cls, data, budget, method, options, teacher_logits):
+        strategy = options.strategy or tf.distribute.get_strategy()
+        epochs = budget.max_epochs if budget.auto else budget.epochs
+        config = {"method": method.config(), **(options.run_config or {})}
+        keras.utils.set_random_seed(budget.seed)
+        extra = () if teacher_logits is None else (teacher_logits,)
+        split, held_out, held_out_logits = data.train, None, None
+        if budget.auto:
+            # The validation rows go unused in training (soft labels cover them: their rows are dropped too).
+            kept, held = stratified_split(data.train.y, budget.validation, budget.seed)
+            split, held_out = data.train.take(kept), data.train.take(held)
+            held_out_logits = None if teacher_logits is None else teacher_logits.read(held)
+            extra = tuple(take_rows(column, kept) for column in extra)
+            config = {**config, "epochs": "auto", "patience": budget.patience, "max_epochs": epochs,
+                      "validation": budget.validation}
+            watch = budget.monitor_for(method.uses_teacher)
+            if watch != "accuracy":  # the rule of checkpoints that named none
+                config["monitor"] = watch
+        augment = resolve_augment(budget.augment, data.input_shape, data.input_kind)
+        shift = make_augment(augment, data.input_shape)
+        if augment != "none":
+            config = {**config, "augment": augment}
+        if budget.lr_schedule == "cosine":
+            config = {**config, "epochs": epochs}  # the schedule spans the run: resume keeps it
+        return cls(split, extra, held_out, held_out_logits, shift, has_mixup(augment), epochs,
+                   budget.batch_size * strategy.num_replicas_in_sync, budget.seed, strategy, config)
+
+    @property
+    def steps(self):
+        return -(-len(self.split) // self.global_batch)
+
+    def batches(self, epoch, skip=0):
+        """An epoch's batches after its first `skip`, in a fresh order from (seed, epoch) alone:
+        repeatable, and resumable."""
+        batches = self.split.batches(self.global_batch, shuffle_seed=(self.seed, epoch), extra=self.extra).skip(skip)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return iterate(self.strategy.experimental_distribute_dataset(batches.with_options(options)))
+
+
+def build_step(model, method, budget, setup, *, teacher=None, log_terms=False):
+    """The run's `TrainStep`: its optimizer (with the step size's schedule) and running sums, built in
+    the strategy's scope. `log_terms`: also sum the loss's parts, for the training logs."""
+    with setup.strategy.scope():
+        rate = budget.learning_rate
+        if budget.lr_schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(budget.learning_rate, decay_steps=setup.epochs * setup.steps)
         optimizer = keras.optimizers.Adam(rate)
         method.build(model, teacher)
         trained = [*model.trainable_variables, *method.variables]
         optimizer.build(trained)
-        # Running sums live on the device(s): reading them waits for the step, so the
-        # loop reads them only every CHECK_EVERY steps and at the end of an epoch.
+        return TrainStep(model, method, optimizer, trained, setup, teacher=teacher,
+                         term_names=method.term_names if log_terms else ())
+
+
+class TrainStep:
+    """One training step, compiled (`tf.function`) and run by the strategy on each replica:
+    `step(epoch, step_number, batch)`.
+
+    It owns the optimizer and the running sums of the epoch's loss, correct answers and loss parts.
+    They live on the device(s): reading them waits for the step, so the loop reads them only every
+    `CHECK_EVERY` steps (`check_finite`), for a checkpoint, and at the end of an epoch (`sums`).
+    """
+
+    def __init__(self, model, method, optimizer, trained, setup, *, teacher=None, term_names=()):
+        self.model, self.method, self.optimizer, self.trained, self.teacher = model, method, optimizer, trained, teacher
+        self.strategy, self.seed, self.steps = setup.strategy, setup.seed, setup.steps
+        self.shift, self.mixup = setup.shift, setup.mixup
         summed = {"synchronization": tf.VariableSynchronization.ON_READ, "aggregation": tf.VariableAggregation.SUM,
                   "trainable": False}
-        loss_sum = tf.Variable(0.0, dtype=tf.float64, **summed)
-        correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
-        last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
-        # The loss's parts, summed for the training logs only.
-        term_sums = {name: tf.Variable(0.0, dtype=tf.float64, **summed)
-                     for name in (method.term_names if log_dir is not None else ())}
+        with self.strategy.scope():
+            self.loss_sum = tf.Variable(0.0, dtype=tf.float64, **summed)
+            self.correct_sum = tf.Variable(0, dtype=tf.int64, **summed)
+            self.last_loss = tf.Variable(0.0, dtype=tf.float32, **summed)
+            # The loss's parts, summed for the training logs only.
+            self.term_sums = {name: tf.Variable(0.0, dtype=tf.float64, **summed) for name in term_names}
+        self._epoch_number = None
+        self._compiled = tf.function(self._run, reduce_retracing=True)
 
-    def replica_step(step_seed, epoch_number, x, y, *given_logits):
-        labels = y
+    def begin_epoch(self, epoch):
+        for total in self.term_sums.values():
+            total.assign(0.0)
+        self.loss_sum.assign(0.0)
+        self.correct_sum.assign(0)
+        self.last_loss.assign(0.0)
+        self._epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
+
+    def __call__(self, epoch, step, batch):
+        # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
+        self._compiled(tf.constant([self.seed, epoch * self.steps + step], tf.int64), self._epoch_number, *batch)
+
+    def _run(self, *batch):
+        self.strategy.run(self._replica_step, args=batch)
+
+    def _replica_step(self, step_seed, epoch_number, x, y, *given_logits):
+        method, labels, mixed = self.method, y, None
         # Augmentation comes before the teacher runs: it sees the same inputs as the student.
-        replica_seed = tf.random.experimental.stateless_fold_in(
-            step_seed, tf.distribute.get_replica_context().replica_id_in_sync_group)
-        if shift is not None:
-            x = shift(x, replica_seed)
-        if mixup:
+        replica = tf.distribute.get_replica_context()
+        replica_seed = tf.random.experimental.stateless_fold_in(step_seed, replica.replica_id_in_sync_group)
+        if self.shift is not None:
+            x = self.shift(x, replica_seed)
+        if self.mixup:
             x, partner, weight = mix(x, tf.random.experimental.stateless_fold_in(replica_seed, MIXUP_STREAM))
-        if teacher is not None:
-            t, t_features = method.teacher_outputs(teacher, x)
+            mixed = (partner, weight)
+        if self.teacher is not None:
+            t, t_features = method.teacher_outputs(self.teacher, x)
         else:
             t, t_features = (given_logits[0] if given_logits else None), None
         with tf.GradientTape() as tape:
-            logits, s_features = method.student_outputs(model, x)
-            if mixup:
-                per_sample, batch_term, y = mixup_loss(method, y, partner, weight, logits, t, epoch_number)
+            logits, s_features = method.student_outputs(self.model, x)
+            if mixed:
+                per_sample, batch_term, y = mixup_loss(method, y, *mixed, logits, t, epoch_number)
             else:
                 per_sample, batch_term = method.loss(y, logits, t, epoch_number)
-            if s_features is not None:
-                feature_part = method.feature_loss(s_features, t_features)
+            feature_part = None if s_features is None else method.feature_loss(s_features, t_features)
+            if feature_part is not None:
                 per_sample += feature_part
             # Averaged over the global batch (counted, since the last one is smaller and may be
             # split unevenly), so summing the replicas' gradients gives the mean over the batch.
             local_size = tf.shape(per_sample)[0]
-            global_size = tf.distribute.get_replica_context().all_reduce("sum", local_size)
+            global_size = replica.all_reduce("sum", local_size)
             loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_size)
             if batch_term is not None:  # a statistic of each replica's share, weighted by that share
                 loss += batch_term * tf.cast(local_size, batch_term.dtype) / tf.cast(global_size, batch_term.dtype)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        if term_sums:
-            terms = method.loss_terms(labels, logits, t, epoch_number)
-            if mixup:  # weighted like the loss: see mixup_loss
-                partner_terms = method.loss_terms(tf.gather(labels, partner), logits, t, epoch_number)
-                terms = {k: _weigh(weight, v, partner_terms[k]) for k, v in terms.items()}
-            if s_features is not None:
-                terms["feature_term"] = feature_part
-            for name, value in terms.items():  # a batch statistic counts once per sample, like batch_term
-                value = tf.cast(value, tf.float64)
-                term_sums[name].assign_add(tf.reduce_sum(value) if value.shape.rank == 1
-                                           else value * tf.cast(local_size, tf.float64))
-        grads = tape.gradient(loss, trained)
-        optimizer.apply_gradients(zip(grads, trained))
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+        if self.term_sums:
+            self._sum_terms(labels, logits, t, epoch_number, mixed, feature_part, local_size)
+        grads = tape.gradient(loss, self.trained)
+        self.optimizer.apply_gradients(zip(grads, self.trained))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.int64))
         summed_loss = tf.reduce_sum(tf.cast(per_sample, tf.float64))
         if batch_term is not None:  # counted per sample, like the rest, for the epoch's mean loss
             summed_loss += tf.cast(batch_term, tf.float64) * tf.cast(local_size, tf.float64)
-        loss_sum.assign_add(summed_loss)
-        correct_sum.assign_add(correct)
+        self.loss_sum.assign_add(summed_loss)
+        self.correct_sum.assign_add(correct)
         # A non-finite loss sticks in last_loss until the loop reads it.
-        last_loss.assign(tf.where(tf.math.is_finite(last_loss), tf.cast(loss, tf.float32), last_loss))
+        self.last_loss.assign(tf.where(tf.math.is_finite(self.last_loss), tf.cast(loss, tf.float32), self.last_loss))
 
-    @tf.function(reduce_retracing=True)
-    def train_step(*batch):
-        strategy.run(replica_step, args=batch)
+    def _sum_terms(self, labels, logits, t, epoch_number, mixed, feature_part, local_size):
+        """Add the batch's loss parts to their sums (for the training logs)."""
+        terms = self.method.loss_terms(labels, logits, t, epoch_number)
+        if mixed:  # weighted like the loss: see mixup_loss
+            partner, weight = mixed
+            partner_terms = self.method.loss_terms(tf.gather(labels, partner), logits, t, epoch_number)
+            terms = {k: _weigh(weight, v, partner_terms[k]) for k, v in terms.items()}
+        if feature_part is not None:
+            terms["feature_term"] = feature_part
+        for name, value in terms.items():  # a batch statistic counts once per sample, like batch_term
+            value = tf.cast(value, tf.float64)
+            self.term_sums[name].assign_add(tf.reduce_sum(value) if value.shape.rank == 1
+                                            else value * tf.cast(local_size, tf.float64))
 
-    checkpoints = None
-    history, first_epoch, best = {"loss": [], "accuracy": []}, 0, None
-    if checkpoint_dir is not None:
+    def sums(self, carried=(0.0, 0, {})):
+        """The epoch's summed loss, correct answers and loss parts so far, plus those `carried` from
+        before a resume."""
+        return (carried[0] + float(self.loss_sum.numpy()), carried[1] + int(self.correct_sum.numpy()),
+                {name: carried[2].get(name, 0.0) + float(total.numpy()) for name, total in self.term_sums.items()})
+
+    def learning_rate(self):
+        """The step size of the last step (a mirrored variable under a strategy)."""
+        return float(tf.convert_to_tensor(self.optimizer.learning_rate))
+
+    def check_finite(self, state):
+        """Raise `NonFiniteLoss` if a step's loss since the epoch began was NaN or infinite."""
+        loss = float(self.last_loss.numpy())
+        if not np.isfinite(loss):
+            kept = f"; the last good checkpoint (epoch {state.epoch}) is kept" if state.checkpointed and state.epoch \
+                else ""
+            raise NonFiniteLoss(
+                f"the training loss became {loss} in epoch {state.epoch + 1}: lower --learning-rate "
+                f"or check the data for extreme values{kept}"
+            )
+
+
+def _hooks(model, data, budget, method, setup, step, state, options, teacher=None):
+    """The run's hooks, in the order they are told (see `kdcli.hooks`); with `options.resume`,
+    `state` and the hooks continue the last good checkpoint."""
+    from kdcli.distribute import is_chief, is_multi_worker, worker_id
+
+    strategy, auto = setup.strategy, budget.auto
+    stopping = EarlyStopping(_validation_scores(model, budget, method, setup, teacher), budget.patience,
+                             setup.epochs, model) if auto else None
+    stateful = [
+        stopping,
+        Pruning(options.prune) if auto and options.prune is not None else None,
+        TrainingLogs(options.log_dir, step.learning_rate) if options.log_dir is not None and is_chief(strategy)
+        else None,
+        PlateauSchedule(step.optimizer, budget.learning_rate, budget.patience, stopping)
+        if auto and budget.lr_schedule == "plateau" else None,
+    ]
+    checkpointing = None
+    if options.checkpoint_dir is not None:
         config = {"fingerprint": data.fingerprint, "weights": [list(w.shape) for w in model.weights],
                   "dtype_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
-                  "batch_size": batch_size, "replicas": strategy.num_replicas_in_sync,
-                  "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
-                  **loss_config}
-        checkpoints = Checkpoints(checkpoint_dir, model, optimizer, config, is_chief(strategy), worker_id(strategy),
-                                  extra=method.variables)
-        claim_checkpoints(checkpoint_dir, resume, restart)
-        if resume:
-            first_epoch, saved_history = checkpoints.restore()
-            history, best = saved_history or history, checkpoints.best
-            started = first_epoch + (1 if checkpoints.partial else 0)  # an epoch begun counts: it must finish
-            if started > epochs:
-                raise KdcliError(
-                    f"{checkpoint_dir}: the checkpoint has {plural(first_epoch, 'epoch')} done"
-                    f"{' and one begun' if checkpoints.partial else ''}, more than --epochs {epochs}; "
-                    f"give --epochs {started} or more"
-                )
-            partial = checkpoints.partial
-            if (first_epoch or partial) and hasattr(progress, "say"):
-                rest = f", continuing with epoch {first_epoch + 1}" if first_epoch < epochs and \
-                    not history.get("stopped") else ""
-                rest += f" after its step {partial['step']}" if partial else ""
-                progress.say(f"resuming from {checkpoint_dir}: {first_epoch} of {epochs} epochs done{rest}")
-    partial = checkpoints.partial if checkpoints is not None else None
-    log = TrainingLog(log_dir, epochs_done=first_epoch) if log_dir is not None and is_chief(strategy) else None
-    if progress is not None:
-        progress.start(max(epochs - first_epoch, 0) * steps - (partial["step"] if partial else 0))
-    started = time.perf_counter()
-    epoch = first_epoch
-    # In a multi-worker run every worker must take part in each checkpoint: at epoch ends only,
-    # and a signal is left to stop the process as it would (see the README).
-    by_time = not is_multi_worker(strategy)
-    saved = {"at": time.monotonic(), "best_epoch": history.get("best_epoch")}
+                  "batch_size": budget.batch_size, "replicas": strategy.num_replicas_in_sync,
+                  "learning_rate": budget.learning_rate, "lr_schedule": budget.lr_schedule, "seed": budget.seed,
+                  **setup.config}
+        checkpoints = Checkpoints(options.checkpoint_dir, model, step.optimizer, config, is_chief(strategy),
+                                  worker_id(strategy), extra=method.variables)
+        claim_checkpoints(options.checkpoint_dir, options.resume, options.restart)
+        # In a multi-worker run every worker must take part in each checkpoint: at epoch ends only,
+        # and a signal is left to stop the process as it would (see the README).
+        checkpointing = Checkpointing(checkpoints, step, options.checkpoint_every, not is_multi_worker(strategy),
+                                      options.checkpoint_dir, [hook for hook in stateful if hook], best=stopping)
+        if options.resume:
+            checkpointing.restore(state)
+    progress = options.progress
+    if progress is not None and not isinstance(progress, Hook):
+        progress = Progress(progress, stopping)
+    signals = StopOnSignal(checkpointing) if checkpointing is not None and checkpointing.by_time else None
+    return HookList([*stateful, checkpointing, progress, signals])
 
-    def sums():
-        """The epoch's summed loss, correct answers and loss parts so far, those of steps before a resume included."""
-        return (carried[0] + float(loss_sum.numpy()), carried[1] + int(correct_sum.numpy()),
-                {name: carried[2].get(name, 0.0) + float(total.numpy()) for name, total in term_sums.items()})
 
-    def save(epochs_done, step=0, seconds=0.0):
-        """A checkpoint after `epochs_done` epochs and `step` steps of the next."""
-        new_best = history.get("best_epoch") != saved["best_epoch"]
-        partial = dict(zip(("step", "loss_sum", "correct", "terms", "seconds"), (step, *sums(), seconds))) \
-            if step else None
-        checkpoints.save(epochs_done, history, best=best if new_best else None, partial=partial)
-        saved.update(at=time.monotonic(), best_epoch=history.get("best_epoch"))
-
-    try:
-        with _stop_requests(enabled=checkpoints is not None and by_time) as stop:
-            for epoch in range(first_epoch, epochs if not history.get("stopped") else first_epoch):
-                # An epoch resumed from a checkpoint taken inside it continues after its steps done.
-                done = partial["step"] if partial and epoch == first_epoch else 0
-                epoch_started = time.perf_counter() - (partial["seconds"] if done else 0.0)
-                # Kept apart from the device sums: a SUM variable split over replicas would round them.
-                carried = (partial["loss_sum"], partial["correct"], partial.get("terms", {})) if done else (0.0, 0, {})
-                for total in term_sums.values():
-                    total.assign(0.0)
-                loss_sum.assign(0.0)
-                correct_sum.assign(0)
-                last_loss.assign(0.0)
-                # A fresh order each epoch, from (seed, epoch) alone: repeatable, and resumable.
-                epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
-                batches = train_split.batches(global_batch, shuffle_seed=(seed, epoch), extra=extra).skip(done)
-                options = tf.data.Options()
-                options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-                batches = strategy.experimental_distribute_dataset(batches.with_options(options))
-                for step, batch in enumerate(iterate(batches), start=done + 1):
-                    # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
-                    train_step(tf.constant([seed, epoch * steps + step], tf.int64), epoch_number, *batch)
-                    if step % CHECK_EVERY == 0:
-                        _check_finite(last_loss, epoch, checkpoints)
-                    if progress is not None:
-                        progress.advance({"epoch": epoch + 1, **_last_validation(history)})
-                    fault_point("step")
-                    if checkpoints is not None and step < steps and (stop or (
-                            by_time and checkpoint_every > 0 and time.monotonic() - saved["at"] >= checkpoint_every)):
-                        _check_finite(last_loss, epoch, checkpoints)
-                        save(epoch, step, time.perf_counter() - epoch_started)
-                        if stop:
-                            raise _Stopped(stop["signal"], epoch, step, steps, checkpoints.directory)
-                _check_finite(last_loss, epoch, checkpoints)
-                summed_loss, correct, summed_terms = sums()
-                history["loss"].append(summed_loss / n)
-                history["accuracy"].append(correct / n)
-                history.setdefault("epoch_seconds", []).append(time.perf_counter() - epoch_started)
-                # The epoch's last step's step size, for the log (a mirrored variable under a strategy).
-                rate_used = float(tf.convert_to_tensor(optimizer.learning_rate)) if log is not None else None
-                if validate is not None:
-                    if _early_stopping(history, *validate(), epoch, budget.patience, epochs):
-                        best = model.get_weights()
-                    if prune is not None and not history.get("stopped") and prune(history["val_accuracy"]):
-                        history["stopped"] = "pruned"
-                    # The new step size is a variable of the optimizer: checkpoints keep it.
-                    if decaying and _plateau(history, epoch, budget.patience):
-                        optimizer.learning_rate = learning_rate * PLATEAU_FACTOR ** len(history["lr_decays"])
-                last = bool(history.get("stopped")) or epoch + 1 == epochs
-                # At the end of the run too, so that a finished run's checkpoint holds its result.
-                saved_now = checkpoints is not None and (last or stop or not by_time or checkpoint_every == 0 or
-                                                         time.monotonic() - saved["at"] >= checkpoint_every)
-                if saved_now:
-                    save(epoch + 1)
-                if log is not None:
-                    scalars = _epoch_logs(history)
-                    log.write(epoch + 1, {"loss": scalars.pop("loss"), **{k: v / n for k, v in summed_terms.items()},
-                                          **{k: v for k, v in scalars.items() if k != "seconds"},
-                                          **({"val_loss": history["val_loss"][-1]} if validate else {}),
-                                          "learning_rate": rate_used, "seconds": scalars["seconds"]})
-                if hasattr(progress, "epoch_end"):
-                    progress.epoch_end(epoch + 1, epochs, _epoch_logs(history), last=last)
-                if stop:  # a signal while the epoch was logged: its checkpoint first
-                    if not saved_now:
-                        save(epoch + 1)
-                    raise _Stopped(stop["signal"], epoch + 1, 0, steps, checkpoints.directory)
-                if history.get("stopped"):
-                    break
-    except KeyboardInterrupt:  # without checkpoints, or a second Ctrl-C while a checkpoint was written
-        if checkpoints is None:
-            raise
-        raise KdcliError(
-            f"interrupted in epoch {epoch + 1}; the last checkpoint in {checkpoints.directory} is kept: "
-            "run the same command with --resume to continue from it", EXIT_INTERRUPTED,
-        ) from None
-    finally:
-        if progress is not None:
-            progress.stop()
-        if log is not None:
-            log.close()
-    if validate is not None and best is not None:
-        model.set_weights(best)  # the best epoch's, as measured on the validation split
-    history["seconds"] = time.perf_counter() - started
-    return history
+def _validation_scores(model, budget, method, setup, teacher):
+    """What `--epochs auto` watches (see `kdcli.runs.Budget.monitor_for`): the KL divergence from the
+    teacher, at the method's temperature, needs the teacher's logits for the validation rows: read with
+    the others, or computed once from a live teacher."""
+    watch = budget.monitor_for(method.uses_teacher)
+    logits = setup.held_out_logits
+    if watch == "kl" and logits is None:
+        logits = predict_logits(teacher, setup.held_out)
+    return ValidationScores(model, setup.held_out, watch, logits if watch == "kl" else None,
+                            getattr(method, "temperature", 1.0))
 
 
 def mixup_loss(method, labels, partner, weight, logits, teacher_logits, epoch):
@@ -453,117 +547,8 @@ def _weigh(weight, own, partner):
     return share * own + (1 - share) * partner
 
 
-class _Stopped(KdcliError):
-    """A run stopped by SIGINT or SIGTERM after saving a checkpoint at a step boundary."""
-
-    def __init__(self, signum, epochs_done, step, steps, directory):
-        name, code = ("interrupted", EXIT_INTERRUPTED) if signum == signal.SIGINT else \
-            ("stopped by SIGTERM", EXIT_TERMINATED)
-        where = f"in epoch {epochs_done + 1} after step {step} of {steps}" if step else \
-            f"after epoch {epochs_done}"
-        super().__init__(f"{name} {where}; saved in {directory}: run the same command with --resume to continue",
-                         code)
-
-
-@contextlib.contextmanager
-def _stop_requests(enabled):
-    """While training: SIGINT and SIGTERM ask the loop to stop at the next step boundary,
-    after a checkpoint (`stop["signal"]` is then set); a second SIGINT stops at once."""
-    stop = {}
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def request(signum, frame):
-        if stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-
-    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _validator(model, split):
-    """A function measuring `model` on a validation split: `(accuracy, mean cross-entropy)`."""
-    infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-
-    def validate():
-        logits = np.concatenate([infer(x).numpy().astype(np.float64)
-                                 for x, _ in iterate(split.batches(VALIDATION_BATCH))])
-        shifted = logits - logits.max(axis=1, keepdims=True)  # a stable log-softmax
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return float(np.mean(logits.argmax(1) == split.y)), float(-np.mean(log_p[np.arange(len(split)), split.y]))
-
-    return validate
-
-
-def _early_stopping(history, accuracy, loss, epoch, patience, max_epochs):
-    """Record an epoch's validation scores in `history` and decide whether the run goes on.
-
-    An epoch improves on the best when its validation accuracy is higher, or
-    equal with a lower loss. The run stops (`history["stopped"]`) after
-    `patience` epochs without improvement, or at `max_epochs`.
-
-    Returns:
-        Whether this epoch is the new best.
-    """
-    history.setdefault("val_accuracy", []).append(accuracy)
-    history.setdefault("val_loss", []).append(loss)
-    best = history.get("best_epoch")
-    improved = best is None or (accuracy, -loss) > (history["val_accuracy"][best - 1], -history["val_loss"][best - 1])
-    if improved:
-        history["best_epoch"] = best = epoch + 1
-    if epoch + 1 - best >= patience:
-        history["stopped"] = "patience"
-    elif epoch + 1 >= max_epochs:
-        history["stopped"] = "max-epochs"
-    return improved
-
-
-def _plateau(history, epoch, patience):
-    """`--lr-schedule plateau`: whether to lower the step size after this epoch, recorded in
-    `history["lr_decays"]`: once `plateau_patience(patience)` epochs have passed without a better
-    validation score since the best epoch and since the last decay, unless the run stops here.
-
-    With the default patience of 20 the step size halves after 5, 10 and 15 epochs without
-    improvement, and the run stops after 20: it anneals like a cosine, for as long as the data needs.
-    """
-    decays = history.setdefault("lr_decays", [])
-    since = max([history["best_epoch"], *decays[-1:]])
-    if history.get("stopped") or epoch + 1 - since < plateau_patience(patience):
-        return False
-    decays.append(epoch + 1)
-    return True
-
-
-def _epoch_logs(history):
-    """The last epoch's figures, for a log line."""
-    logs = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}
-    if history.get("val_accuracy"):
-        logs["val_accuracy"] = history["val_accuracy"][-1]
-    return {**logs, "seconds": history["epoch_seconds"][-1]}
-
-
-def _last_validation(history):
-    return {"val_acc": history["val_accuracy"][-1]} if history.get("val_accuracy") else {}
-
-
 class NonFiniteLoss(KdcliError):
     """The training loss became NaN or infinite (exit code 4)."""
-
-
-def _check_finite(last_loss, epoch, checkpoints):
-    loss = float(last_loss.numpy())
-    if not np.isfinite(loss):
-        kept = f"; the last good checkpoint (epoch {epoch}) is kept" if checkpoints and epoch else ""
-        raise NonFiniteLoss(
-            f"the training loss became {loss} in epoch {epoch + 1}: lower --learning-rate "
-            f"or check the data for extreme values{kept}"
-        )
 
 
 def _as_split(x):

@@ -114,7 +114,7 @@ def test_tabular_features_with_two_classes(tmp_path):
 def test_cnn_on_flat_features_is_refused(tmp_path):
     np.savez(tmp_path / "flat.npz", x=np.zeros((20, 5), np.float32), y=np.arange(20) % 2)
     r = run_cli("train-teacher", "--data", tmp_path / "flat.npz", "--arch", "cnn", "--out", tmp_path / "t.keras")
-    assert_one_line_error(r, 4, "the cnn architecture needs image inputs")
+    assert_one_line_error(r, 4, "the cnn architecture needs images (H, W) or (H, W, C), or signals (L, C)")
 
 
 @pytest.mark.slow

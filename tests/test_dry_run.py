@@ -68,7 +68,7 @@ def test_train_teacher_dry_run_plans_and_writes_nothing(tmp_path, nothing_runs):
     assert_names_the_data(text, held_out(budget))
     assert f"teacher: cnn, width 8, {count_params(plan.model)[0]:,} parameters, head logits" in text
     assert "method: hard labels" in text
-    assert ("budget: epochs auto (patience 3, at most 7 epochs), batch size 32, learning rate 0.002, "
+    assert ("budget: epochs auto (monitor accuracy, patience 3, at most 7 epochs), batch size 32, learning rate 0.002, "
             "schedule cosine, seed 5, augment shift:1") in text
     assert f"1. teacher, seed 5: checkpoints in {tmp_path / 'out' / 't.ckpt'}, logs in {tmp_path / 'logs'}" in text
     assert f"teacher: {tmp_path / 'out' / 't.keras'}" in text and f"logs: {tmp_path / 'logs'}" in text
@@ -109,7 +109,7 @@ def test_distill_dry_run_plans_the_seeds_and_their_twins_and_writes_nothing(teac
     assert f"student: shrink:0.25, {count_params(plan.model)[0]:,} parameters; saved with a softmax head" in text
     config = plan.request.method.config()
     assert "method: dkd: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "name") in text
-    assert ("budget: epochs auto (patience 4, at most 9 epochs), batch size 16, learning rate 0.001, "
+    assert ("budget: epochs auto (monitor kl, accuracy from scratch, patience 4, at most 9 epochs), batch size 16, learning rate 0.001, "
             "schedule constant, seed 3, augment none") in text
     assert [(run.role, run.seed) for run in plan.runs] == [("distilled", 3), ("scratch", 3), ("distilled", 4),
                                                            ("scratch", 4)]

@@ -2,16 +2,25 @@
 the best epoch's weights, provenance, and an exact resume of a stopped-and-continued run."""
 
 import csv
+import types
 
 import numpy as np
 import pytest
 
 import kdcli
 from kdcli.data import stratified_split
+from kdcli.hooks import EarlyStopping, PlateauSchedule, TrainState, ValidationScores, Validator
 from kdcli.runs import Budget, plateau_patience
-from kdcli.training import _early_stopping, _plateau, _validator
 
-from conftest import EPOCH_LINE, assert_same_weights, kdcli_process, run_cli, state, talk
+from conftest import EPOCH_LINE, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state, talk
+
+
+class Scripted(ValidationScores):
+    """The validation accuracy and loss of each epoch, given in advance instead of measured."""
+
+    def __init__(self, accuracies, losses=None):
+        figures = iter(zip(accuracies, losses or [1.0] * len(accuracies)))
+        self.validate = lambda: next(figures)
 
 
 class Steps:
@@ -21,7 +30,7 @@ class Steps:
         self.steps, self.logs = 0, None
 
     def start(self, total):
-        pass
+        self.total = total
 
     def advance(self, logs):
         self.steps += 1
@@ -76,7 +85,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(digits):
     assert history["val_accuracy"][best - 1] == max(history["val_accuracy"])
     # the model holds the best epoch's weights: measured again, it scores exactly what that epoch did
     _, held_out = stratified_split(digits.train.y, 0.1, 0)
-    accuracy, loss = _validator(model, digits.train.take(held_out))()
+    accuracy, loss = Validator(model, digits.train.take(held_out))()
     assert accuracy == history["val_accuracy"][best - 1]
     assert loss == pytest.approx(history["val_loss"][best - 1], rel=1e-5)
 
@@ -86,7 +95,11 @@ def test_a_run_that_keeps_improving_stops_at_max_epochs(digits):
     history = kdcli.train(kdcli.build_model("mlp", digits, depth=0, seed=0), digits,
                           Budget(epochs="auto", patience=50, max_epochs=3), progress=steps)
     assert (len(history["loss"]), history["stopped"]) == (3, "max-epochs")
-    assert steps.logs == {"epoch": 3, "val_acc": history["val_accuracy"][1]}  # the bar shows the last measured
+    best = 2 if (history["val_accuracy"][1], -history["val_loss"][1]) > (history["val_accuracy"][0],
+                                                                         -history["val_loss"][0]) else 1
+    # the bar shows the epoch, the best one, the epochs since the best of the patience, and the last measured
+    assert steps.logs == {"epoch": 3, "best": best, "patience": f"{2 - best}/50", "val_acc": history["val_accuracy"][1]}
+    assert steps.total is None  # no count towards --max-epochs
 
 
 def test_epochs_n_trains_on_the_whole_training_split_as_before(digits):
@@ -113,7 +126,12 @@ def test_distill_defaults_to_auto_and_records_the_stopping(pipeline, tmp_path):
     assert metrics["stopped"] in ("patience", "max-epochs") and 1 <= metrics["best_epoch"] <= metrics["epochs"]
     assert len(metrics["validation_accuracy"]) == metrics["epochs"] == len(metrics["validation_loss"])
     assert metrics["baseline_epochs"] >= 1 and metrics["baseline_stopped"] in ("patience", "max-epochs")
-    assert f"(best {metrics['best_epoch']}, stopped: {metrics['stopped']})" in r.stderr
+    # The distilled student is judged by its divergence from the teacher, its scratch twin by its accuracy.
+    assert (hyper["monitor"], metrics["monitor"], metrics["baseline_monitor"]) == ("auto", "kl", "accuracy")
+    kl = metrics["validation_kl"]
+    assert len(kl) == metrics["epochs"] and min(kl) == kl[metrics["best_epoch"] - 1]
+    assert f"(best {metrics['best_epoch']} by validation kl, stopped: {metrics['stopped']})" in r.stderr
+    assert f"(best {metrics['baseline_best_epoch']} by validation accuracy, " in r.stderr
     r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--epochs", "2",
                 "--out", out)
     assert r.exit_code == 0, r.stderr
@@ -129,15 +147,23 @@ def test_a_bad_epochs_value_is_a_usage_error(pipeline, tmp_path, value):
 
 
 def test_plateau_halves_the_step_size_after_a_quarter_of_the_patience_without_improvement():
-    history = {}
     # patience 8: a decay after 2 epochs without a better validation accuracy (an equal one with the
     # same loss is not better), counted from the best epoch or the last decay, and a stop after 8
-    for epoch, accuracy in enumerate([0.5, 0.6, 0.6, 0.6, 0.7] + [0.7] * 20):
-        _early_stopping(history, accuracy, 1.0, epoch, 8, 300)
-        _plateau(history, epoch, 8)
-        if history.get("stopped"):
+    optimizer = types.SimpleNamespace(learning_rate=0.1)
+    stopping = EarlyStopping(Scripted([0.5, 0.6, 0.6, 0.6, 0.7] + [0.7] * 20), 8, 300,
+                             types.SimpleNamespace(get_weights=list))
+    plateau = PlateauSchedule(optimizer, 0.1, 8, stopping)
+    state = TrainState(epochs=300, steps=1, samples=1)
+    for epoch in state.epochs_left():
+        state.begin_epoch(epoch)
+        state.end_epoch((0.5, 1, {}))
+        stopping.on_epoch_end(state)
+        plateau.on_epoch_end(state)
+        if state.stopped:
             break
+    history = state.history
     assert (history["best_epoch"], history["lr_decays"], history["stopped"]) == (5, [4, 7, 9, 11], "patience")
+    assert optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** 4)
     assert len(history["val_accuracy"]) == 13  # no decay at the epoch the run stops
     assert [plateau_patience(p) for p in (1, 3, 4, 7, 8, 20)] == [1, 1, 1, 2, 2, 5]  # a quarter, rounded up
 
@@ -172,11 +198,11 @@ def test_plateau_needs_epochs_auto_and_no_refit(pipeline, tmp_path, options, mes
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("schedule, rate", [("constant", "0.02"), ("plateau", "0.2")])
-def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedule, rate):
+@pytest.mark.parametrize("schedule, rate, monitor", [("constant", "0.02", "auto"), ("plateau", "0.2", "accuracy")])
+def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedule, rate, monitor):
     args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--patience", "3",
             "--max-epochs", "12", "--learning-rate", rate, "--seed", "5", "--checkpoint-every", "0",
-            "--lr-schedule", schedule]
+            "--lr-schedule", schedule, "--monitor", monitor]
     reference = tmp_path / "reference.keras"
     r = kdcli_process(*args, "--out", reference)
     assert r.returncode == 0, r.stderr
@@ -191,7 +217,8 @@ def test_a_stopped_and_continued_run_resumes_exactly(pipeline, tmp_path, schedul
     assert r.returncode == 0, r.stderr
     assert_same_weights(out, kdcli.load_model(reference).get_weights())
     resumed = kdcli.read_provenance(out)["metrics"]
-    for key in ("epochs", "best_epoch", "stopped", "validation_accuracy", "lr_decays"):
+    assert whole["monitor"] == ("kl" if monitor == "auto" else monitor)
+    for key in ("epochs", "best_epoch", "stopped", "monitor", "validation_accuracy", "validation_kl", "lr_decays"):
         assert resumed.get(key) == whole.get(key), key
     if schedule == "plateau":  # the step size was lowered before the kill, and again after it
         assert min(whole["lr_decays"]) <= 3 < max(whole["lr_decays"])
@@ -239,3 +266,60 @@ def test_short_epochs_print_at_most_a_line_every_few_seconds_and_quiet_none(tmp_
     assert "val_accuracy" not in r.stderr
     r = run_cli("train-teacher", "--arch", "mlp", "--epochs", "2", "--out", tmp_path / "q.keras", "--quiet")
     assert r.exit_code == 0 and r.stderr == ""
+
+
+def _kl_reference(teacher_logits, student_logits, temperature):
+    """Mean KL(softmax(t/T) || softmax(s/T)) in NumPy, term by term."""
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p, q = softmax(teacher_logits / temperature), softmax(student_logits / temperature)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+@pytest.mark.parametrize("monitor, temperature", [("auto", 4.0), ("kl", 2.0)])
+def test_a_distilled_student_stops_on_its_kl_to_the_teacher_and_keeps_that_best_epoch(digits, monitor, temperature):
+    teacher = kdcli.build_model("mlp", digits, width=32, seed=1)
+    kdcli.train(teacher, digits, epochs=3)
+    logits = kdcli.predict_logits(teacher, digits.train)
+    student = kdcli.build_model("mlp", digits, depth=0, seed=0)
+    history = kdcli.distill(student, digits, Budget(patience=2, max_epochs=30, learning_rate=0.05, monitor=monitor),
+                            teacher_logits=logits, method=kdcli.make_method("kd", temperature=temperature))
+    assert history["monitor"] == "kl" and len(history["val_kl"]) == len(history["loss"])
+    best = history["best_epoch"]
+    assert history["val_kl"][best - 1] == min(history["val_kl"])
+    assert len(history["loss"]) - best == 2 or history["stopped"] == "max-epochs"
+    # the student holds the best epoch's weights: its KL, measured again in NumPy, is that epoch's
+    _, held_out = stratified_split(digits.train.y, 0.1, 0)
+    again = _kl_reference(logits[held_out].astype(np.float64),
+                          kdcli.predict_logits(student, digits.train.take(held_out)).astype(np.float64), temperature)
+    assert again == pytest.approx(history["val_kl"][best - 1], rel=1e-4)
+
+
+def test_monitor_loss_keeps_the_epoch_of_the_lowest_validation_loss(digits):
+    history = kdcli.train(kdcli.build_model("mlp", digits, depth=0, seed=0), digits,
+                          Budget(epochs="auto", patience=2, max_epochs=30, learning_rate=0.05, monitor="loss"))
+    assert history["monitor"] == "loss"
+    assert history["val_loss"][history["best_epoch"] - 1] == min(history["val_loss"])
+
+
+def test_a_live_teacher_gives_the_kl_its_validation_logits(digits):
+    teacher = kdcli.build_model("mlp", digits, width=32, seed=1)
+    kdcli.train(teacher, digits, epochs=2)
+    offline = kdcli.distill(kdcli.build_model("mlp", digits, depth=0, seed=0), digits, Budget(max_epochs=3),
+                            teacher_logits=kdcli.predict_logits(teacher, digits.train))
+    online = kdcli.distill(kdcli.build_model("mlp", digits, depth=0, seed=0), digits, Budget(max_epochs=3),
+                           teacher=teacher)
+    assert online["val_kl"] == pytest.approx(offline["val_kl"], rel=1e-4)
+
+
+@pytest.mark.parametrize("command, monitor, message", [
+    ("distill", "val_acc", "--monitor must be one of auto, accuracy, loss, kl, got 'val_acc'"),
+    ("train-teacher", "kl", "--monitor kl measures a student against its teacher"),
+])
+def test_a_bad_monitor_is_one_line(pipeline, tmp_path, command, monitor, message):
+    source = ("--soft-labels", pipeline["soft"]) if command == "distill" else ("--data", "digits")
+    r = run_cli(command, *source, "--monitor", monitor, "--out", tmp_path / "m.keras")
+    assert_one_line_error(r, 2, message)
+    assert not (tmp_path / "m.keras").exists()

@@ -169,3 +169,22 @@ def test_export_bad_input(pipeline, tmp_path):
     r = run_cli("export", tmp_path / "missing.keras")
     assert_one_line_error(r, 4, "no such model file")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loss_to_scratch_is_said_with_what_to_try_in_distill_and_evaluate(tmp_path):
+    # An untrained teacher, distilled with alpha 1 (its probabilities alone): the student learns nothing.
+    import keras
+
+    inputs = keras.Input((8, 8))
+    untrained = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    untrained.save(tmp_path / "untrained.keras")
+    student = tmp_path / "s.keras"
+    r = run_cli("distill", "--teacher", tmp_path / "untrained.keras", "--data", "digits", "--student", "mlp",
+                "--method", "kd:alpha=1", "--epochs", "3", "--baseline", "--out", student)
+    assert r.exit_code == 0, r.stderr
+    summary = " ".join(r.stderr.split())
+    assert "distillation lost" in summary and "(one seed: --seeds 3 tells a loss from noise); try --tune 8" in summary
+    r = run_cli("evaluate", student, "--json", tmp_path / "e.json", *QUICK)
+    assert r.exit_code == 0, r.stderr
+    assert f"{student}: distillation lost" in " ".join(r.stdout.split())
+    assert json.loads((tmp_path / "e.json").read_text())["models"][0]["distillation_gain_points"] < -20

@@ -218,3 +218,26 @@ def test_parameter_ratio_and_file_size_ratio_are_told_apart():
 ])
 def test_a_negative_gain_reads_lost(points, decimals, spread, text):
     assert rp.gain_phrase(points, decimals, spread) == text
+
+
+@pytest.mark.parametrize("points, noise, advice", [
+    (0.4, None, ""),
+    (-0.04, None, ""),  # shown as a gain of 0.0
+    (-0.6, 0.8, ""),  # within the seeds' noise
+    (-1.2, 0.3, ", beyond the seeds' noise; " + rp.NEXT_STEP),
+    (-1.2, None, " (one seed: --seeds 3 tells a loss from noise); " + rp.NEXT_STEP),
+])
+def test_a_loss_says_what_to_try(points, noise, advice):
+    assert rp.loss_advice(points, noise) == advice
+    assert "--tune" in rp.NEXT_STEP and "--patience" in rp.NEXT_STEP
+
+
+def test_evaluate_says_when_distillation_lost():
+    report = make_report(["runs/teacher.keras", "runs/student.keras"], baseline=True)
+    student = report["models"][1]
+    assert "lost" not in rendered(report, 200)  # a gain of 3.1 points: nothing to say
+    student["baseline_accuracy"] = 0.97493
+    student["distillation_gain_points"] = 100 * (student["accuracy"] - student["baseline_accuracy"])
+    text = " ".join(rendered(report, 200).split())
+    assert "runs/student.keras: distillation lost 1.4 points against the same student trained from scratch" in text
+    assert "--tune 8" in text and "--patience" in text

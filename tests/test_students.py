@@ -1,4 +1,6 @@
-"""Students in every form, the one-shot command, plain-Keras teachers and --baseline."""
+"""Students in every form, the one-shot command, plain-Keras teachers and --baseline.
+
+shrink itself is tested in test_shrink.py, students from keras.applications in test_applications.py."""
 
 import json
 
@@ -7,7 +9,6 @@ import pytest
 
 import kdcli
 from kdcli._tf import keras
-from kdcli.models import shrink
 
 from conftest import assert_one_line_error, run_cli
 
@@ -77,64 +78,6 @@ def test_teacher_logits_are_computed_once_not_per_epoch(pipeline, tmp_path, monk
     # once for the training split's logits, then only the final test evaluations
     assert kdcli.read_provenance(tmp_path / "s.keras")["hyperparameters"]["mode"] == "teacher-logits-once"
     assert len(calls) == 1 + 2  # logits; student and teacher test accuracy
-
-
-def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
-    data = kdcli.load_data("digits")
-    teacher = kdcli.build_model("cnn", data)
-    student = shrink(teacher, 0.25)
-    ratio = teacher.count_params() / student.count_params()
-    assert 12 < ratio < 20, ratio
-    convs = [layer.filters for layer in student.layers if hasattr(layer, "filters")]
-    assert convs == [8, 8, 16, 16]
-    assert student.layers[-1].units == 10
-    # normalisation statistics are the teacher's
-    np.testing.assert_array_equal(
-        student.get_layer("normalization").get_weights()[0], teacher.get_layer("normalization").get_weights()[0]
-    )
-    history = kdcli.train(student, data, epochs=3, learning_rate=3e-3, lr_schedule="constant")
-    assert history["loss"][-1] < history["loss"][0]
-    from kdcli.training import accuracy
-
-    assert accuracy(student, data.test) > 0.8
-
-
-def test_shrink_functional_model_with_residual_add_and_batchnorm():
-    import keras
-
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    y = keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3, padding="same")(x))
-    z = keras.layers.Add()([x, y])
-    z = keras.layers.SeparableConv2D(32, 3)(z)
-    z = keras.layers.DepthwiseConv2D(3)(z)
-    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(z)))
-    student = shrink(keras.Model(inputs, outputs), 0.5)
-    assert [layer.filters for layer in student.layers if hasattr(layer, "filters")] == [8, 8, 16]
-    assert student.output_shape == (None, 5)
-
-
-def test_shrink_refuses_an_unknown_layer(tmp_path):
-    import keras
-
-    model = keras.Sequential([keras.Input((8, 8)), keras.layers.TimeDistributed(keras.layers.Dense(4), name="td"),
-                              keras.layers.Flatten(), keras.layers.Dense(10)])
-    model.save(tmp_path / "td.keras")
-    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--out", tmp_path / "s.keras")
-    assert_one_line_error(r, 4, "shrink does not know layer 'td' (TimeDistributed); give a student architecture with --student")
-    assert not (tmp_path / "s.keras").exists()
-    r = run_cli("distill", "--teacher", tmp_path / "td.keras", "--data", "digits", "--student", "mlp",
-                "--epochs", "1", "--out", tmp_path / "s.keras")
-    assert r.exit_code == 0, r.stderr  # the teacher itself is fine
-
-
-def test_shrink_from_soft_labels_uses_the_recorded_teacher(pipeline, tmp_path):
-    out = tmp_path / "s.keras"
-    r = run_cli("distill", "--soft-labels", pipeline["soft"], "--student", "shrink:0.5", "--epochs", "1", "--out", out)
-    assert r.exit_code == 0, r.stderr
-    teacher = kdcli.load_model(pipeline["teacher"])
-    assert [layer.units for layer in kdcli.load_model(out).layers if hasattr(layer, "units")] == [
-        layer.units // 2 for layer in teacher.layers[:-1] if hasattr(layer, "units")] + [10]
 
 
 def test_user_architecture_with_the_wrong_outputs_is_refused(tmp_path, pipeline):
@@ -224,12 +167,31 @@ def test_mixed_precision_bf16(pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("shape, arch", [((8, 8), "cnn"), ((28, 28, 1), "cnn"), ((32, 32, 3), "cnn"),
-                                         ((20,), "mlp"), ((100, 1), "mlp"), ((50, 6), "mlp"), ((4, 4), "mlp"),
-                                         ((16, 16, 12), "mlp")])
-def test_auto_picks_a_cnn_for_images_and_an_mlp_otherwise(shape, arch):
+                                         ((100, 1), "cnn"), ((50, 6), "cnn"), ((64, 8), "cnn"),
+                                         ((20,), "mlp"), ((4, 4), "mlp"), ((6, 1), "mlp"), ((16, 16, 12), "mlp")])
+def test_auto_picks_a_cnn_for_images_and_signals_and_an_mlp_otherwise(shape, arch):
     from kdcli.specs import auto_arch
 
     assert auto_arch(shape) == arch
+
+
+def test_a_signal_teacher_is_a_1d_cnn_without_shifts_and_its_shrunk_student_follows(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 40, 2)).astype(np.float32)
+    y = (x[:, :, 0].max(axis=1) > 2.0).astype(np.int64)
+    np.savez(tmp_path / "signals.npz", x=x, y=y)
+    teacher = tmp_path / "t.keras"
+    r = run_cli("train-teacher", "--data", tmp_path / "signals.npz", "--epochs", "1", "--out", teacher)
+    assert r.exit_code == 0, r.stderr
+    hyper = kdcli.read_provenance(teacher)["hyperparameters"]
+    assert (hyper["arch"], hyper["augment"]) == ("cnn", "none")  # a shift would move the channels too
+    kinds = {type(layer).__name__ for layer in kdcli.load_model(teacher).layers}
+    assert "Conv1D" in kinds and "Conv2D" not in kinds
+    student = tmp_path / "s.keras"
+    r = run_cli("distill", "--teacher", teacher, "--epochs", "1", "--out", student)
+    assert r.exit_code == 0, r.stderr
+    conv = [layer for layer in kdcli.load_model(student).layers if type(layer).__name__ == "Conv1D"]
+    assert [layer.filters for layer in conv] == [8, 8, 16, 16]  # the teacher's 32, 32, 64, 64 times 0.25
 
 
 def test_train_teacher_on_tabular_data_needs_no_arch(tmp_path):
@@ -252,53 +214,6 @@ def test_auto_on_images_is_the_shifted_cnn(tmp_path):
     assert r.exit_code == 0, r.stderr
     hyper = kdcli.read_provenance(tmp_path / "t.keras")["hyperparameters"]
     assert hyper["arch"] == "cnn" and hyper["augment"] == "shift:1"
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """32x32 colour images of 4 classes and a small cnn teacher trained on them."""
-    d = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    y = np.arange(240) % 4
-    x = rng.integers(0, 255, size=(240, 32, 32, 3)).astype("uint8")
-    x[y == 1, :16], x[y == 2, :, :16], x[y == 3, 8:24, 8:24] = 255, 0, 128
-    np.savez(d / "images.npz", x=x, y=y)
-    r = run_cli("train-teacher", "--data", d / "images.npz", "--width", "8", "--epochs", "2", "--out", d / "t.keras")
-    assert r.exit_code == 0, r.stderr
-    return d
-
-
-@pytest.mark.slow
-def test_a_student_from_keras_applications_with_options(images, tmp_path):
-    out = tmp_path / "s.keras"
-    r = run_cli("distill", "--teacher", images / "t.keras", "--student", "app:MobileNetV3Small:alpha=0.75,minimalistic=true",
-                "--epochs", "1", "--out", out)
-    assert r.exit_code == 0, r.stderr
-    student = kdcli.load_model(out)  # safe loading: nothing but standard layers
-    core = [layer for layer in student.layers if isinstance(layer, keras.Model)]
-    assert len(core) == 1 and core[0].name.startswith("MobileNetV3Small")
-    assert student.output_shape == (None, 4)
-    assert kdcli.read_provenance(out)["hyperparameters"]["student"] == "app:MobileNetV3Small:alpha=0.75,minimalistic=true"
-    r = run_cli("evaluate", images / "t.keras", out, "--latency-runs", "10", "--json", "-")
-    assert r.exit_code == 0, r.stderr
-
-
-@pytest.mark.parametrize("spec, code, message", [
-    ("app:NoSuchNet", 2, "keras.applications has no model 'NoSuchNet'"),
-    ("app:mobilenet", 2, "keras.applications has no model 'mobilenet'"),
-    ("app:MobileNetV3Small:alpha", 2, "give options as key=value"),
-    ("app:ResNet50V2:alpha=2", 4, "cannot be built for samples of shape (32, 32, 3)"),
-])
-def test_a_keras_applications_student_that_cannot_be_built_gets_one_line(images, tmp_path, spec, code, message):
-    r = run_cli("distill", "--teacher", images / "t.keras", "--student", spec, "--epochs", "1",
-                "--out", tmp_path / "s.keras")
-    assert_one_line_error(r, code, message)
-
-
-def test_a_keras_applications_family_that_cannot_take_the_size_says_so(pipeline, tmp_path):
-    r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "app:MobileNetV3Small", "--epochs", "1",
-                "--out", tmp_path / "s.keras")
-    assert_one_line_error(r, 4, "cannot be built for samples of shape (8, 8) (Input size must be at least 32x32")
 
 
 @pytest.mark.parametrize("kind", ["inputs", "outputs"])
