@@ -41,8 +41,8 @@ def curves(teacher, data_value, seed, epochs):
     from kdcli._tf import tf
     from kdcli.console import Reporter
     from kdcli.data import iterate, stratified_split
+    from kdcli.options import Budget
     from kdcli.pipeline import _teacher_logits, distill_student
-    from kdcli.runs import Budget
     from kdcli.training import distill
 
     reporter = Reporter(quiet=True)

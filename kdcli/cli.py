@@ -23,10 +23,10 @@ from typer._click.globals import get_current_context
 from typer.core import TyperCommand, TyperGroup
 
 from kdcli import __version__
-from kdcli.console import Reporter, stderr
+from kdcli.console import Reporter, clear_status, stderr
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
 from kdcli.methods import DEFAULT_METHOD, method_help
-from kdcli.runs import TEACHER_BUDGET, Budget, Runtime, parse_epochs
+from kdcli.options import TEACHER_BUDGET, Budget, Runtime, parse_epochs
 from kdcli.specs import (
     COLOR_MODES,
     FORMATS,
@@ -196,11 +196,11 @@ Imports = Annotated[Optional[list[str]], typer.Option(
     help="Import a module (a name or a .py file) that registers custom layers, before loading models. "
          "Repeatable.")]
 
-# Values are checked where the library checks them (kdcli.runs, kdcli.models...), each rule once.
+# Values are checked where the library checks them (kdcli.options, kdcli.models...), each rule once.
 Epochs = Annotated[str, typer.Option(
     help="Passes over the training split, or auto: stop when the accuracy on a held-out 10% has not improved "
-         "for --patience epochs, keeping the best epoch.", metavar="N|auto", rich_help_panel=BUDGET)]
-Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation accuracy.",
+         "for --patience epochs (see --monitor), keeping the best epoch.", metavar="N|auto", rich_help_panel=BUDGET)]
+Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation score.",
                                        metavar="N", rich_help_panel=BUDGET)]
 Monitor = Annotated[str, typer.Option(
     help="With --epochs auto: what the validation split judges. accuracy; loss (cross-entropy); kl (the "
@@ -279,10 +279,19 @@ def command(name, register_with=None):
             except Exception as e:  # an internal error: say so, briefly
                 _fail(f"internal error: {type(e).__name__}: {e}".splitlines()[0] +
                       " (run again with --debug for the traceback)", EXIT_INTERNAL, kwargs.get("debug"))
+            finally:
+                clear_status()
 
         return (register_with or app.command(name, cls=_Command))(wrapper)
 
     return register
+
+
+def _loading(quiet):
+    """The command's `Reporter`, showing `loading ...` on a terminal until its first line or bar."""
+    reporter = Reporter(quiet)
+    reporter.status("loading TensorFlow, the data and the models ...")
+    return reporter
 
 
 def _fail(message, code, debug):
@@ -343,11 +352,13 @@ def _numbers(text, option):
 
 def _result(path):
     """Print an artifact's path, alone, on stdout."""
+    clear_status()
     typer.echo(str(path))
 
 
 def _plan(plan):
     """Print a dry run's plan on stdout."""
+    clear_status()
     typer.echo(str(plan))
 
 
@@ -401,7 +412,7 @@ def train_teacher(
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet), dry_run=dry_run,
+        reporter=_loading(quiet), dry_run=dry_run,
     )
     _plan(plan) if dry_run else _result(path)
 
@@ -457,7 +468,7 @@ def soft_labels(
     written = pipeline.make_soft_labels(
         teacher, data, out, batch_size=batch_size, dtype=dtype.value,
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet), top_k=top_k, shard=_shard(shard), dry_run=dry_run,
+        reporter=_loading(quiet), top_k=top_k, shard=_shard(shard), dry_run=dry_run,
     )
     _plan(written[1]) if dry_run else _result(written)
 
@@ -587,7 +598,7 @@ def distill(
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
-        reporter=Reporter(quiet), dry_run=dry_run,
+        reporter=_loading(quiet), dry_run=dry_run,
     )
     _plan(plan) if dry_run else _result(path)
 
@@ -649,7 +660,7 @@ def evaluate(
         raise UsageError("--append adds the report to the --markdown file: give --markdown PATH")
     if plot:
         report.require_matplotlib()
-    reporter = Reporter(quiet)
+    reporter = _loading(quiet)
     result = pipeline.evaluate(
         models, data, batch_size=batch_size, latency_runs=latency_runs,
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
@@ -657,6 +668,7 @@ def evaluate(
     from kdcli.evaluation import check_gates, describe_failure
 
     failed = check_gates(result, min_accuracy, max_accuracy_drop)
+    clear_status()
     if json_out == "-":
         typer.echo(report.to_json(result))
     else:
@@ -704,7 +716,7 @@ def export(
 
     _result(pipeline.export(
         model, out, format=format.value, quantize=quantize.value, data=data,
-        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=Reporter(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=_loading(quiet),
     ))
 
 

@@ -12,6 +12,16 @@ stderr = Console(stderr=True, highlight=False)
 LOG_EVERY = 5.0
 
 
+# The status line showing, if any (one live display at a time on a console).
+_status = []
+
+
+def clear_status():
+    """Clear the status line of `Reporter.status`, if one shows (the command line does when a command ends)."""
+    while _status:
+        _status.pop().stop()
+
+
 class Reporter:
     """Progress bars and one-line messages on stderr; silent when `quiet`.
 
@@ -23,13 +33,27 @@ class Reporter:
     def __init__(self, quiet=False):
         self.quiet = quiet
 
+    def status(self, message):
+        """A status line with a spinner on a terminal's stderr (`loading ...`) for the seconds before
+        anything else shows; the next line of talk or progress bar replaces it (see `clear_status`)."""
+        clear_status()
+        if not self.quiet and stderr.is_terminal:
+            _status.append(stderr.status(message))
+            _status[0].start()
+
+    def done(self):
+        """Clear the status line, if one shows."""
+        clear_status()
+
     def say(self, message):
         """One line of talk on stderr."""
+        self.done()
         if not self.quiet:
             stderr.print(message, soft_wrap=True)
 
     def progress(self, description):
         """A progress object for the training loop and batched inference."""
+        self.done()  # one live display at a time
         return _Bar(description, enabled=not self.quiet and stderr.is_terminal, reporter=self,
                     log_epochs=not self.quiet and not stderr.is_terminal)
 

@@ -38,7 +38,7 @@ from kdcli.console import Display, plural
 from kdcli.data import iterate
 from kdcli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, KdcliError
 from kdcli.logs import TrainingLog
-from kdcli.runs import PLATEAU_FACTOR, plateau_patience
+from kdcli.options import PLATEAU_FACTOR, plateau_patience
 
 # Samples per call when measuring the validation split.
 VALIDATION_BATCH = 256

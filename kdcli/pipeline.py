@@ -41,6 +41,7 @@ from kdcli.files import (
     sha256_file,
 )
 from kdcli.model_files import model_format, save_model
+from kdcli.options import TEACHER_BUDGET, Runtime, refit_folder
 from kdcli.plan import (  # noqa: F401 - default_student_path: still importable from here
     DISTILLED,
     LOGITS,
@@ -57,7 +58,6 @@ from kdcli.plan import (  # noqa: F401 - default_student_path: still importable 
     teachers_record,
 )
 from kdcli.report import format_size, gain_phrase, loss_advice
-from kdcli.runs import TEACHER_BUDGET, Runtime, refit_folder
 from kdcli.specs import parse_spec, resolve_spec
 
 
@@ -116,7 +116,8 @@ def load_teacher(path, data, unsafe=False):
 
 
 def _epochs_run(metrics, prefix=""):
-    """`12 epochs`, or `57 epochs (best 37, stopped: patience)` for a run that stopped on its validation split."""
+    """`12 epochs`, or `57 epochs (best 37 by validation kl, stopped: patience)` for a run that stopped on its
+    validation split."""
     done = plural(metrics[f"{prefix}epochs"], "epoch")
     if metrics.get(f"{prefix}refit"):
         return (f"{done} on the whole training split, the best of {metrics[f'{prefix}search_epochs']} "
@@ -158,15 +159,15 @@ def train_teacher(
         data: a `Dataset` or a `--data` value.
         out: the `.keras` file to write.
         arch: a built-in architecture (`cnn`, `mlp`, or `auto`: a cnn for
-            image-shaped samples, an mlp otherwise, see `kdcli.specs.auto_arch`)
+            image-shaped samples and signals, an mlp otherwise, see `kdcli.specs.auto_arch`)
             or a `.keras` file holding an untrained architecture of the user's.
         model: a `.keras` file holding an untrained architecture of the user's,
             instead of `arch` (`train-teacher --model`).
         width, depth: knobs of the built-in architectures.
-        budget: a `kdcli.runs.Budget`; by default train-teacher's: 40 epochs,
+        budget: a `kdcli.options.Budget`; by default train-teacher's: 40 epochs,
             a cosine schedule and `augment="auto"` (`shift` for the built-in
             cnn on images it can shift, else `none`).
-        runtime: a `kdcli.runs.Runtime`: strategy, precision, checkpoints
+        runtime: a `kdcli.options.Runtime`: strategy, precision, checkpoints
             (removed once `out` is written). In a multi-worker run only the
             chief writes `out` and the checkpoints.
         data_options: `load_data` keywords (`val_split`, `image_size`, `color_mode`, `num_classes`).
@@ -342,14 +343,14 @@ def distill_student(
             the teachers the file was made with, all of them in any order
             (checked by sha256): they are then used only to derive a
             `shrink:F` student and to report their accuracy.
-        student: `auto` (a cnn for image-shaped samples, else an mlp), `mlp`,
+        student: `auto` (a cnn for image-shaped samples and signals, else an mlp), `mlp`,
             `cnn`, `shrink:F` (derived from the first teacher of an
             ensemble) or a `.keras` architecture; by default `shrink:0.25`
             with a teacher, `auto` with soft labels.
         method: a `kdcli.methods.Method`, or a name in `kdcli.methods.REGISTRY`
             (with its default parameters); by default `kd` (Hinton's loss,
             `T = 4`, `alpha = 0.9`).
-        budget: a `kdcli.runs.Budget`; by default `epochs="auto"`: stop once
+        budget: a `kdcli.options.Budget`; by default `epochs="auto"`: stop once
             the accuracy on a validation share of the training split stops
             improving, keeping the best epoch (the baseline stops by the same
             rule, on its own). Its `augment` (`shift`,
@@ -357,7 +358,7 @@ def distill_student(
             teacher running on each batch to give its logits for the same
             copies (implies `online`; needs `teacher`); the baseline is
             trained on shifted copies too.
-        runtime: a `kdcli.runs.Runtime`: strategy, precision, checkpoints
+        runtime: a `kdcli.options.Runtime`: strategy, precision, checkpoints
             (removed once `out` is written). In a multi-worker run only the
             chief writes `out` and the checkpoints.
         online: run the teacher on every batch instead of once.

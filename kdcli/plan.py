@@ -26,7 +26,7 @@ from kdcli.errors import KdcliError, UsageError
 from kdcli.files import check_output, locate_recorded, rebase_recorded, relative_to_artifact, sha256_file
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.model_files import load_model, model_format
-from kdcli.runs import Budget, Runtime, is_finite_number, refit_folder
+from kdcli.options import Budget, Runtime, is_finite_number, refit_folder
 from kdcli.specs import STUDENT_OUTPUTS, parse_spec, resolve_spec
 
 # Where a distillation's teacher logits come from (`TeacherSource.kind`).
@@ -383,7 +383,7 @@ class Run:
     Args:
         role: `distilled`, `scratch` (the `--baseline` twin, on hard labels) or `trial` (of `--tune`).
         seed: its seed.
-        folder: its checkpoint folder (its log folder is named alike, see `kdcli.runs.Runtime.log_for`).
+        folder: its checkpoint folder (its log folder is named alike, see `kdcli.options.Runtime.log_for`).
         label: what its progress says (`distilling`, `baseline (seed 4)`, `trial 2/8 (kd T=4 alpha=0.9)`).
         augment: its augmentation (resolved).
         trial: a trial's `kdcli.tuning.Trial` (its method and the student's width), else None.
@@ -540,7 +540,7 @@ class TeacherPlan:
         width, depth: the built-in architectures' knobs, or None.
         model: the teacher, built (untrained).
         budget: the budget, its augmentation resolved.
-        runtime: the `kdcli.runs.Runtime`.
+        runtime: the `kdcli.options.Runtime`.
         strategy: the `tf.distribute.Strategy`.
         out: the teacher file to write.
     """

@@ -13,7 +13,7 @@ AUTO = "auto"
 AUTO_IMAGE_SIDE = 8
 # Learning-rate schedules (`--lr-schedule`, see `kdcli.train`) and precisions (`--mixed-precision`).
 LR_SCHEDULES = ("cosine", "constant", "plateau")
-# What `--epochs auto` watches on the validation split (`--monitor`, see `kdcli.runs.Budget.monitor_for`).
+# What `--epochs auto` watches on the validation split (`--monitor`, see `kdcli.options.Budget.monitor_for`).
 MONITORS = ("auto", "accuracy", "loss", "kl")
 PRECISIONS = ("off", "bf16")
 # What a classifier outputs (see `kdcli.models.head_kind`), and the `--student-output` choices:

@@ -62,7 +62,7 @@ from kdcli.hooks import (
 )
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
-from kdcli.runs import Budget, refit_folder
+from kdcli.options import Budget, refit_folder
 
 # Training steps between two checks of the loss (each check waits for the device).
 CHECK_EVERY = 16
@@ -97,7 +97,7 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     Args:
         model: a Keras model that outputs logits.
         data: the `Dataset`.
-        budget: a `kdcli.runs.Budget` (epochs, batch size, step size and its
+        budget: a `kdcli.options.Budget` (epochs, batch size, step size and its
             schedule, seed, augmentation), or its fields as keywords
             (`epochs=20` by default, `batch_size=64`, `learning_rate=1e-3`,
             `lr_schedule="constant"`, `seed=0`, `augment="none"`). With
@@ -512,7 +512,7 @@ def _hooks(model, data, budget, method, setup, step, state, options, teacher=Non
 
 
 def _validation_scores(model, budget, method, setup, teacher):
-    """What `--epochs auto` watches (see `kdcli.runs.Budget.monitor_for`): the KL divergence from the
+    """What `--epochs auto` watches (see `kdcli.options.Budget.monitor_for`): the KL divergence from the
     teacher, at the method's temperature, needs the teacher's logits for the validation rows: read with
     the others, or computed once from a live teacher."""
     watch = budget.monitor_for(method.uses_teacher)

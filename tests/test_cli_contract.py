@@ -588,3 +588,28 @@ def test_help_imports_neither_numpy_nor_tensorflow():
     r = _run("-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
+@pytest.mark.slow
+def test_a_terminal_sees_a_status_line_while_kdcli_loads_then_the_bar(tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "kdcli", "train-teacher", "--data", "digits", "--arch", "mlp",
+                                "--epochs", "1", "--out", str(tmp_path / "t.keras")],
+                               stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "100"})
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=300) == 0
+    text = seen.decode(errors="replace")
+    loading = text.find("loading TensorFlow, the data and the models")
+    assert loading >= 0 and text.find("training teacher") > loading
+    assert "Traceback" not in text and "live display" not in text

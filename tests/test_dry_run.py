@@ -8,7 +8,7 @@ from kdcli import pipeline
 from kdcli.data import load_data, stratified_split
 from kdcli.errors import UsageError
 from kdcli.models import count_params
-from kdcli.runs import Budget, Runtime
+from kdcli.options import Budget, Runtime
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import kdcli
 from kdcli.data import stratified_split
 from kdcli.hooks import EarlyStopping, PlateauSchedule, TrainState, ValidationScores, Validator
-from kdcli.runs import Budget, plateau_patience
+from kdcli.options import Budget, plateau_patience
 
 from conftest import EPOCH_LINE, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state, talk
 

@@ -25,7 +25,7 @@ from kdcli.hooks import (
     TrainState,
     ValidationScores,
 )
-from kdcli.runs import Budget
+from kdcli.options import Budget
 
 # Validation figures of a run, given in advance: improvements, ties (broken by the loss), stalls.
 ACCURACIES = [0.50, 0.70, 0.70, 0.65, 0.72, 0.72, 0.72, 0.71, 0.70, 0.74, 0.60, 0.60, 0.60, 0.60, 0.60, 0.60]

@@ -15,7 +15,7 @@ import dataclasses
 from typing import ClassVar
 
 from kdcli.errors import UsageError
-from kdcli.runs import is_finite_number
+from kdcli.options import is_finite_number
 
 
 def param(default, help):

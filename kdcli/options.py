@@ -1,4 +1,4 @@
-"""Typed runs: the options of a training run as a few frozen dataclasses, each validated once.
+"""The options of a training run as a few frozen dataclasses, each validated once.
 
 `Budget` says how a model trains (passes, batch, step size and its schedule,
 seed, augmentation); `Runtime` says where and how safely (the `tf.distribute`
@@ -21,7 +21,7 @@ from kdcli.errors import UsageError
 from kdcli.specs import LR_SCHEDULES, MONITORS, PRECISIONS, STRATEGIES
 
 # `--epochs auto`: hold out 10% of the training split, stop after PATIENCE epochs without a better
-# validation accuracy, or at MAX_EPOCHS.
+# validation score (see `Budget.monitor_for`), or at MAX_EPOCHS.
 AUTO_EPOCHS = "auto"
 VALIDATION = 0.1
 PATIENCE = 20
@@ -44,7 +44,7 @@ class Budget:
     Args:
         epochs: passes over the training split, or `auto`: train on all but
             a validation share of it (`validation`, stratified by class, drawn
-            from `seed`) and stop once the validation accuracy has not
+            from `seed`) and stop once its score (`monitor`) has not
             improved for `patience` epochs, or after `max_epochs`, keeping
             the weights of the best epoch (see `kdcli.training`).
         batch_size: samples per step on each replica.

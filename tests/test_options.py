@@ -1,4 +1,4 @@
-"""Typed runs: the options of a run as frozen dataclasses, each rule checked once, before any work."""
+"""Run options: a run's budget and runtime as frozen dataclasses, each rule checked once, before any work."""
 
 import dataclasses
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import kdcli
-from kdcli.runs import Budget, Runtime
+from kdcli.options import Budget, Runtime
 
 from conftest import assert_one_line_error, run_cli
 
