@@ -64,13 +64,19 @@ bench: $(STAMP)
 bench-report: $(STAMP)
 	cd benchmarks && ../$(BIN)/python speed.py --out ../BENCHMARKS.md --render speed.json
 
-# Accuracy of teacher, scratch and distilled students over 3 seeds: per method (accuracy.py), per
-# budget (budgets.py: --epochs auto against a fixed budget, on digits, a tabular set, a 1-D signal
-# set and the MNIST split), the teacher's budget (teachers.py), every kind of model a user has as a teacher
+# Accuracy of teacher, scratch and distilled students over 3 seeds: the one-shot default against its
+# scratch twin on data sets of every kind (defaults.py; its teachers kept in benchmarks/runs-defaults),
+# stopping rules replayed on whole training curves from those teachers (stopping.py), mlp against cnn
+# teachers for 1-D signals (teacher_arch.py), per method (accuracy.py), per budget (budgets.py:
+# --epochs auto against a fixed budget, on digits, a tabular set, a 1-D signal set and the MNIST
+# split), the teacher's budget (teachers.py), every kind of model a user has as a teacher
 # (teacher_kinds.py: one run each) and the ways to make distillation pay
 # (paying.py: function matching, an ensemble, hints, --tune); several hours on 2 cores. Writes
 # benchmarks/*.md, which the next `make bench` includes in BENCHMARKS.md. Each resumes from its JSON.
 bench-accuracy: $(STAMP)
+	cd benchmarks && ../$(BIN)/python defaults.py --workdir runs-defaults --json defaults.json --markdown defaults.md
+	cd benchmarks && ../$(BIN)/python stopping.py --teachers runs-defaults --json stopping.json --defaults defaults.json --markdown stopping.md
+	cd benchmarks && ../$(BIN)/python teacher_arch.py --json teacher_arch.json --markdown teacher_arch.md
 	cd benchmarks && ../$(BIN)/python accuracy.py --json accuracy.json --markdown accuracy.md
 	cd benchmarks && ../$(BIN)/python budgets.py --json budgets.json --markdown budgets.md  # resumes: delete budgets.json to start over
 	cd benchmarks && ../$(BIN)/python teachers.py --json teachers.json --markdown teachers.md

@@ -21,8 +21,8 @@ are all there is not touched). A seed's shared scratch student is taken from
 any logits-once way's cell of that seed already there. The cells of a `--json`
 were all measured with one `--student` and `--epochs`: the script refuses
 others. Prints, and writes to `--markdown`, a Markdown table of means and
-standard deviations over the seeds; `--render` measures nothing and only
-writes it from `--json`.
+standard deviations over the seeds, each row's options spelled as in `WAYS`;
+`--render` measures nothing and only writes it from `--json`.
 
     python benchmarks/accuracy.py [--sets digits mnist] [--ways kd dkd ...] [--seeds 0 1 2]
         [--student shrink:0.25] [--epochs N] [--workdir DIR] [--json accuracy.json] [--markdown accuracy.md]
@@ -158,7 +158,7 @@ def markdown(results, seeds, student, epochs):
             s, d = (np.array([record[k] for record in records]) * 100 for k in ("scratch", "distilled"))
             missing = "" if len(records) == len(seeds) else f" [{len(records)} of {len(seeds)} seeds]"
             lines.append(f"| {NAMES[name]}, {r['epochs']} epochs | {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params) | "
-                         f"{way}{missing} (`{' '.join(records[0]['args'])}`) | {s.mean():.2f} ± {s.std():.2f}% | "
+                         f"{way}{missing} (`{' '.join(WAYS[way])}`) | {s.mean():.2f} ± {s.std():.2f}% | "
                          f"{d.mean():.2f} ± {d.std():.2f}% ({r['student_params']:,} params) | "
                          f"{points((d - s).mean())} ({', '.join(points(g) for g in d - s)}) |")
     return lines
@@ -179,6 +179,8 @@ def main():
     if not args.render:
         measure_all(cells, args.student, args.epochs)
     results = {name: cells.results[name] for name in SETS if cells.results.get(name, {}).get("runs")}
+    if args.render and not results:
+        parser.error(f"{args.json} holds no cells: nothing to render (the --markdown file is left as it is)")
     grid.write_section(markdown(results, args.seeds, args.student, args.epochs), args.markdown)
 
 

@@ -1,4 +1,4 @@
-"""Training budgets of one-shot distillation: the old fixed epochs against `--epochs auto`, and a refit.
+"""Training budgets of one-shot distillation: a fixed number of epochs against `--epochs auto`, and a refit.
 
 For each data set (the bundled digits, the synthetic `tabular` and `signal`
 of datasets.py, and the MNIST benchmark split when `../shared/data` is
@@ -6,9 +6,10 @@ there): one teacher (`kdcli train-teacher` with its defaults, seed 0), then
 for each seed `kdcli distill --teacher T --data D --seed S --baseline`
 (student shrink:0.25, kdcli's default) in each variant:
 
-- today: `--epochs N_old`, the old default: max(30, ceil(3000 / steps per
-  epoch)), steps per epoch = ceil(n_train / 64) on the whole training split;
-- auto: no budget options (the new default, `--epochs auto`);
+- fixed: `--epochs N_fixed`, a fixed budget: max(30, ceil(3000 / steps per
+  epoch)), steps per epoch = ceil(n_train / 64) on the whole training split
+  (30 epochs, or more so that training takes at least 3,000 steps);
+- auto: no budget options (kdcli's default, `--epochs auto`);
 - auto + cosine: `--lr-schedule cosine` (the cosine spans `--max-epochs`);
 - auto + plateau: `--lr-schedule plateau` (the step size halves after every 5 epochs without a
   better validation accuracy);
@@ -21,11 +22,13 @@ Each command's whole wall time is measured around its subprocess. The cells
 (data set × variant × seed) are a grid.py `Grid`: each goes to `--json` as
 soon as it is measured, and cells already there are skipped, so a run cut
 short resumes (keep `--workdir` to reuse the teachers; a data set whose cells
-are all there is not touched). Prints, and writes to `--markdown`, a Markdown
-section for BENCHMARKS.md; `--render` measures nothing and only writes it
-from `--json`.
+are all there is not touched; cells stored under an earlier name of their
+variant, `RENAMED_VARIANTS`, are read under its name here). Prints, and
+writes to `--markdown`, a Markdown section for BENCHMARKS.md, the paragraphs
+under "notes" in `--json` (how the run went, findings) after the table;
+`--render` measures nothing and only writes it from `--json`.
 
-    python benchmarks/budgets.py [--sets digits tabular signal mnist] [--variants today auto ...]
+    python benchmarks/budgets.py [--sets digits tabular signal mnist] [--variants fixed auto ...]
         [--seeds 0 1 2] [--workdir DIR] [--json budgets.json] [--markdown budgets.md] [--render]
 """
 
@@ -43,13 +46,38 @@ from common import kdcli as run, mnist_split, paired_difference
 
 HERE = Path(__file__).resolve().parent
 SETS = ("digits", "tabular", "signal", "mnist")
-VARIANTS = ("today", "auto", "auto + cosine", "auto + plateau", "refit")
+VARIANTS = ("fixed", "auto", "auto + cosine", "auto + plateau", "refit")
 NAMES = {"digits": "digits (bundled, 1,438/359)", "tabular": "tabular (synthetic, 3,000/1,000)",
          "signal": "signal (synthetic, 4,000/1,000)", "mnist": "MNIST (8,000/2,000 split)"}
 
 
-def old_epochs(n_train):
-    """The old default budget: 30 epochs, or more so that training takes at least 3,000 steps of 64."""
+# Names that a stored `--json` may hold from before, and what this script calls them: variants (the keys
+# under a set's "runs"), and a set's own keys.
+RENAMED_VARIANTS = {"today": "fixed"}
+RENAMED_KEYS = {"epochs_old": "epochs_fixed"}
+
+
+def rename(results, variants=RENAMED_VARIANTS, keys=RENAMED_KEYS):
+    """Move the cells and keys of a Grid's `results` to the names of this script, in place; returns them."""
+    for entry in results.values():
+        if isinstance(entry, dict):
+            for node, names in ((entry.get("runs", {}), variants), (entry, keys)):
+                renamed = {old: new for old, new in names.items() if old in node and new not in node}
+                if renamed:  # renamed where they stand, so the order of the keys stays
+                    items = list(node.items())
+                    node.clear()
+                    node.update((renamed.get(k, k), v) for k, v in items)
+    return results
+
+
+def notes(results):
+    """The paragraphs stored under "notes" in a Grid's `results` (how the run went, findings), as Markdown
+    lines to follow the table."""
+    return [line for paragraph in results.get("notes", []) for line in ("", paragraph)]
+
+
+def fixed_epochs(n_train):
+    """The fixed budget: 30 epochs, or more so that training takes at least 3,000 steps of 64."""
     return max(30, math.ceil(3000 / math.ceil(n_train / 64)))
 
 
@@ -72,7 +100,7 @@ def distill(teacher, data, seed, out, *options):
     return kdcli.read_provenance(path)["metrics"], time.perf_counter() - start
 
 
-def measure(variant, teacher, data, seed, workdir, n_old, auto):
+def measure(variant, teacher, data, seed, workdir, n_fixed, auto):
     """One cell: a variant on one seed; `auto` is the same seed's auto record (for refit)."""
     out = workdir / f"student-{variant.replace(' + ', '-')}-{seed}.keras"
     if variant == "refit":
@@ -81,7 +109,7 @@ def measure(variant, teacher, data, seed, workdir, n_old, auto):
         return {"distilled": distilled["test_accuracy"], "scratch": scratch["baseline_test_accuracy"],
                 "epochs": distilled["epochs"], "baseline_epochs": scratch["baseline_epochs"],
                 "seconds": seconds_d + seconds_s, "seconds_distilled": seconds_d, "seconds_scratch": seconds_s}
-    options = {"today": ("--epochs", n_old), "auto": (), "auto + cosine": ("--lr-schedule", "cosine"),
+    options = {"fixed": ("--epochs", n_fixed), "auto": (), "auto + cosine": ("--lr-schedule", "cosine"),
                "auto + plateau": ("--lr-schedule", "plateau")}[variant]
     metrics, seconds = distill(teacher, data, seed, out, *options, "--baseline")
     record = {"distilled": metrics["test_accuracy"], "scratch": metrics["baseline_test_accuracy"],
@@ -106,8 +134,8 @@ def prepare(name, cells):
     n_train = len(kdcli.load_data(str(data)).y_train)
     entry.update(teacher=kdcli.read_provenance(teacher)["metrics"]["test_accuracy"],
                  teacher_params=kdcli.load_model(teacher).count_params(), n_train=n_train,
-                 epochs_old=old_epochs(n_train))
-    print(f"{name}: teacher {100 * entry['teacher']:.2f}%, n_train {n_train}, old epochs {entry['epochs_old']}",
+                 epochs_fixed=fixed_epochs(n_train))
+    print(f"{name}: teacher {100 * entry['teacher']:.2f}%, n_train {n_train}, fixed epochs {entry['epochs_fixed']}",
           flush=True)
     return {"data": data, "teacher": teacher, "folder": folder, "start": start, "seconds": entry.get("seconds", 0)}
 
@@ -122,7 +150,7 @@ def measure_all(cells):
 
     def cell(name, variant, seed):
         s, entry = sets[name], cells.entry(name)
-        record = measure(variant, s["teacher"], s["data"], seed, s["folder"], entry["epochs_old"],
+        record = measure(variant, s["teacher"], s["data"], seed, s["folder"], entry["epochs_fixed"],
                          cells.cell(name, "auto", seed))
         print(f"{name} / {variant} / seed {seed}: {record}", flush=True)
         if "student_params" not in entry:
@@ -133,10 +161,10 @@ def measure_all(cells):
     cells.run(cell, start)
 
 
-def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
+def row(name, variant, cells, n_seeds, fixed_seconds, auto_seconds):
     """One table row of a variant's cells (seed -> record); `n_seeds`: how many seeds were asked for.
 
-    `today_seconds`, `auto_seconds`: those variants' mean wall seconds per seed, for the time ratios.
+    `fixed_seconds`, `auto_seconds`: those variants' mean wall seconds per seed, for the time ratios.
     """
     records = list(cells.values())
     s, d = (np.array([r[k] for r in records]) * 100 for k in ("scratch", "distilled"))
@@ -145,10 +173,10 @@ def row(name, variant, cells, n_seeds, today_seconds, auto_seconds):
     if "best_epoch" in mean:
         epochs += f" (best {mean['best_epoch']:.0f} / {mean['baseline_best_epoch']:.0f})"
     time_cell = f"{mean['seconds'] * len(records):.0f} s"
-    if today_seconds:
-        time_cell += f" (×{mean['seconds'] / today_seconds:.2f})"
+    if fixed_seconds:
+        time_cell += f" (×{mean['seconds'] / fixed_seconds:.2f})"
         if variant == "refit" and auto_seconds:
-            time_cell += f"; with auto's search ×{(mean['seconds'] + auto_seconds) / today_seconds:.2f}"
+            time_cell += f"; with auto's search ×{(mean['seconds'] + auto_seconds) / fixed_seconds:.2f}"
     missing = "" if len(records) == n_seeds else f" [{len(records)} of {n_seeds} seeds]"
     return (f"| {NAMES[name]} | {variant}{missing} | {s.mean():.2f} ± {s.std():.2f} | {d.mean():.2f} ± {d.std():.2f} | "
             f"{paired_difference(s, d)} | {epochs} | {time_cell} |")
@@ -158,7 +186,7 @@ def markdown(results, seeds):
     """The Markdown heading, description and table of `results`, as a list of lines."""
     about = "; ".join(
         f"{NAMES[name]}: teacher {100 * r['teacher']:.2f}% ({r['teacher_params']:,} params), student "
-        f"{r.get('student_params', 0):,} params, N_old = {r['epochs_old']}" for name, r in results.items())
+        f"{r.get('student_params', 0):,} params, N_fixed = {r['epochs_fixed']}" for name, r in results.items())
     lines = [
         "## Training budget: fixed epochs, `--epochs auto`, refit",
         "",
@@ -166,8 +194,10 @@ def markdown(results, seeds):
         "One teacher per data set: `kdcli train-teacher --data D --seed 0` (its defaults: 40 epochs, cosine, "
         "`--arch auto`: a cnn for digits, signal and MNIST, an mlp for tabular). "
         f"For each seed S in {seeds}: `kdcli distill --teacher T --data D --seed S --baseline` (student shrink:0.25) "
-        "with, per variant: today `--epochs N_old` (the old default: max(30, ceil(3000 / ceil(n_train / 64)))); "
-        "auto: nothing (the new default: 10% held out, patience 20, at most 300 epochs, best epoch restored); "
+        "with, per variant: fixed `--epochs N_fixed` (a fixed budget: N_fixed = max(30, ceil(3000 / ceil(n_train / 64))), "
+        "30 epochs or more so that training takes at least 3,000 steps of 64 samples); "
+        "auto: no budget options (kdcli's default, `--epochs auto`: 10% held out, patience 20, at most 300 epochs, "
+        "best epoch restored); "
         "auto + cosine: `--lr-schedule cosine`; auto + plateau: `--lr-schedule plateau`; refit: `--epochs E_d` for the distilled student and a separate "
         "`--epochs E_s --baseline` for the student from scratch, E_d and E_s being auto's best epochs for the same "
         f"seed, on the whole training split. {about}. "
@@ -175,7 +205,7 @@ def markdown(results, seeds):
         "differences distilled − scratch (each seed's in brackets), \"within noise\" when its mean is within one "
         "standard deviation (the largest of the scratch, distilled and per-seed gain standard deviations). "
         "Epochs: distilled / scratch, means over seeds (auto: epochs run, then the best epochs kept). Wall time: the distill commands' whole wall time (process start to exit, "
-        "teacher logits and the `--baseline` training included) summed over the seeds, and its ratio to today's on "
+        "teacher logits and the `--baseline` training included) summed over the seeds, and its ratio to the fixed variant's on "
         "the same data (of the means per seed, for rows with fewer seeds); refit's is its two retraining commands, and \"with auto's search\" adds auto's time, "
         "what a `--refit` would cost in all. Machine: 2 CPU cores, no GPU, shared with other jobs, so times are "
         "noisy: compare ratios, not seconds.",
@@ -185,9 +215,9 @@ def markdown(results, seeds):
     ]
     for name, r in results.items():
         runs = r["runs"]
-        today, auto = (np.mean([c["seconds"] for c in runs[v].values()]) if runs.get(v) else None
-                       for v in ("today", "auto"))
-        lines += [row(name, variant, runs[variant], len(seeds), today, auto) for variant in VARIANTS if runs.get(variant)]
+        fixed, auto = (np.mean([c["seconds"] for c in runs[v].values()]) if runs.get(v) else None
+                       for v in ("fixed", "auto"))
+        lines += [row(name, variant, runs[variant], len(seeds), fixed, auto) for variant in VARIANTS if runs.get(variant)]
     return lines
 
 
@@ -199,10 +229,11 @@ def main():
         parser.error("refit needs auto's best epochs: list auto too (its cells in --json are reused)")
     variants = [v for v in VARIANTS if v in args.variants]  # auto before refit, which reads auto's cells
     cells = grid.Grid(args.json, args.sets, variants, args.seeds, workdir=args.workdir)
+    rename(cells.results)
     if not args.render:
         measure_all(cells)
     results = {name: cells.results[name] for name in SETS if name in cells.results}  # the table in SETS order
-    grid.write_section(markdown(results, args.seeds), args.markdown)
+    grid.write_section(markdown(results, args.seeds) + notes(cells.results), args.markdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ all there is not touched). A failed command's last error line is recorded in
 its cell (which then counts as done) and the run carries on. `--minutes`
 bounds the run: when it is up, the command running is stopped (its cell left
 out) and no other starts. Prints, and writes to `--markdown`, a Markdown
-section for BENCHMARKS.md; `--render` measures nothing and only writes it
+section for BENCHMARKS.md, the paragraphs under "notes" in `--json` (how the
+run went) after the tables; `--render` measures nothing and only writes it
 from `--json`.
 
     python benchmarks/paying.py [--sets digits tabular mnist] [--rows default hints ...]
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import grid
 import numpy as np
-from budgets import NAMES, distill, make_data
+from budgets import NAMES, distill, make_data, notes
 
 import kdcli
 
@@ -145,12 +146,12 @@ def row(name, label, cells, default, teacher_accuracy, n_seeds, default_seconds)
     done = {seed: r for seed, r in cells.items() if "error" not in r}
     failed = [seed for seed, r in cells.items() if "error" in r]
     paired = [seed for seed in done if "scratch" in default.get(seed, {})]
-    notes = []
+    flags = []
     if len(done) < n_seeds:
-        notes.append(f"{len(done)} of {n_seeds} seeds")
+        flags.append(f"{len(done)} of {n_seeds} seeds")
     if failed:
-        notes.append(f"seed {', '.join(failed)} failed")
-    label += f" [{'; '.join(notes)}]" if notes else ""
+        flags.append(f"seed {', '.join(failed)} failed")
+    label += f" [{'; '.join(flags)}]" if flags else ""
     if not done:
         return f"| {NAMES[name]} | {label} | | | | | | |"
     d = np.array([done[seed]["distilled"] for seed in done]) * 100
@@ -273,7 +274,7 @@ def main():
             signal.alarm(0)
         print(f"ran {(time.perf_counter() - start) / 60:.1f} minutes", flush=True)
     results = {name: cells.results[name] for name in SETS if name in cells.results and name in args.sets}
-    grid.write_section(markdown(results, args.seeds, args.rows), args.markdown)
+    grid.write_section(markdown(results, args.seeds, args.rows) + notes(cells.results), args.markdown)
 
 
 if __name__ == "__main__":

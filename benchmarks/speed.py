@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import kdcli
-from kdcli.runs import Budget
+from kdcli.options import Budget
 from kdcli.soft_labels import teacher_logits
 
 import scale
@@ -370,7 +370,8 @@ def markdown(results, machine):
     ]
     for r in results["mixed_precision"]:
         out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
-    for name in ("accuracy.md", "budgets.md", "teachers.md", "paying.md", "teacher_kinds.md"):  # `make bench-accuracy`
+    for name in ("defaults.md", "stopping.md", "teacher_arch.md", "accuracy.md", "budgets.md", "teachers.md",
+                 "paying.md", "teacher_kinds.md"):  # `make bench-accuracy`'s; one not written yet is left out
         section = ROOT / "benchmarks" / name
         if section.exists():
             out += ["", section.read_text().strip()]

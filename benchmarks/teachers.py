@@ -5,7 +5,8 @@ of datasets.py, and the MNIST benchmark split when `../shared/data` is
 there, all made as in budgets.py) and each seed S, `kdcli train-teacher
 --data D --seed S` (`--arch auto`, `--augment auto`) in each variant:
 
-- today: `--epochs 40 --lr-schedule cosine` (today's defaults, given explicitly);
+- fixed: `--epochs 40 --lr-schedule cosine` (train-teacher's defaults, given
+  explicitly);
 - auto: `--epochs auto --lr-schedule constant` (10% of the training split
   held out, patience 20, at most 300 epochs, the best epoch's weights kept);
 - auto + plateau: `--epochs auto --lr-schedule plateau` (the same, with the
@@ -16,11 +17,13 @@ parameters and the command's whole wall time, measured around its
 subprocess. The cells (data set × variant × seed, all variants of a seed
 before the next seed) are a grid.py `Grid`: each goes to `--json` as soon as
 it is measured, and cells already there are skipped, so a run cut short
-resumes. Prints, and writes to `--markdown`, a Markdown section for
-BENCHMARKS.md (`--render`, or its older name `--report`, measures nothing and
-only writes it from `--json`).
+resumes; cells stored under an earlier name of their variant
+(`budgets.RENAMED_VARIANTS`) are read under its name here. Prints, and
+writes to `--markdown`, a Markdown section for BENCHMARKS.md, the paragraphs
+under "notes" in `--json` after the table (`--render`, or `--report`,
+measures nothing and only writes it from `--json`).
 
-    python benchmarks/teachers.py [--sets digits tabular signal mnist] [--variants today auto]
+    python benchmarks/teachers.py [--sets digits tabular signal mnist] [--variants fixed auto]
         [--seeds 0 1 2] [--workdir DIR] [--json teachers.json] [--markdown teachers.md] [--render]
 """
 
@@ -29,15 +32,15 @@ from pathlib import Path
 
 import grid
 import numpy as np
-from budgets import NAMES, SETS, make_data
+from budgets import NAMES, SETS, make_data, notes, rename
 
 import kdcli
 
 from common import kdcli as run, paired_difference
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("today", "auto", "auto + plateau")
-OPTIONS = {"today": ("--epochs", 40, "--lr-schedule", "cosine"),
+VARIANTS = ("fixed", "auto", "auto + plateau")
+OPTIONS = {"fixed": ("--epochs", 40, "--lr-schedule", "cosine"),
            "auto": ("--epochs", "auto", "--lr-schedule", "constant"),
            "auto + plateau": ("--epochs", "auto", "--lr-schedule", "plateau")}
 
@@ -74,8 +77,8 @@ def measure_all(cells):
     cells.run(cell, start)
 
 
-def row(name, variant, cells, n_seeds, today):
-    """One table row of a variant's cells (seed -> record); `today`: today's cells on the same data."""
+def row(name, variant, cells, n_seeds, fixed):
+    """One table row of a variant's cells (seed -> record); `fixed`: the fixed variant's cells on the same data."""
     seeds = sorted(cells, key=int)
     acc = np.array([cells[s]["accuracy"] for s in seeds]) * 100
     per_seed = ", ".join(f"{a:.2f}" for a in acc)
@@ -85,11 +88,11 @@ def row(name, variant, cells, n_seeds, today):
     seconds = np.array([cells[s]["seconds"] for s in seeds])
     time_cell = f"{seconds.sum():.0f} s"
     difference = ""
-    if today:
-        time_cell += f" (×{seconds.mean() / np.mean([c['seconds'] for c in today.values()]):.2f})"
-        paired = [s for s in seeds if s in today]
-        if variant != "today" and paired:
-            base = np.array([today[s]["accuracy"] for s in paired]) * 100
+    if fixed:
+        time_cell += f" (×{seconds.mean() / np.mean([c['seconds'] for c in fixed.values()]):.2f})"
+        paired = [s for s in seeds if s in fixed]
+        if variant != "fixed" and paired:
+            base = np.array([fixed[s]["accuracy"] for s in paired]) * 100
             mine = np.array([cells[s]["accuracy"] for s in paired]) * 100
             difference = paired_difference(base, mine)
     missing = "" if len(seeds) == n_seeds else f" [{len(seeds)} of {n_seeds} seeds]"
@@ -109,24 +112,24 @@ def markdown(results, seeds):
         "MNIST: the 8,000/2,000 split of `benchmarks/common.py`). "
         f"For each data set and each seed S in {seeds}: `kdcli train-teacher --data D --seed S` (`--arch auto`: a cnn "
         "for digits, signal and MNIST, an mlp for tabular; `--augment auto`: shifted copies for the cnn) with, per "
-        "variant: today `--epochs 40 --lr-schedule cosine` (today's defaults); auto `--epochs auto --lr-schedule "
+        "variant: fixed `--epochs 40 --lr-schedule cosine` (train-teacher's defaults); auto `--epochs auto --lr-schedule "
         "constant` (10% of the training split held out, stratified from the seed, patience 20, at most 300 epochs, "
         "the best epoch's weights restored; trained on the other 90%); auto + plateau `--epochs auto --lr-schedule "
         f"plateau` (the same, the step size halved after every 5 epochs without improvement). Teacher size: {about}. "
-        "Test accuracy in %, mean ± standard deviation over the seeds, then each seed's. variant − today: the mean of "
+        "Test accuracy in %, mean ± standard deviation over the seeds, then each seed's. variant − fixed: the mean of "
         "the per-seed differences (each seed's in brackets), \"within noise\" when its mean is within one standard "
-        "deviation (the largest of today's, the variant's and the per-seed differences'). Epochs: mean over seeds of the "
+        "deviation (the largest of the fixed variant's, the variant's and the per-seed differences'). Epochs: mean over seeds of the "
         "epochs run (auto variants: then the mean best epoch, whose weights are kept). Wall time: the train-teacher "
-        "commands' whole wall time (process start to exit) summed over the seeds, and its ratio to today's on the "
+        "commands' whole wall time (process start to exit) summed over the seeds, and its ratio to the fixed variant's on the "
         "same data (of the means per seed, for rows with fewer seeds). Machine: 2 CPU cores, no GPU, shared with "
         "other jobs, so times are noisy: compare ratios, not seconds.",
         "",
-        "| data | variant | test accuracy (%) | per seed (%) | variant − today (points) | epochs | wall time |",
+        "| data | variant | test accuracy (%) | per seed (%) | variant − fixed (points) | epochs | wall time |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
         runs = r["runs"]
-        lines += [row(name, variant, runs[variant], len(seeds), runs.get("today"))
+        lines += [row(name, variant, runs[variant], len(seeds), runs.get("fixed"))
                   for variant in VARIANTS if runs.get(variant)]
     return lines
 
@@ -137,10 +140,11 @@ def main():
     parser.add_argument("--report", dest="render", action="store_true", help="the same as --render")
     args = parser.parse_args()
     cells = grid.Grid(args.json, args.sets, args.variants, args.seeds, seeds_first=True, workdir=args.workdir)
+    rename(cells.results)
     if not args.render:
         measure_all(cells)
     results = {name: cells.results[name] for name in SETS if name in cells.results}  # the table in SETS order
-    grid.write_section(markdown(results, args.seeds), args.markdown)
+    grid.write_section(markdown(results, args.seeds) + notes(cells.results), args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """benchmarks/grid.py: the resumable grid of the accuracy benchmarks (sets × variants × seeds in a JSON
 file), with a fake measurement: no TensorFlow, no kdcli run."""
 
+import importlib
 import json
 import os
 import sys
@@ -170,14 +171,30 @@ def test_a_custom_key_and_redo_give_a_one_axis_grid_whose_failed_cells_are_measu
     assert results["kinds"]["B"]["cell"] == "B/None/None"
 
 
-@pytest.mark.parametrize("name", ["budgets", "teachers", "paying"])
-def test_the_stored_benchmark_results_count_as_done_cells(name):
+@pytest.mark.parametrize(("name", "variants"), [("budgets", "VARIANTS"), ("teachers", "VARIANTS"), ("paying", "ROWS")])
+def test_the_stored_benchmark_results_count_as_done_cells_under_the_scripts_names(name, variants):
     path = BENCHMARKS / f"{name}.json"
     if not path.exists():
         pytest.skip(f"no {path.name}")
     results = json.loads(path.read_text())
-    cells = [(n, v, int(s)) for n, e in results.items() for v, seeds in e["runs"].items() for s in seeds]
+    sets = [n for n, e in results.items() if isinstance(e, dict)]  # beside them: "notes", a list of paragraphs
+    cells = [(n, v, int(s)) for n in sets for v, seeds in results[n]["runs"].items() for s in seeds]
     assert cells
-    g = grid.Grid(path, list(results), sorted({v for _, v, _ in cells}), sorted({s for _, _, s in cells}))
+    assert {v for _, v, _ in cells} <= set(getattr(importlib.import_module(name), variants))
+    assert all(isinstance(p, str) for p in results.get("notes", []))
+    g = grid.Grid(path, sets, sorted({v for _, v, _ in cells}), sorted({s for _, _, s in cells}))
     assert all(g.done(*cell) for cell in cells)
     assert len(g.missing()) == len(g.sets) * len(g.variants) * len(g.seeds) - len(cells)
+
+
+def test_cells_stored_under_an_earlier_variant_name_are_read_under_the_scripts_name_in_place():
+    import budgets
+
+    results = {"d": {"runs": {"today": {"0": {"seconds": 2}}, "auto": {"0": {"seconds": 3}}}, "epochs_old": 30},
+               "notes": ["This run: one process.", "Findings: none."]}
+    assert budgets.rename(results) is results
+    assert list(results["d"]["runs"]) == ["fixed", "auto"] and results["d"]["runs"]["fixed"] == {"0": {"seconds": 2}}
+    assert results["d"]["epochs_fixed"] == 30 and "epochs_old" not in results["d"]
+    again = json.loads(json.dumps(results))
+    assert budgets.rename(again) == results  # a second reading changes nothing
+    assert budgets.notes(results) == ["", "This run: one process.", "", "Findings: none."]
