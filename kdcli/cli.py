@@ -4,12 +4,16 @@ Conventions: the result (an artifact's path, a report) goes to stdout, talk
 to stderr; an expected error is one `error: ...` line and its exit code (2 for
 a usage error, with a `try 'kdcli ... --help'` line; 3 for a failed gate; 4 for
 bad input); `--debug` shows tracebacks. TensorFlow is imported only inside
-commands, so `--help` answers at once.
+commands, and `--help` is plain text that needs neither Rich nor pydantic, so it
+answers at once.
 """
 
 import copy
 import functools
+import inspect
+import shutil
 import sys
+import textwrap
 import traceback
 from enum import Enum
 from pathlib import Path
@@ -23,7 +27,6 @@ from typer._click.globals import get_current_context
 from typer.core import TyperCommand, TyperGroup
 
 from kdcli import __version__
-from kdcli.console import Reporter, clear_status, stderr
 from kdcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, KdcliError, UsageError
 from kdcli.methods import DEFAULT_METHOD, method_help
 from kdcli.options import TEACHER_BUDGET, Budget, Runtime, parse_epochs
@@ -51,8 +54,12 @@ METHOD_OPTIONS = {
 
 
 class _CompactHelp:
-    """A help that fits a screen: flags show no value placeholder (Typer would print `<bool>`
-    beside each), and a default follows its help text on the same line instead of a line of its own."""
+    """A help that fits a screen, in plain text (like git's or ripgrep's): the usage line, the description,
+    then a section per help panel (`rich_help_panel=`), each option on its own line with its help, and a
+    group's commands in pipeline order. Flags show no value placeholder (Typer would print `<bool>` beside
+    each), and a default follows its help text (`[default: X]`) instead of taking a line of its own.
+
+    Typer would draw the help with Rich, whose import and layout take a quarter of a second."""
 
     def get_params(self, ctx):
         params = super().get_params(ctx)
@@ -65,9 +72,66 @@ class _CompactHelp:
             default = getattr(default, "value", default)  # a choice's Enum member
             if getattr(param, "show_default", None) is not False and default is not None and default != "" \
                     and not getattr(param, "is_flag", False) and param.help:
-                param.help = f"{param.help} \\[default: {default}]"  # escaped: not Rich markup
+                param.help = f"{param.help} [default: {default}]"
                 param.show_default = False
         return params
+
+    def format_help(self, ctx, formatter):
+        if ctx.terminal_width is None:  # the terminal's width, even under Click's floor of 50 columns
+            columns = shutil.get_terminal_size().columns
+            formatter.width = max(min(columns, ctx.max_content_width or columns) - 2, 30)
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        for panel, rows in _help_sections(self, ctx):
+            with formatter.section(panel):
+                _write_rows(formatter, rows)
+        self.format_epilog(ctx, formatter)
+
+
+# The widest option (with its metavar) whose help starts on the same line; a wider one's starts on the next.
+HELP_COLUMN = 26
+ARGUMENTS_PANEL, OPTIONS_PANEL, COMMANDS_PANEL = "Arguments", "Options", "Commands"  # Typer's panel titles
+
+
+def _help_sections(command, ctx):
+    """The sections of a command's help, as `(panel, [(name, help), ...])` in the order the help shows them:
+    the arguments, then the options, each kind's default panel first and the others in the order of their
+    first parameter; then a group's commands, in `list_commands` order, each with its help's first paragraph."""
+    panels = {}
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None:  # hidden
+            continue
+        argument = param.param_type_name == "argument"
+        default = ARGUMENTS_PANEL if argument else OPTIONS_PANEL
+        panel = getattr(param, "rich_help_panel", None) or default
+        panels.setdefault((not argument, panel != default, panel), []).append(record)
+    sections = [(key[2], panels[key]) for key in sorted(panels, key=lambda key: key[:2])]  # stable sort
+    commands = []
+    for name in getattr(command, "list_commands", lambda ctx: [])(ctx):
+        sub = command.get_command(ctx, name)
+        if sub is not None and not sub.hidden:
+            text = inspect.cleandoc(sub.short_help or sub.help or "").split("\n\n")[0]
+            commands.append((name, text))
+    return sections + ([(COMMANDS_PANEL, commands)] if commands else [])
+
+
+def _write_rows(formatter, rows):
+    """`  NAME  help`, the help wrapped to the formatter's width in a column of its own, as wide as the
+    section's widest NAME up to `HELP_COLUMN` (a wider NAME puts its help on the next line). Words are
+    neither cut nor split at hyphens, and `[default: X]` stays on one line."""
+    indent = " " * formatter.current_indent
+    column = max((len(name) for name, _ in rows if len(name) <= HELP_COLUMN), default=HELP_COLUMN) + 2
+    width = max(formatter.width - formatter.current_indent - column, 20)
+    for name, text in rows:
+        text = " ".join(text.split()).replace("[default: ", "[default:\0")  # \0: no line break there
+        lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+        if len(name) + 2 > column:
+            formatter.write(f"{indent}{name}\n")
+            name = ""
+        for line in lines:
+            formatter.write(f"{indent}{name:<{column}}{line}".rstrip().replace("\0", " ") + "\n")
+            name = ""
 
 
 class _Command(_CompactHelp, TyperCommand):
@@ -82,6 +146,27 @@ class _Group(_CompactHelp, TyperGroup):
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: PIPELINE_ORDER.index(n) if n in PIPELINE_ORDER else len(PIPELINE_ORDER))
 
+    def parse_args(self, ctx, args):
+        """A subcommand's --help (`kdcli soft-labels merge --help`) is answered before the group's own options
+        are processed, when none of them is given: Typer would check their defaults, importing pydantic."""
+        if not ctx.resilient_parsing:
+            try:
+                given, rest, _ = self.make_parser(ctx).parse_args(args=list(args))
+            except click_errors.UsageError:
+                given, rest = True, []  # the usual parsing reports it
+            sub = self.get_command(ctx, rest[0]) if rest and not given else None
+            if sub is not None:
+                sub_ctx = sub.context_class(sub, info_name=rest[0], parent=ctx)
+                help_option = sub.get_help_option(sub_ctx)
+                try:
+                    wanted = help_option is not None and sub.make_parser(sub_ctx).parse_args(args=rest[1:])[0].get(
+                        help_option.name)
+                except click_errors.UsageError:
+                    wanted = False
+                if wanted:
+                    sub.make_context(rest[0], rest[1:], parent=ctx)  # prints the help and exits
+        return super().parse_args(ctx, args)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -90,8 +175,9 @@ class _Group(_CompactHelp, TyperGroup):
             if refused:
                 raise click_errors.UsageError(refused)
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click_errors.NoArgsIsHelpError:
-            code = EXIT_USAGE  # Typer has printed the help
+        except click_errors.NoArgsIsHelpError as e:  # `kdcli` alone: its help, on stdout
+            typer.echo(e.format_message())
+            code = EXIT_USAGE
         except click_errors.ClickException as e:  # usage errors (exit code 2) and the like
             ctx = getattr(e, "ctx", None)
             _usage_error(e.format_message(), ctx.command_path if ctx else "kdcli distill" if refused else "kdcli")
@@ -116,8 +202,10 @@ app = typer.Typer(
     help="Compress trained Keras models by knowledge distillation.",
     cls=_Group,
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts are plain text (see _CompactHelp)
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # The help is wrapped to the terminal's width, up to 120 columns (Click's default stops at 80).
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 
@@ -287,9 +375,31 @@ def command(name, register_with=None):
     return register
 
 
+# kdcli.console, and Rich with it, is imported by the commands that talk, not for --help.
+def _reporter(quiet):
+    """The command's `kdcli.console.Reporter`."""
+    from kdcli.console import Reporter
+
+    return Reporter(quiet)
+
+
+def clear_status():
+    """Clear the status line of `Reporter.status`, if one shows (none can before kdcli.console is imported)."""
+    console = sys.modules.get("kdcli.console")
+    if console is not None:
+        console.clear_status()
+
+
+def _stderr():
+    """The Rich console on stderr that all talk goes through (`kdcli.console.stderr`)."""
+    from kdcli.console import stderr
+
+    return stderr
+
+
 def _loading(quiet):
     """The command's `Reporter`, showing `loading ...` on a terminal until its first line or bar."""
-    reporter = Reporter(quiet)
+    reporter = _reporter(quiet)
     reporter.status("loading TensorFlow, the data and the models ...")
     return reporter
 
@@ -308,7 +418,7 @@ def _fail(message, code, debug):
 def _error_line(message):
     """The one line of an expected error, on stderr."""
     message = " ".join(message.split())  # one line, whatever the message holds
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _stderr().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _usage_error(message, command_path):
@@ -316,7 +426,7 @@ def _usage_error(message, command_path):
     if message[:1].isupper() and message[1:2].islower():  # Click's "Invalid value..." reads as ours
         message = message[0].lower() + message[1:]
     _error_line(message)
-    stderr.print(f"try '{command_path} --help'", markup=False, highlight=False, soft_wrap=True)
+    _stderr().print(f"try '{command_path} --help'", markup=False, highlight=False, soft_wrap=True)
 
 
 def _data_options(val_split, image_size, color_mode, num_classes=None):
@@ -417,8 +527,9 @@ def train_teacher(
     _plan(plan) if dry_run else _result(path)
 
 
-soft_labels_app = typer.Typer(cls=_Group, help="Write a teacher's (or an ensemble's) logits for the training split "
-                                               "(and merge sharded runs).")
+soft_labels_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+                              help="Write a teacher's (or an ensemble's) logits for the training split "
+                                   "(and merge sharded runs).")
 app.add_typer(soft_labels_app, name="soft-labels")
 
 
@@ -496,7 +607,7 @@ def merge(
     """Merge the parts of a sharded soft-labels run into one file, equal to an unsharded run's."""
     from kdcli import pipeline
 
-    _result(pipeline.merge_soft_labels(parts, out, Reporter(quiet)))
+    _result(pipeline.merge_soft_labels(parts, out, _reporter(quiet)))
 
 
 # distill's own options.
@@ -637,7 +748,7 @@ def evaluate(
         "--append", help="Append the Markdown to the file (as $GITHUB_STEP_SUMMARY expects).",
         rich_help_panel=OUTPUT)] = False,
     plot: Annotated[Optional[str], typer.Option(
-        help="Draw accuracy against latency to a PNG (needs pip install 'kdcli\\[plot]').", metavar="PATH",
+        help="Draw accuracy against latency to a PNG (needs pip install 'kdcli[plot]').", metavar="PATH",
         rich_help_panel=OUTPUT)] = None,
     quiet: Quiet = False,
 ):

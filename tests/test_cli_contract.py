@@ -555,10 +555,10 @@ def test_every_help_fits_a_screen(command):
 def test_distill_help_groups_its_options_in_panels():
     text = help_at_80_columns("distill")
     panels = ["Teacher and data", "Student", "Method", "Budget", "Compare and tune", "Runtime", "Output"]
-    positions = [text.index(f"─ {panel} ─") for panel in panels]
+    positions = [text.index(f"\n{panel}:\n") for panel in panels]  # a section's heading
     assert positions == sorted(positions)
     # Each method's parameters, with their defaults, read from the method classes.
-    flat = " ".join(text.replace("│", " ").split())
+    flat = " ".join(text.split())
     assert "NAME[:key=value,...]" in flat and "dkd (decoupled KD, Zhao et al.): temperature=4, alpha=1, beta=8, " \
                                               "warmup=20, standardize=false" in flat
 
@@ -566,22 +566,66 @@ def test_distill_help_groups_its_options_in_panels():
 def test_commands_are_listed_in_pipeline_order():
     text = help_at_80_columns()
     names = ["train-teacher", "soft-labels", "distill", "evaluate", "export", "info"]
-    positions = [text.index(f"│ {name} ") for name in names]
+    positions = [text.index(f"\n  {name} ", text.index("\nCommands:\n")) for name in names]
     assert positions == sorted(positions)
 
 
+def help_sections(text):
+    """The sections of a help (`Heading:` then its indented rows) as {heading: [the names each row starts
+    with]}: `-q, --quiet` gives -q and --quiet, `--teacher PATH` gives --teacher, `PART <list[Path]>` PART."""
+    sections, heading = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            heading = line[:-1]
+            sections[heading] = []
+        elif heading and re.match(r"  \S", line):
+            names = line.strip().split("  ")[0]
+            sections[heading] += [part.split(" ")[0] for part in names.split(", ")]
+    return sections
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "kdcli")
+def test_every_help_lists_each_option_under_its_panel(command):
+    """At 80 columns, every parameter is in the section of its help panel (`rich_help_panel=`, else
+    Options or Arguments), the default panels first, and the help is at most 150 lines."""
+    from typer.main import get_command
+
+    from kdcli.cli import app
+
+    text = help_at_80_columns(*command)
+    assert len(text.splitlines()) <= 150
+    cmd = get_command(app)
+    for name in command:
+        cmd = cmd.get_command(None, name)
+    sections = help_sections(text)
+    assert "-h" in sections["Options"] and "--help" in sections["Options"]
+    panels = {"Options"}
+    for param in cmd.params:
+        argument = param.param_type_name == "argument"
+        panel = getattr(param, "rich_help_panel", None) or ("Arguments" if argument else "Options")
+        panels.add(panel)
+        for name in [param.metavar or param.name.upper()] if argument else [*param.opts, *param.secondary_opts]:
+            assert name in sections.get(panel, []), (panel, name, text)
+    headings = [heading for heading in sections if heading != "Commands"]
+    assert set(headings) == panels
+    assert headings[:2] == ["Arguments", "Options"] if "Arguments" in panels else headings[:1] == ["Options"]
+    assert ("Commands" in sections) == (list(sections)[-1] == "Commands") == hasattr(cmd, "list_commands")
+
+
 def test_help_imports_neither_numpy_nor_tensorflow():
-    """`--help` stays quick: no command's help imports NumPy, TensorFlow, Keras, h5py or Typer's pydantic
-    coercion, and `import kdcli` alone imports no TensorFlow."""
+    """`--help` stays quick: no command's help imports NumPy, TensorFlow, Keras, h5py, Typer's pydantic
+    coercion or Rich (the help is plain text), and `import kdcli` alone imports no TensorFlow."""
     code = (
         "import sys\n"
         "from kdcli.cli import app\n"
-        "for cmd in ([], ['train-teacher'], ['soft-labels'], ['distill'], ['evaluate'], ['export'], ['info']):\n"
+        "for cmd in ([], ['train-teacher'], ['soft-labels'], ['soft-labels', 'merge'], ['distill'], ['evaluate'],\n"
+        "            ['export'], ['info']):\n"
         "    try:\n"
         "        app(cmd + ['--help'], prog_name='kdcli')\n"
         "    except SystemExit as e:\n"
         "        assert e.code == 0, (cmd, e.code)\n"
-        "print(sorted(m for m in ('numpy', 'tensorflow', 'keras', 'pydantic', 'h5py') if m in sys.modules), file=sys.stderr)\n"
+        "print(sorted(m for m in ('numpy', 'tensorflow', 'keras', 'pydantic', 'h5py', 'rich') if m in sys.modules),\n"
+        "      file=sys.stderr)\n"
         "import kdcli\n"
         "assert 'tensorflow' not in sys.modules\n"
     )
