@@ -25,9 +25,10 @@ unchanged (`SHARED_SCRATCH`) trains no twin of its own: it reuses the default
 variant's, from the same seed.
 
     python benchmarks/defaults.py [--sets ...] [--variants ...] [--seeds 0 1 2] [--workdir DIR]
-        [--json defaults.json] [--markdown defaults.md] [--render]
+        [--json defaults.json] [--markdown defaults.md] [--reuse-scratch JSON] [--render]
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import grid
 import numpy as np
 
 import kdcli
+from kdcli.files import sha256_file
 
 import datasets
 from common import kdcli as run, mnist_split, points
@@ -46,9 +48,9 @@ KIND = {"digits": "images 8x8", "shapes": "images 32x32x3", "mnist": "images 28x
         "tones": "1-D 128x1", "mixture": "1-D 40x1", "tabular": "tabular 20", "clusters": "tabular 30",
         "texts": "text"}
 # Variant -> the extra options of `kdcli distill --teacher T --baseline`.
-VARIANTS = {"default": ()}
+VARIANTS = {"default": (), "accuracy monitor": ("--monitor", "accuracy")}
 # Variants whose scratch twin is the default's (their options change the distilled run only).
-SHARED_SCRATCH = set()
+SHARED_SCRATCH = {"accuracy monitor"}
 
 
 def make_data(name, folder):
@@ -84,8 +86,10 @@ def measure(teacher, data, seed, variant, folder, scratch):
     return record
 
 
-def measure_all(cells):
-    """Measure the missing cells of the Grid `cells`, each data set's teacher first."""
+def measure_all(cells, reuse=None):
+    """Measure the missing cells of the Grid `cells`, each data set's teacher first. `reuse`: the results of
+    another run whose default cells' scratch twins stand for this run's where the set's teacher is the same
+    file (by sha256): the twin is the same model then, so only the distilled student is trained."""
     teachers = {}
 
     def start(name):
@@ -98,13 +102,16 @@ def measure_all(cells):
             run("train-teacher", "--data", data, "--out", teacher)
         provenance = kdcli.read_provenance(teacher)
         cells.entry(name).update(teacher=provenance["metrics"]["test_accuracy"],
-                                 arch=provenance["hyperparameters"].get("arch"))
+                                 arch=provenance["hyperparameters"].get("arch"), teacher_sha256=sha256_file(teacher))
         teachers[name] = (teacher, data)
 
     def cell(name, variant, seed):
         scratch = cells.cell(name, "default", seed) if variant in SHARED_SCRATCH else None
         if variant in SHARED_SCRATCH and scratch is None:
             raise SystemExit(f"{name}: measure the default variant of seed {seed} before {variant!r}")
+        other = (reuse or {}).get(name, {})
+        if variant == "default" and other.get("teacher_sha256") == cells.entry(name)["teacher_sha256"]:
+            scratch = other.get("runs", {}).get("default", {}).get(str(seed))
         record = measure(*teachers[name], seed, variant, cells.folder(name), scratch)
         print(f"{name} / {variant} / seed {seed}: {record}", flush=True)
         return record
@@ -112,7 +119,7 @@ def measure_all(cells):
     cells.run(cell, start)
 
 
-def markdown(results, seeds):
+def markdown(results, seeds, notes=()):
     """The Markdown section: per set and variant, the mean gain and each seed's, with the epochs each side ran."""
     lines = [
         "## The one-shot default against its scratch twin",
@@ -135,23 +142,32 @@ def markdown(results, seeds):
             epochs = ", ".join(f"{x['epochs']} ({x['best_epoch']}) / {x['scratch_epochs']} ({x['scratch_best_epoch']})"
                                for x in records)
             missing = "" if len(records) == len(seeds) else f" [{len(records)} of {len(seeds)} seeds]"
+            teacher = r.get("variant_teachers", {}).get(variant, {"accuracy": r["teacher"], "arch": r.get("arch")})
             lines.append(
-                f"| {name} ({KIND[name]}) | {100 * r['teacher']:.1f}% ({r.get('arch')}) | {variant}{missing} | "
+                f"| {name} ({KIND[name]}) | {100 * teacher['accuracy']:.1f}% ({teacher['arch']}) | {variant}{missing} | "
                 f"{s.mean():.2f} ± {s.std():.2f}% | {d.mean():.2f} ± {d.std():.2f}% | "
                 f"{points((d - s).mean())} ({', '.join(points(g) for g in d - s)}) | {epochs} | "
                 f"{np.mean([x['seconds'] for x in records]):.0f} |")
-    return lines
+    if any(x.get("shared_scratch") for r in results.values() for v in r["runs"].values() for x in v.values()):
+        lines += ["", "Where the teacher file is the one of an earlier run of this benchmark (`--reuse-scratch`), its "
+                      "scratch twins stand for this run's: the same teacher, seed and initial weights give the same "
+                      "model, so only the distilled students were trained again."]
+    return lines + [line for note in notes for line in ("", note)]
 
 
 def main():
     parser = grid.parser(__doc__.splitlines()[0], SETS, list(VARIANTS), json_default=HERE / "defaults.json",
                          keeps="data, teachers and students")
+    parser.add_argument("--reuse-scratch", metavar="JSON",
+                        help="another run's results: its scratch twins stand for this run's where the teacher is "
+                             "the same file")
     args = parser.parse_args()
     cells = grid.Grid(args.json, args.sets, args.variants, args.seeds, seeds_first=True, workdir=args.workdir)
     if not args.render:
-        measure_all(cells)
+        reuse = json.loads(Path(args.reuse_scratch).read_text()) if args.reuse_scratch else None
+        measure_all(cells, reuse)
     results = {name: cells.results[name] for name in SETS if cells.results.get(name, {}).get("runs")}
-    grid.write_section(markdown(results, args.seeds), args.markdown)
+    grid.write_section(markdown(results, args.seeds, cells.results.get("notes", [])), args.markdown)
 
 
 if __name__ == "__main__":

@@ -154,7 +154,8 @@ def score(results, defaults, seeds, rule):
         gains, stops = [], []
         for seed in seeds:
             rows = r["runs"]["curve"].get(str(seed))
-            scratch = defaults.get(name, {}).get("runs", {}).get("default", {}).get(str(seed))
+            scratch = r.get("scratch", {}).get(str(seed)) or \
+                defaults.get(name, {}).get("runs", {}).get("default", {}).get(str(seed))
             if rows is None or scratch is None:
                 continue
             replay = rule.replay(rows)
@@ -219,8 +220,14 @@ def main():
         cells.run(cell, lambda name: (Path(args.teachers) / name / "teacher.keras").exists())
     import json
     defaults = json.loads(Path(args.defaults).read_text()) if Path(args.defaults).exists() else {}
+    for name, entry in cells.results.items():  # each set's twins, kept with its curves (the teachers they shared)
+        twins = defaults.get(name, {}).get("runs", {}).get("default", {})
+        entry.setdefault("scratch", {}).update({seed: {"scratch": t["scratch"]} for seed, t in twins.items()
+                                                if seed not in entry.get("scratch", {})})
+    cells.save()
     results = {name: cells.results[name] for name in SETS if cells.results.get(name, {}).get("runs")}
-    grid.write_section(markdown(results, defaults, args.seeds, args.epochs), args.markdown)
+    longest = max((len(rows) for r in results.values() for rows in r["runs"]["curve"].values()), default=args.epochs)
+    grid.write_section(markdown(results, defaults, args.seeds, longest), args.markdown)
 
 
 if __name__ == "__main__":
