@@ -11,6 +11,7 @@ answers at once.
 import copy
 import functools
 import inspect
+import re
 import shutil
 import sys
 import textwrap
@@ -103,6 +104,8 @@ def _help_sections(command, ctx):
         if record is None:  # hidden
             continue
         argument = param.param_type_name == "argument"
+        if argument:  # `MODEL <list[Path]>`: the argument's name says it; Typer appends its Python type
+            record = (re.sub(r" <[^>]*>$", "", record[0]), record[1])
         default = ARGUMENTS_PANEL if argument else OPTIONS_PANEL
         panel = getattr(param, "rich_help_panel", None) or default
         panels.setdefault((not argument, panel != default, panel), []).append(record)
@@ -548,6 +551,7 @@ def soft_labels(
     imports: in_panel(Imports, TEACHER_AND_DATA) = None,
     unsafe: in_panel(Unsafe, TEACHER_AND_DATA) = False,
     split: Annotated[str, typer.Option(help="The split to label: soft labels are for training, so only train.",
+                                       metavar="SPLIT",
                                        rich_help_panel=TEACHER_AND_DATA)] = "train",
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per teacher call.", metavar="N",
                                             rich_help_panel=RUNTIME_PANEL)] = 256,
@@ -600,7 +604,7 @@ def _shard(text):
 @command("merge", register_with=soft_labels_app.command("merge", cls=_Command))
 def merge(
     parts: Annotated[list[Path], typer.Argument(metavar="PART", help="The part files of a sharded run (--shard I/N), in any order.")],
-    out: Annotated[Path, typer.Option(help="The merged soft-label .h5 file to write.")] = Path("soft.h5"),
+    out: Annotated[Path, typer.Option(help="The merged soft-label .h5 file to write.", metavar="PATH")] = Path("soft.h5"),
     quiet: Quiet = False,
     debug: Debug = False,
 ):

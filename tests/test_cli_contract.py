@@ -596,6 +596,7 @@ def test_every_help_lists_each_option_under_its_panel(command):
 
     text = help_at_80_columns(*command)
     assert len(text.splitlines()) <= 150
+    assert not re.search(r"<[a-z][^>]*>", text), text  # no Python type placeholders (<str>, <list[Path]>)
     cmd = get_command(app)
     for name in command:
         cmd = cmd.get_command(None, name)
