@@ -86,6 +86,9 @@ class Checkpoints:
             return 0, None
         if state.get("config") != self.config:
             changed = _differences(self.config, state.get("config", {}))
+            if changed == ["monitor"] and "monitor" not in state.get("config", {}):  # judged by accuracy
+                raise KdcliError(f"{self.directory}: the checkpoint's run was judged by its validation accuracy: "
+                                 "add --monitor accuracy to continue it, or pass --restart instead of --resume")
             raise KdcliError(
                 f"{self.directory}: the checkpoint was made by a different run (differs in {', '.join(changed)}); "
                 "run the same command to continue it, or pass --restart instead of --resume to discard it"

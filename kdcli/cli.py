@@ -289,7 +289,7 @@ Imports = Annotated[Optional[list[str]], typer.Option(
 
 # Values are checked where the library checks them (kdcli.options, kdcli.models...), each rule once.
 Epochs = Annotated[str, typer.Option(
-    help="Passes over the training split, or auto: stop when the accuracy on a held-out 10% has not improved "
+    help="Passes over the training split, or auto: stop when the score on a held-out 10% (--monitor) has not improved "
          "for --patience epochs (see --monitor), keeping the best epoch.", metavar="N|auto", rich_help_panel=BUDGET)]
 Patience = Annotated[int, typer.Option(help="With --epochs auto: epochs without a better validation score.",
                                        metavar="N", rich_help_panel=BUDGET)]

@@ -249,10 +249,17 @@ class ValidationScores(Monitor):
     watch = "accuracy"
     teacher_log_p = None
 
-    def __init__(self, model, split, watch="accuracy", teacher_logits=None, temperature=1.0):
+    def __init__(self, model, split, watch="accuracy", teacher_logits=None, temperature=1.0, standardize=False):
         self.validate, self.watch, self.temperature = Validator(model, split), watch, temperature
+        self.standardize = standardize  # the method compares standardised logits: so does the KL
         if teacher_logits is not None:
-            self.teacher_log_p = log_softmax(np.asarray(teacher_logits, np.float64) / temperature)
+            self.teacher_log_p = log_softmax(self._scaled(np.asarray(teacher_logits, np.float64)))
+
+    def _scaled(self, logits):
+        if self.standardize:  # as kdcli.losses.standardize_logits
+            centred = logits - logits.mean(axis=-1, keepdims=True)
+            logits = centred / (np.sqrt(np.mean(centred**2, axis=-1, keepdims=True)) + 1e-7)
+        return logits / self.temperature
 
     def measure(self, history):
         accuracy, loss = self.validate()
@@ -260,7 +267,7 @@ class ValidationScores(Monitor):
         history.setdefault("val_accuracy", []).append(accuracy)
         history.setdefault("val_loss", []).append(loss)
         if self.teacher_log_p is not None:
-            student = log_softmax(self.validate.last_logits / self.temperature)
+            student = log_softmax(self._scaled(self.validate.last_logits))
             kl = np.sum(np.exp(self.teacher_log_p) * (self.teacher_log_p - student), axis=-1)
             history.setdefault("val_kl", []).append(float(np.mean(kl)))
 
@@ -637,4 +644,6 @@ def epoch_logs(history):
     logs = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}
     if history.get("val_accuracy"):
         logs["val_accuracy"] = history["val_accuracy"][-1]
+    if history.get("val_kl"):  # what a distilled student's run watches, by default
+        logs["val_kl"] = history["val_kl"][-1]
     return {**logs, "seconds": history["epoch_seconds"][-1]}

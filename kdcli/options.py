@@ -89,7 +89,7 @@ class Budget:
         if self.refit and not self.auto:
             raise UsageError("--refit retrains for the epochs that --epochs auto finds: give --epochs auto")
         if self.lr_schedule == "plateau" and not self.auto:
-            raise UsageError("--lr-schedule plateau lowers the step size when the validation accuracy stalls: "
+            raise UsageError("--lr-schedule plateau lowers the step size when the validation score stalls: "
                              "give --epochs auto")
         if self.lr_schedule == "plateau" and self.refit:
             raise UsageError("--refit retrains with a schedule fixed in advance: give --lr-schedule constant or "
@@ -208,15 +208,6 @@ class Runtime:
         if self.log_dir is None:
             return None
         return Path(self.log_dir) / Path(run_folder).name if run_folder is not None else Path(self.log_dir)
-
-    def monitor_for(self, distilled):
-        """What a run's validation split judges: `kl` (the KL divergence from the teacher's softened
-        probabilities, lower is better) for a run that learns from a teacher under `auto` or `kl`, where
-        a hard-label run (a teacher, a scratch twin) keeps `accuracy` (higher is better, ties broken by
-        the lower cross-entropy); `accuracy` or `loss` (the cross-entropy on the labels) as given."""
-        if self.monitor in ("auto", "kl"):
-            return "kl" if distilled else "accuracy"
-        return self.monitor
 
     def record(self):
         """What provenance keeps of the runtime: how the run computed (not where it saved)."""

@@ -513,14 +513,14 @@ def _hooks(model, data, budget, method, setup, step, state, options, teacher=Non
 
 def _validation_scores(model, budget, method, setup, teacher):
     """What `--epochs auto` watches (see `kdcli.options.Budget.monitor_for`): the KL divergence from the
-    teacher, at the method's temperature, needs the teacher's logits for the validation rows: read with
+    teacher, at the method's temperature (on standardised logits where the method standardises), needs the teacher's logits for the validation rows: read with
     the others, or computed once from a live teacher."""
     watch = budget.monitor_for(method.uses_teacher)
     logits = setup.held_out_logits
     if watch == "kl" and logits is None:
         logits = predict_logits(teacher, setup.held_out)
     return ValidationScores(model, setup.held_out, watch, logits if watch == "kl" else None,
-                            getattr(method, "temperature", 1.0))
+                            getattr(method, "temperature", 1.0), getattr(method, "standardize", False))
 
 
 def mixup_loss(method, labels, partner, weight, logits, teacher_logits, epoch):

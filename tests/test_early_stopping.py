@@ -12,7 +12,17 @@ from kdcli.data import stratified_split
 from kdcli.hooks import EarlyStopping, PlateauSchedule, TrainState, ValidationScores, Validator
 from kdcli.options import Budget, plateau_patience
 
-from conftest import EPOCH_LINE, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state, talk
+from conftest import (
+    EPOCH_LINE,
+    STEPS_PER_EPOCH,
+    assert_one_line_error,
+    assert_same_weights,
+    interrupt,
+    kdcli_process,
+    run_cli,
+    state,
+    talk,
+)
 
 
 class Scripted(ValidationScores):
@@ -187,7 +197,7 @@ def test_plateau_lowers_the_optimizer_step_size_at_the_recorded_epochs(pipeline,
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--epochs", "3"], "--lr-schedule plateau lowers the step size when the validation accuracy stalls"),
+    (["--epochs", "3"], "--lr-schedule plateau lowers the step size when the validation score stalls"),
     (["--refit"], "--refit retrains with a schedule fixed in advance"),
 ])
 def test_plateau_needs_epochs_auto_and_no_refit(pipeline, tmp_path, options, message):
@@ -268,24 +278,30 @@ def test_short_epochs_print_at_most_a_line_every_few_seconds_and_quiet_none(tmp_
     assert r.exit_code == 0 and r.stderr == ""
 
 
-def _kl_reference(teacher_logits, student_logits, temperature):
-    """Mean KL(softmax(t/T) || softmax(s/T)) in NumPy, term by term."""
+def _kl_reference(teacher_logits, student_logits, temperature, standardize=False):
+    """Mean KL(softmax(t/T) || softmax(s/T)) in NumPy, term by term (of standardised logits: `standardize`)."""
     def softmax(z):
+        if standardize:
+            z = (z - z.mean(axis=1, keepdims=True)) / (z.std(axis=1, keepdims=True) + 1e-7)
+        z = z / temperature
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    p, q = softmax(teacher_logits / temperature), softmax(student_logits / temperature)
+    p, q = softmax(teacher_logits), softmax(student_logits)
     return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
 
 
-@pytest.mark.parametrize("monitor, temperature", [("auto", 4.0), ("kl", 2.0)])
-def test_a_distilled_student_stops_on_its_kl_to_the_teacher_and_keeps_that_best_epoch(digits, monitor, temperature):
+@pytest.mark.parametrize("monitor, temperature, standardize", [("auto", 4.0, False), ("kl", 2.0, False),
+                                                                ("auto", 2.0, True)])
+def test_a_distilled_student_stops_on_its_kl_to_the_teacher_and_keeps_that_best_epoch(digits, monitor, temperature,
+                                                                                       standardize):
     teacher = kdcli.build_model("mlp", digits, width=32, seed=1)
     kdcli.train(teacher, digits, epochs=3)
     logits = kdcli.predict_logits(teacher, digits.train)
     student = kdcli.build_model("mlp", digits, depth=0, seed=0)
     history = kdcli.distill(student, digits, Budget(patience=2, max_epochs=30, learning_rate=0.05, monitor=monitor),
-                            teacher_logits=logits, method=kdcli.make_method("kd", temperature=temperature))
+                            teacher_logits=logits, method=kdcli.make_method("kd", temperature=temperature,
+                                                                            standardize=standardize))
     assert history["monitor"] == "kl" and len(history["val_kl"]) == len(history["loss"])
     best = history["best_epoch"]
     assert history["val_kl"][best - 1] == min(history["val_kl"])
@@ -293,7 +309,8 @@ def test_a_distilled_student_stops_on_its_kl_to_the_teacher_and_keeps_that_best_
     # the student holds the best epoch's weights: its KL, measured again in NumPy, is that epoch's
     _, held_out = stratified_split(digits.train.y, 0.1, 0)
     again = _kl_reference(logits[held_out].astype(np.float64),
-                          kdcli.predict_logits(student, digits.train.take(held_out)).astype(np.float64), temperature)
+                          kdcli.predict_logits(student, digits.train.take(held_out)).astype(np.float64), temperature,
+                          standardize)
     assert again == pytest.approx(history["val_kl"][best - 1], rel=1e-4)
 
 
@@ -323,3 +340,16 @@ def test_a_bad_monitor_is_one_line(pipeline, tmp_path, command, monitor, message
     r = run_cli(command, *source, "--monitor", monitor, "--out", tmp_path / "m.keras")
     assert_one_line_error(r, 2, message)
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_a_checkpoint_that_names_no_monitor_resumes_with_monitor_accuracy(pipeline, tmp_path):
+    # A distilled run judged by accuracy records no monitor in its checkpoint, as checkpoints made before
+    # --monitor did: resuming it under the default (kl) says what to add.
+    args = ["distill", "--soft-labels", pipeline["soft"], "--student", "mlp", "--depth", "0", "--max-epochs", "3",
+            "--checkpoint-every", "0", "--out", tmp_path / "s.keras"]
+    interrupt(*args, "--monitor", "accuracy", at=STEPS_PER_EPOCH + 2)
+    r = run_cli(*args, "--resume")
+    assert_one_line_error(r, 4, "the checkpoint's run was judged by its validation accuracy: add --monitor accuracy")
+    r = run_cli(*args, "--monitor", "accuracy", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert kdcli.read_provenance(tmp_path / "s.keras")["metrics"]["monitor"] == "accuracy"

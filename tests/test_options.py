@@ -18,7 +18,7 @@ from conftest import assert_one_line_error, run_cli
     ({"learning_rate": float("inf")}, "--learning-rate must be a positive number, got inf"),
     ({"epochs": True}, "--epochs must be auto or a whole number of at least 1, got True"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of cosine, constant, plateau, got 'step'"),
-    ({"lr_schedule": "plateau", "epochs": 5}, "--lr-schedule plateau lowers the step size when the validation accuracy "
+    ({"lr_schedule": "plateau", "epochs": 5}, "--lr-schedule plateau lowers the step size when the validation score "
                                               "stalls: give --epochs auto"),
     ({"lr_schedule": "plateau", "refit": True}, "--refit retrains with a schedule fixed in advance: give "
                                                 "--lr-schedule constant or cosine with it"),
