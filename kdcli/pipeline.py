@@ -351,9 +351,9 @@ def distill_student(
             (with its default parameters); by default `kd` (Hinton's loss,
             `T = 4`, `alpha = 0.9`).
         budget: a `kdcli.options.Budget`; by default `epochs="auto"`: stop once
-            the accuracy on a validation share of the training split stops
-            improving, keeping the best epoch (the baseline stops by the same
-            rule, on its own). Its `augment` (`shift`,
+            the student's KL divergence from its teacher on a validation share
+            of the training split stops improving, keeping the best epoch (the
+            baseline stops on its own validation accuracy; see `--monitor`). Its `augment` (`shift`,
             `shift:N`) distills on randomly shifted copies of the images, the
             teacher running on each batch to give its logits for the same
             copies (implies `online`; needs `teacher`); the baseline is
