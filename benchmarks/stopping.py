@@ -39,7 +39,7 @@ LOWER_IS_BETTER = {"val_loss", "val_kl", "val_kl_t", "val_kd"}
 def curves(teacher, data_value, seed, epochs):
     """The per-epoch record of one distilled student, trained for `epochs` epochs without stopping."""
     from kdcli._tf import tf
-    from kdcli.console import Reporter
+    from kdcli.console import Display, Reporter
     from kdcli.data import iterate, stratified_split
     from kdcli.options import Budget
     from kdcli.pipeline import _teacher_logits, distill_student
@@ -62,16 +62,7 @@ def curves(teacher, data_value, seed, epochs):
     def predict(split):
         return np.concatenate([infer(x).numpy() for x, _ in iterate(split.batches(256))]).astype(np.float64)
 
-    class Recorder:
-        def start(self, total):
-            pass
-
-        def advance(self, logs):
-            pass
-
-        def stop(self):
-            pass
-
+    class Recorder(Display):
         def epoch_end(self, epoch, epochs_, logs, last):
             s, test = predict(val), predict(data.test)
             kl_1, ce = _kl(val_teacher, s, 1.0), _ce(s, val.y)
@@ -85,19 +76,18 @@ def curves(teacher, data_value, seed, epochs):
     return rows
 
 
-def _log_softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def _kl(teacher, student, t):
     """Mean KL(teacher ‖ student) of the probabilities at temperature t."""
-    lt, ls = _log_softmax(teacher / t), _log_softmax(student / t)
+    from kdcli.hooks import log_softmax
+
+    lt, ls = log_softmax(teacher / t), log_softmax(student / t)
     return float(np.mean((np.exp(lt) * (lt - ls)).sum(axis=1)))
 
 
 def _ce(student, y):
-    return float(-np.mean(_log_softmax(student)[np.arange(len(y)), y]))
+    from kdcli.hooks import log_softmax
+
+    return float(-np.mean(log_softmax(student)[np.arange(len(y)), y]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +170,10 @@ def markdown(results, defaults, seeds, epochs):
         "without stopping, every stopping rule replayed on its validation curves, the kept epoch's test "
         "accuracy against the scratch twin of `benchmarks/defaults.py` (same seed and initial weights). "
         "Gain in points: the mean over sets of the per-set mean, the worst set's mean, the worst single "
-        "seed; epochs: mean epochs run (best kept). `*` marks a curve that ended before the rule stopped.",
+        "seed; epochs: mean epochs run (best kept). `*` marks a curve that ended before the rule stopped. "
+        "A replay on recorded curves, not a timing: it counts epochs; the chosen rule's cost is measured with "
+        "whole processes in the one-shot section. Each seed's gain is in `benchmarks/stopping.json`; the worst "
+        "seed column bounds the spread.",
         "",
         "| rule | mean gain | worst set (mean) | worst seed | epochs run (best) | "
         + " | ".join(results) + " |",
