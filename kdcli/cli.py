@@ -647,6 +647,9 @@ TuneJson = Annotated[Optional[Path], typer.Option(
 TuneWidths = Annotated[str, typer.Option(
     help="With --tune: widths to try, as multiples of the student's (1,1.5,2).", metavar="LIST",
     rich_help_panel=COMPARE)]
+Study = Annotated[Optional[str], typer.Option(
+    help="The search's Optuna database URL (sqlite:///PATH, postgresql://...), shared by processes that split "
+         "its trials.", metavar="URL", rich_help_panel=COMPARE)]
 StudentOut = Annotated[Optional[Path], typer.Option(
     help="The student .keras file to write (default: T.student.keras beside a teacher T.keras, else "
          "student.keras).", metavar="PATH", rich_help_panel=OUTPUT)]
@@ -684,6 +687,7 @@ def distill(
     tune: Tune = 0,
     tune_json: TuneJson = None,
     tune_widths: TuneWidths = "1",
+    study: Study = None,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     log_dir: LogDir = None,
@@ -707,7 +711,8 @@ def distill(
     path, plan = pipeline.distill_student(
         data, out, soft_labels=soft_labels, teacher=teacher or None, student=student, width=width, depth=depth,
         method=parse_method(method or DEFAULT_METHOD), online=online, baseline=baseline, seeds=seeds, tune=tune,
-        tune_json=tune_json, tune_widths=_numbers(tune_widths, "--tune-widths"), student_output=student_output.value,
+        tune_json=tune_json, tune_widths=_numbers(tune_widths, "--tune-widths"), study=study,
+        student_output=student_output.value,
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit, monitor=monitor),

@@ -324,7 +324,7 @@ def merge_soft_labels(parts, out, reporter=None):
 def distill_student(
     data=None, out=None, *, soft_labels=None, teacher=None, student=None, width=None, depth=None, method=None,
     budget=None, runtime=None, online=False, baseline=False, seeds=1, tune=0, tune_json=None, tune_widths=(1.0,),
-    student_output="auto", data_options=None, unsafe=False, reporter=None, dry_run=False,
+    study=None, student_output="auto", data_options=None, unsafe=False, reporter=None, dry_run=False,
 ):
     """Distill a student from soft labels or from a teacher model.
 
@@ -377,6 +377,8 @@ def distill_student(
         tune_widths: with `tune`, the student's widths to try, as multiples
             of its own (the factor of `shrink:F`, or `width` of a built-in
             student); the student trained from scratch is tried at each.
+        study: with `tune`, the Optuna study's database URL (by default an
+            SQLite file in the checkpoint folder, removed with it).
         student_output: what the saved student outputs: `auto` (the same kind
             as its teacher, so it is a drop-in replacement: probabilities for
             a softmax teacher, one sigmoid probability for a binary sigmoid
@@ -403,7 +405,7 @@ def distill_student(
     request = check_distill_request(
         out, soft_labels=soft_labels, teacher=teacher, student=student, width=width, depth=depth, method=method,
         budget=budget, runtime=runtime, online=online, baseline=baseline, seeds=seeds, tune=tune,
-        tune_json=tune_json, tune_widths=tune_widths, student_output=student_output, unsafe=unsafe,
+        tune_json=tune_json, tune_widths=tune_widths, study=study, student_output=student_output, unsafe=unsafe,
         reporter=reporter,
     )
     data = resolve_data(data, data_options, *request.recorded_in)  # before TensorFlow: a data error answers at once
@@ -447,16 +449,17 @@ def _teacher_logits(plan, reporter):
     return None
 
 
-def _train(plan, run, model, logits, reporter, prune=None):
+def _train(plan, run, model, logits, reporter, prune=None, resume=None):
     """Train `model` as `run` says: on the hard labels, or distilled (from `logits`, or from the live
-    teacher where the run needs it). Returns its history."""
+    teacher where the run needs it); `resume` overrides `--resume`. Returns its history."""
     from kdcli.training import distill, train
 
     runtime, source = plan.request.runtime, plan.source
     budget = dataclasses.replace(plan.budget, seed=run.seed, augment=run.augment)
     common = {"progress": reporter.progress(run.label), "checkpoint_dir": run.folder,
               "log_dir": runtime.log_for(run.folder), "prune": prune, "strategy": plan.strategy,
-              "resume": runtime.resume, "restart": runtime.restart, "checkpoint_every": runtime.checkpoint_every}
+              "resume": runtime.resume if resume is None else resume,
+              "restart": runtime.restart if resume is None else False, "checkpoint_every": runtime.checkpoint_every}
     if run.scratch:
         return train(model, plan.data, budget, run_config={"student": plan.student}, **common)
     method = plan.request.method if run.trial is None else run.trial.make_method()
@@ -481,69 +484,124 @@ def _run_seeds(plan, logits, reporter):
             kept = model if kept is None else kept
         else:
             metrics = per_seed[run.seed]
-            metrics.update(_baseline_metrics(metrics, model, plan.data, history))
+            metrics.update(_baseline_metrics(metrics, model, history, plan.data))
     metrics = per_seed[plan.budget.seed]
     if plan.request.seeds > 1:
         metrics.update(_over_seeds(plan.request.seed_list, list(per_seed.values())))
     return Outcome(kept, metrics, plan.request.method, plan.budget.augment)
 
 
+TRIAL_STUDENT, TRIAL_HISTORY = "student.keras", "history.json"
+
+
 class TrialRunner:
-    """`kdcli.tuning.search`'s `run_trial` for a plan's trials: trains trial `index` and keeps the
-    students still needed, scratch's and the best trial's so far, in `trained`."""
+    """`kdcli.tuning.search`'s `run_trial` for a plan's search: trains the trial Optuna proposes in its
+    checkpoint folder (continuing it there if it was cut off) and leaves beside the checkpoints the
+    trained student and its history, which `load` reads back, in this process or a later one.
 
-    def __init__(self, plan, logits, reporter):
-        self.plan, self.logits, self.reporter = plan, logits, reporter
-        self.trained = {}  # trial index -> (student, history)
+    `score`, if given, is `(run, model, attrs) -> values` (compress's measures of the student, which it
+    adds to `attrs`); by default a trial's value is its validation accuracy."""
 
-    def __call__(self, index, trial, prune):
-        """Train trial `index` under the pruning rule `prune`: its history, or None if its loss diverged."""
+    def __init__(self, plan, logits, reporter, n, score=None):
+        self.plan, self.logits, self.reporter, self.n, self.score = plan, logits, reporter, n, score
+
+    def __call__(self, ot, trial, folder, prune):
+        """Train `trial` (Optuna's `ot`): `(values, attrs)`, or None if its loss diverged."""
+        from kdcli.plan import trial_run
         from kdcli.training import NonFiniteLoss
-        from kdcli.tuning import score
+        from kdcli.tuning import SCRATCH
 
         plan = self.plan
-        # The same initial weights in every trial of a width.
-        model = plan.model if index == 0 else plan.build_student(plan.budget.seed, trial.width)
+        run = trial_run(plan.request, plan.budget, int(folder.rpartition("-")[2]) - 1, self.n, trial, folder)
+        model = plan.build_student(plan.budget.seed, trial.width)  # the same initial weights at a width
         try:
-            history = _train(plan, plan.runs[index], model, self.logits, self.reporter, prune)
+            history = _train(plan, run, model, self.logits, self.reporter, prune, resume=True)
         except NonFiniteLoss:
-            if index == 0:  # scratch is the reference every trial must beat
+            if trial == SCRATCH:  # scratch is the reference every trial must beat
                 raise
             return None
-        self.trained[index] = model, history
-        # Only scratch and the best trial so far can be needed: let the others go.
-        ranked = [(score(past), -i, i) for i, (_, past) in self.trained.items() if i]
-        best = max(ranked)[2] if ranked else None
-        for other in [i for i in self.trained if i not in (0, best)]:
-            del self.trained[other]
-        return history
+        if is_chief(plan.strategy):
+            model.save(run.folder / TRIAL_STUDENT)
+            (run.folder / TRIAL_HISTORY).write_text(json.dumps(history))
+        best = history["best_epoch"] - 1
+        attrs = {"method": trial.method, "augment": trial.augment, "width": trial.width, "scratch": trial.scratch,
+                 "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
+                 "stopped": history["stopped"], "val_accuracy": history["val_accuracy"][best],
+                 "val_loss": history["val_loss"][best], "seconds": sum(history["epoch_seconds"])}
+        values = [attrs["val_accuracy"]] if self.score is None else self.score(run, model, attrs)
+        return values, attrs
+
+    def load(self, record):
+        """The student and history a trial (a `kdcli.tuning.records` entry) left in its folder."""
+        from kdcli.model_files import load_model
+
+        folder = self.plan.request.checkpoint_dir / record["folder"]
+        with self.plan.strategy.scope():
+            model = load_model(folder / TRIAL_STUDENT)
+        return model, json.loads((folder / TRIAL_HISTORY).read_text())
+
+
+def study_url(request, default):
+    """The search's `--study` URL, by default the SQLite file `default`."""
+    return request.study or f"sqlite:///{Path(default).resolve()}"
+
+
+def study_identity(plan, **more):
+    """What a study is made for: the teacher, the data, the student, the search and the budget."""
+    return {"teacher_sha256": plan.source.sha256, "data": plan.data.fingerprint, "student": plan.student,
+            "widths": list(plan.space.widths), "budget": plan.budget.record(), **more}
 
 
 def _run_trials(plan, logits, reporter):
     """Search the `--tune` trials: the winning trial's `Outcome`, its metrics holding the scratch
     trial's as the baseline and the trials under `tune`."""
-    from kdcli.tuning import search, trials_table
+    from kdcli.tuning import open_study, queue, records, search, trials_table, winner
 
-    trials, runner = plan.trials, TrialRunner(plan, logits, reporter)
-    records, winner = search(trials, runner, reporter.say)
+    request = plan.request
+    default = request.checkpoint_dir / "study.db"
+    if request.runtime.restart:  # the trials' checkpoints and students, and the default study, go
+        remove_search(request.checkpoint_dir, None if request.study else default)
+        remove_checkpoints(request.run_folders())
+    default.parent.mkdir(parents=True, exist_ok=True)
+    study = open_study(study_url(request, default), "tune", study_identity(plan), ["maximize"], plan.budget.seed,
+                       prune=True)
+    queue(study, [run.trial for run in plan.runs])
+    runner = TrialRunner(plan, logits, reporter, request.tune)
+    search(study, plan.space, request.tune, runner, say=reporter.say)
+    trials = records(study)
+    best = winner(trials)
     if not reporter.quiet:
         from kdcli.console import stderr
 
-        stderr.print(trials_table(records, winner))
-    outcome = "scratch won: distillation did not pay on the validation split" if trials[winner].scratch else \
-        f"trial {winner + 1} won ({trials[winner].label()})"
+        stderr.print(trials_table(trials, best))
+    outcome = "scratch won: distillation did not pay on the validation split" if trials[best]["scratch"] else \
+        f"trial {trials[best]['trial']} won ({trials[best]['label']})"
     reporter.say(f"tuning: {outcome}; kept as trained, on the training split less its validation share")
-    if plan.request.tune_json:
+    public = [{k: v for k, v in r.items() if k != "folder"} for r in trials]
+    if request.tune_json:
         from kdcli.files import write_text
 
-        write_text(plan.request.tune_json, json.dumps({"trials": records, "winner": winner + 1}, indent=2) + "\n")
-    model, history = runner.trained[winner]
+        write_text(request.tune_json, json.dumps({"trials": public, "winner": public[best]["trial"]}, indent=2) + "\n")
+    model, history = runner.load(trials[best])
     metrics = _metrics(model, plan.data, history)
-    scratch, scratch_history = runner.trained[0]
-    metrics.update(_baseline_metrics(metrics, scratch, plan.data, scratch_history))
-    metrics["tune"] = {"trials": records, "winner": winner + 1,
+    scratch = next(r for r in trials if r["label"] == "scratch")
+    metrics.update(_baseline_metrics(metrics, *runner.load(scratch), plan.data))
+    metrics["tune"] = {"trials": public, "winner": public[best]["trial"],
                        "kept": "the winning trial, trained on the training split less its validation share"}
-    return Outcome(model, metrics, trials[winner].make_method(), trials[winner].augment)
+    from kdcli.tuning import Trial
+
+    won = Trial(trials[best]["method"], trials[best]["augment"], trials[best]["width"])
+    return Outcome(model, metrics, won.make_method(), won.augment)
+
+
+def remove_search(folder, study_file=None):
+    """Delete what a finished search left in `folder`: its trials' students and histories, and its SQLite
+    study file (`remove_checkpoints` takes the checkpoints and the emptied folders)."""
+    for name in (TRIAL_STUDENT, TRIAL_HISTORY):
+        for path in Path(folder).glob(f"trial-*/{name}"):
+            path.unlink()
+    if study_file is not None:
+        Path(study_file).unlink(missing_ok=True)
 
 
 def record_student(plan, outcome, reporter):
@@ -559,6 +617,8 @@ def record_student(plan, outcome, reporter):
     with plan.strategy.scope():
         served = with_head(outcome.model, plan.output)
     save_model(served, request.out, record)
+    if request.tune:
+        remove_search(request.checkpoint_dir, None if request.study else request.checkpoint_dir / "study.db")
     remove_checkpoints(request.run_folders(), parent=request.checkpoint_dir)
     _summarise(reporter, request.out, served, metrics, plan.source, count_params)  # the saved model's parameters
     return request.out, metrics
@@ -597,7 +657,7 @@ def _student_record(plan, outcome):
     )
 
 
-def _baseline_metrics(metrics, scratch, data, history):
+def _baseline_metrics(metrics, scratch, history, data):
     """The `baseline_` metrics of a student trained from scratch beside `metrics`' distilled one, and the gain."""
     baseline = _metrics(scratch, data, history, prefix="baseline_")
     kept = ("test_accuracy", "epochs", "best_epoch", "stopped", "monitor", "lr_decays", "refit", "search_epochs")

@@ -119,6 +119,7 @@ class DistillRequest:
     tune_widths: tuple
     student_output: str
     unsafe: bool
+    study: str | None = None
 
     @property
     def checkpoint_dir(self):
@@ -150,7 +151,8 @@ class DistillRequest:
 
 
 def check_distill_request(out, *, soft_labels, teacher, student, width, depth, method, budget, runtime, online,
-                          baseline, seeds, tune, tune_json, tune_widths, student_output, unsafe, reporter):
+                          baseline, seeds, tune, tune_json, tune_widths, student_output, unsafe, reporter,
+                          study=None):
     """Check a `distill` request before any work, and before TensorFlow (the arguments are
     `kdcli.pipeline.distill_student`'s; `reporter` is told why a default student was changed).
 
@@ -170,6 +172,8 @@ def check_distill_request(out, *, soft_labels, teacher, student, width, depth, m
         raise UsageError(NEEDS_TEACHER)
     _check_runs(baseline, seeds, tune, budget, tune_widths)
     tune_json = check_output(tune_json, option="--tune-json") if tune and tune_json else None
+    if study and not tune:
+        raise UsageError("--study holds a search: give it with --tune")
     if student_output not in STUDENT_OUTPUTS:
         raise UsageError(f"--student-output must be one of {', '.join(STUDENT_OUTPUTS)}, got {student_output!r}")
     student = _default_student(student, teachers, soft_labels, reporter)
@@ -189,7 +193,8 @@ def check_distill_request(out, *, soft_labels, teacher, student, width, depth, m
     out = check_output(out or (default_student_path(teachers[0]) if teachers and not soft_labels else "student.keras"),
                        ".keras")
     request = DistillRequest(out, soft_labels, teachers, student, student_kind, width, depth, method, budget, runtime,
-                             online, baseline, seeds, tune, tune_json, tuple(tune_widths), student_output, unsafe)
+                             online, baseline, seeds, tune, tune_json, tuple(tune_widths), student_output, unsafe,
+                             study)
     check_checkpoints(request.run_folders(), runtime.resume, runtime.restart)
     return request
 
@@ -420,17 +425,21 @@ def seed_runs(request, budget):
     return runs
 
 
-def trial_runs(request, data, budget, source):
-    """The runs of `--tune N`: its trials (`kdcli.tuning.draw_trials`), all with `budget.seed`."""
-    from kdcli.tuning import draw_trials
+def search_space(request, data, source, scratch_everywhere=False):
+    """What `--tune` (and `compress`) may try on `data`: a `kdcli.tuning.Space` of the request's widths,
+    with the augmentations and hints a live teacher allows."""
+    from kdcli.tuning import Space
 
     live = source.model is not None  # augmentations need it, hints one teacher's layers
-    augments = ["none", *(_augments_for(data) if live else [])]
-    trials = draw_trials(request.tune, budget.seed, augments, hints=live and len(source.members) == 1,
-                         widths=request.tune_widths)
-    return [Run(TRIAL, budget.seed, request.checkpoint_dir / f"trial-{index + 1}",
-                f"trial {index + 1}/{len(trials)} ({trial.label()})", trial.augment, trial)
-            for index, trial in enumerate(trials)]
+    augments = ("none", *(_augments_for(data) if live else []))
+    return Space(augments, hints=live and len(source.members) == 1, widths=tuple(request.tune_widths),
+                 scratch_everywhere=scratch_everywhere)
+
+
+def trial_run(request, budget, index, n, trial, folder=None):
+    """The run of trial `index` (from 0) of a search of `n`, in its checkpoint folder (`trial-{index + 1}`)."""
+    return Run(TRIAL, budget.seed, request.checkpoint_dir / (folder or f"trial-{index + 1}"),
+               f"trial {index + 1}/{n} ({trial.label()})", trial.augment, trial)
 
 
 def _augments_for(data):
@@ -471,6 +480,7 @@ class DistillPlan:
     output: str
     model: object = None
     runs: list = dataclasses.field(default_factory=list)
+    space: object = None  # a search's `kdcli.tuning.Space`; its queued trials are the runs
 
     @property
     def trials(self):
@@ -515,7 +525,8 @@ class DistillPlan:
         request = self.request
         width = f", width {request.width}" if request.width else ""
         depth = f", depth {request.depth}" if request.depth else ""
-        method = "searched by --tune (see the trials below)" if request.tune else _method_line(request.method)
+        method = "searched by --tune (the queued trials below; Optuna's TPE proposes the rest)" if request.tune \
+            else _method_line(request.method)
         lines = [f"distill, {DRY_RUN}", *_data_lines(self.data, self.budget), *self.source.lines(),
                  f"student: {self.student}{width}{depth}, {count_params(self.model)[0]:,} parameters; "
                  f"saved with a {self.output} head",
@@ -695,5 +706,10 @@ def plan_distill(request, data, reporter):
         if mine >= theirs:
             reporter.say(f"warning: the student has {mine:,} parameters, its teacher {source.paths[0]} {theirs:,}: "
                          "it is not smaller; choose a smaller --student (shrink:F, or --width)")
-    plan.runs = trial_runs(request, data, budget, source) if request.tune else seed_runs(request, budget)
+    if request.tune:
+        plan.space = search_space(request, data, source)
+        plan.runs = [trial_run(request, budget, i, request.tune, trial)
+                     for i, trial in enumerate(plan.space.queued_for_tune(request.tune, budget.seed))]
+    else:
+        plan.runs = seed_runs(request, budget)
     return plan

@@ -1,36 +1,53 @@
-"""`distill --tune N`: a search over methods, their temperature and weights, and the augmentation.
+"""The search engine of `distill --tune N` and `kdcli compress`, on Optuna.
 
-Every trial trains the same student from the same initial weights under
-`--epochs auto`, on the same validation split (both come from `--seed`), and
-is scored there: its best epoch's validation accuracy, then the lower
-validation loss. The test split plays no part. Trial 1 is the student trained
-from scratch on the hard labels and trial 2 kdcli's default (`kd`, T = 4,
-alpha = 0.9); the others are drawn from `candidates` without repeats, from
-`--seed`. Since scratch is a trial, the winner is never worse than scratch on
-the validation split.
+A search is an Optuna study in a database (`--study URL`; an SQLite file by
+default), so that it survives the process: run the same command again after a
+crash, Ctrl-C or SIGTERM and finished trials are not repeated, while a trial
+that was cut off is retried in its own checkpoint folder, where it resumes.
+Several processes, or machines sharing a database URL, split one study's
+trials between them; the study's trial count is shared, so together they run
+N trials.
 
-A trial falling behind stops early (the median stopping rule of Golovin et
-al., "Google Vizier", KDD 2017): from its `GRACE`-th epoch, when its best
-validation accuracy so far is below the median of the finished trials' best
-accuracies over as many epochs.
+Every trial trains a student from the initial weights of `--seed` under
+`--epochs auto` and is scored on its validation split: its best epoch's
+validation accuracy, then the lower validation loss. The test split plays no
+part. The first trials are queued: for `--tune`, the student trained from
+scratch on the hard labels, kdcli's default (`kd`, T = 4, alpha = 0.9), then
+draws from `Space.candidates` without repeats (from `--seed`); for `compress`,
+the default and scratch at every width. Optuna's TPE sampler proposes the
+rest. Since scratch is a trial, a `--tune` winner is never worse than scratch
+on the validation split.
+
+`--tune` trials falling behind stop early: Optuna's `MedianPruner`, told each
+epoch's best validation accuracy so far, stops a trial from its `GRACE`-th
+epoch when that is below the median of the finished trials' at the same
+epoch (the median stopping rule of Golovin et al., "Google Vizier", KDD 2017).
 """
 
+import contextlib
 import dataclasses
+import os
 import random
-
-import numpy as np
+import socket
+import threading
+import time
 
 from kdcli.errors import UsageError
 
 # Epochs a trial runs before the median rule may stop it.
 GRACE = 10
+# Queued trials of `--tune` (scratch, the default and random draws) before TPE proposes the rest.
+QUEUED = 8
+# Seconds between a running trial's heartbeats, and the silence after which another process retries it.
+HEARTBEAT, STALE_AFTER = 20, 120
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
     """One point of the search: a method config (`{"name": "kd", "temperature": 2.0, ...}`;
     `{"name": "hard"}` for scratch), an `--augment` spec and the student's width, as a
-    multiple of the student's own (`--tune-widths`)."""
+    multiple of the student's own (`--tune-widths`, `compress --widths`)."""
 
     method: dict
     augment: str = "none"
@@ -58,110 +75,325 @@ class Trial:
         name = name if self.augment == "none" else f"{name} + {self.augment}"
         return name if self.width == 1 else f"{name}, width x{self.width:g}"
 
+    def params(self):
+        """The trial as Optuna parameters (each method's own names, so the space is fixed per name)."""
+        name = "scratch" if self.scratch else self.method["name"]
+        values = {f"{name}_{key}": value for key, value in self.method.items() if key not in ("name", "warmup")}
+        return {"width": self.width, "method": name, "augment": self.augment, **values}
+
 
 SCRATCH = Trial({"name": "hard"})
 DEFAULT = Trial({"name": "kd", "temperature": 4.0, "alpha": 0.9})
+# Each method's parameters and their values. DKD warms up 5 epochs, since trials may stop early.
+METHODS = {
+    "kd": {"temperature": (1.0, 2.0, 4.0, 8.0), "alpha": (0.5, 0.9, 1.0)},
+    "dkd": {"temperature": (1.0, 4.0), "beta": (1.0, 2.0, 8.0)},
+    "dist": {"temperature": (1.0, 4.0)},
+    "hints": {"hint_weight": (0.1, 1.0)},
+}
+FIXED = {"dkd": {"warmup": 5}}
 
 
-def candidates(augments=("none",), hints=False, widths=(1.0,)):
-    """The search space beyond scratch: Hinton's KD over T and alpha, DKD over T and beta
-    (5 warm-up epochs, since trials may stop early), DIST over T, and with `hints` (a
-    live teacher) feature hints; each with every augmentation of `augments` (augmentations
-    other than `none` need a live teacher too); and for each width of `widths` other than 1,
-    scratch too."""
-    space = []
-    for augment in augments:
-        space += [Trial({"name": "kd", "temperature": t, "alpha": a}, augment)
-                  for t in (1.0, 2.0, 4.0, 8.0) for a in (0.5, 0.9, 1.0)]
-        space += [Trial({"name": "dkd", "temperature": t, "beta": b, "warmup": 5}, augment)
-                  for t in (1.0, 4.0) for b in (1.0, 2.0, 8.0)]
-        space += [Trial({"name": "dist", "temperature": t}, augment) for t in (1.0, 4.0)]
-        if hints:
-            space += [Trial({"name": "hints", "hint_weight": w}, augment) for w in (0.1, 1.0)]
-    scratch = [dataclasses.replace(SCRATCH, width=w) for w in widths if w != 1]  # width 1's is trial 1
-    return scratch + [dataclasses.replace(trial, width=w) for w in widths for trial in space]
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """What a search may try: the methods of `METHODS` (hints with a live teacher), scratch (at
+    widths other than 1, or at every width with `scratch_everywhere`), each augmentation of
+    `augments` (others than `none` need a live teacher) and each width of `widths`."""
+
+    augments: tuple = ("none",)
+    hints: bool = False
+    widths: tuple = (1.0,)
+    scratch_everywhere: bool = False
+
+    def methods(self):
+        """The method names Optuna chooses from, scratch first."""
+        return ["scratch", *(name for name in METHODS if name != "hints" or self.hints)]
+
+    def candidates(self):
+        """Every trial of the space, but scratch at width 1 unless `scratch_everywhere` (it is `--tune`'s first)."""
+        import itertools
+
+        space = []
+        for augment in self.augments:
+            for name in self.methods()[1:]:
+                grid = METHODS[name]
+                space += [Trial({"name": name, **dict(zip(grid, values)), **FIXED.get(name, {})}, augment)
+                          for values in itertools.product(*grid.values())]
+        scratch = [dataclasses.replace(SCRATCH, width=w) for w in self.widths if w != 1 or self.scratch_everywhere]
+        return scratch + [dataclasses.replace(trial, width=w) for w in self.widths for trial in space]
+
+    def suggest(self, trial):
+        """The `Trial` an Optuna trial proposes (or was queued with)."""
+        width = trial.suggest_categorical("width", list(self.widths))
+        name = trial.suggest_categorical("method", self.methods())
+        augment = trial.suggest_categorical("augment", list(self.augments))
+        if name == "scratch":  # trained on the data as it is: augmentations need a teacher
+            return Trial(SCRATCH.method, "none", width)
+        method = {"name": name, **{key: trial.suggest_categorical(f"{name}_{key}", list(values))
+                                   for key, values in METHODS[name].items()}, **FIXED.get(name, {})}
+        return Trial(method, augment, width)
+
+    def queued_for_tune(self, n, seed):
+        """`--tune`'s first trials: scratch, the default, then distinct draws from `candidates`."""
+        rest = [trial for trial in self.candidates() if trial != DEFAULT]
+        return [SCRATCH, DEFAULT, *random.Random(seed).sample(rest, min(min(n, QUEUED) - 2, len(rest)))]
+
+    def queued_for_compress(self):
+        """`compress`'s first trials: at each width, largest first, the default and scratch."""
+        return [trial for w in sorted(self.widths, reverse=True)
+                for trial in (dataclasses.replace(DEFAULT, width=w), dataclasses.replace(SCRATCH, width=w))]
 
 
-def draw_trials(n, seed, augments=("none",), hints=False, widths=(1.0,)):
-    """`n` trials: scratch, kdcli's default, then distinct random draws from `candidates`.
+def open_study(url, name, identity, directions, seed, prune=False):
+    """The study `name` at `url`, created or loaded, with its sampler and pruner (TPE after the queued
+    trials; `MedianPruner` with `prune`).
+
+    Args:
+        url: an SQLAlchemy database URL (`sqlite:///search.db`, `postgresql://...`).
+        name: the study's name in that database.
+        identity: what the study was made for (teacher and data sha256s,
+            student, search settings); a study made for another is refused.
+        directions: Optuna's, one per objective.
+        seed: the sampler's seed.
+        prune: stop trials behind the median (single-objective studies).
 
     Raises:
-        UsageError: fewer than 2 trials.
+        UsageError: the database cannot be opened, or the study was made for something else.
     """
-    if not isinstance(n, int) or n < 2:
-        raise UsageError(f"--tune N needs 2 trials or more (scratch and distillation), got {n}")
-    rest = [trial for trial in candidates(augments, hints, widths) if trial != DEFAULT]
-    return [SCRATCH, DEFAULT, *random.Random(seed).sample(rest, min(n - 2, len(rest)))]
+    import optuna
+    from optuna.storages import RDBStorage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with _quiet():
+            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=STALE_AFTER,
+                                 heartbeat_stale_trial_callback=_retry())
+        study = optuna.create_study(
+            storage=storage, study_name=name, directions=directions, load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=0),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=GRACE - 1) if prune
+            else optuna.pruners.NopPruner())
+    except Exception as e:  # SQLAlchemy's and the drivers' errors have no common base worth naming
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--study {url}: cannot open the study ({reason})") from e
+    recorded = study.user_attrs.get("kdcli")
+    if recorded is None:
+        study.set_user_attr("kdcli", identity)
+    elif recorded != identity:
+        differ = sorted(key for key in set(recorded) | set(identity) if recorded.get(key) != identity.get(key))
+        raise UsageError(f"--study {url}: the study {name!r} was made for another {', '.join(differ)}; "
+                         "give another --study, or remove that one")
+    return study
 
 
-def median_rule(finished):
-    """The pruning rule given the validation curves of the finished trials: a function
-    of a running trial's validation accuracies that says whether to stop it."""
+@contextlib.contextmanager
+def _quiet():
+    """Without Optuna's notices that heartbeats are experimental and meant for `Study.optimize` (kdcli
+    asks and tells trials itself, and records their heartbeats in `_heartbeat`)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+def _retry():
+    """Optuna's retry of a stale trial: the same parameters and user attributes (its folder), queued again."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with _quiet():
+        return RetryHeartbeatStaleTrialCallback(max_retry=None)
+
+
+def queue(study, trials):
+    """Queue `trials` once, however many processes share the study (the first to open it queues them)."""
+    if not study.get_trials(deepcopy=False):
+        for trial in trials:
+            study.enqueue_trial(trial.params(), skip_if_exists=True)
+
+
+def _counts(trial):
+    """Whether a trial counts toward the study's N: finished, pruned, running, or failed on a diverged loss
+    (not one cut off and queued again, nor one started past N)."""
+    from optuna.trial import TrialState
+
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or \
+        (trial.state == TrialState.FAIL and trial.user_attrs.get("stopped") == "diverged")
+
+
+def _retry_dead_trials(study):
+    """Queue again the trials cut off on this host (their process is gone) or silent past `STALE_AFTER`."""
+    import optuna
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner_host, _, pid = trial.user_attrs.get("owner", "").rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            # kdcli reaches the storage as Optuna's own stale-trial check does.
+            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                _retry()(study, study._storage.get_trial(trial._trial_id))
+    with _quiet():
+        optuna.storages.fail_stale_trials(study)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _heartbeat(study, trial):
+    """Record `trial`'s heartbeat while it runs, so that other processes leave it alone."""
+    storage, stop = study._storage, threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT):
+            storage.record_heartbeat(trial._trial_id)
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def search(study, space, n, run_trial, minutes=None, say=None):
+    """Run the study's trials until it has `n` (shared with other processes) or `minutes` have passed.
+
+    Args:
+        study: from `open_study`, its first trials queued.
+        space: the `Space` that turns Optuna's proposals into `Trial`s.
+        n: the study's trial count.
+        run_trial: `(optuna_trial, trial, folder_name, prune) -> (values, attrs)`;
+            `prune` is a function of the validation accuracies so far that
+            says whether to stop (None in multi-objective studies). It
+            returns None for a trial whose loss diverged.
+        minutes: start no trial after this many minutes.
+        say: optional function told one line per finished trial.
+    """
+    from optuna.trial import TrialState
+
+    start = time.monotonic()
+    _retry_dead_trials(study)
+    while sum(map(_counts, study.get_trials(deepcopy=False))) < n:
+        if minutes is not None and time.monotonic() - start > 60 * minutes:
+            break
+        with _quiet():
+            ot = study.ask()
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < ot.number]
+        if sum(map(_counts, earlier)) >= n:  # another process took the last trial meanwhile
+            ot.set_user_attr("stopped", "past N")
+            study.tell(ot, state=TrialState.FAIL)
+            break
+        trial = space.suggest(ot)
+        folder = ot.user_attrs.get("folder") or f"trial-{ot.number + 1}"
+        ot.set_user_attr("folder", folder)
+        ot.set_user_attr("owner", _OWNER)
+        ot.set_user_attr("label", trial.label())
+        prune = None if len(study.directions) > 1 else _pruning_rule(ot)
+        repeat = _finished_twin(study, ot, trial)
+        if repeat is not None:  # TPE proposed a finished trial's parameters: its result stands
+            outcome = repeat
+        else:
+            try:
+                with _heartbeat(study, ot):
+                    outcome = run_trial(ot, trial, folder, prune)
+            except BaseException:  # Ctrl-C, SIGTERM, an error: queue it again, to continue in its folder
+                study.tell(ot, state=TrialState.FAIL)
+                _retry()(study, study.trials[ot.number])
+                raise
+        if outcome is None:
+            ot.set_user_attr("stopped", "diverged")
+            study.tell(ot, state=TrialState.FAIL)
+        else:
+            values, attrs = outcome
+            for key, value in attrs.items():
+                ot.set_user_attr(key, value)
+            study.tell(ot, values)
+        if say:
+            say(describe(study.trials[ot.number], n))
+
+
+def _finished_twin(study, ot, trial):
+    """`(values, attrs)` of a finished trial with `trial`'s parameters, or None."""
+    from optuna.trial import TrialState
+
+    for past in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if past.user_attrs.get("label") == trial.label() and past.number != ot.number:
+            attrs = {k: v for k, v in past.user_attrs.items() if k not in ("folder", "owner", "label")}
+            return past.values, {**attrs, "repeat_of": past.number + 1}
+    return None
+
+
+def _pruning_rule(ot):
+    """The `kdcli.hooks.Pruning` rule of Optuna trial `ot`: report the best validation accuracy so far, ask the pruner."""
     def prune(accuracies):
-        epoch = len(accuracies)
-        if epoch < GRACE or len(finished) < 2:
-            return False
-        return max(accuracies) < float(np.median([max(curve[:epoch]) for curve in finished]))
+        ot.report(max(accuracies), len(accuracies) - 1)
+        return ot.should_prune()
 
     return prune
 
 
-def score(history):
-    """A trial's score, higher is better: its best epoch's validation accuracy, then minus its loss."""
-    best = history["best_epoch"] - 1
-    return history["val_accuracy"][best], -history["val_loss"][best]
+def position(trial):
+    """A trial's number as kdcli shows it, from 1: its folder's (`trial-3`), which a retried trial keeps."""
+    return int(trial.user_attrs.get("folder", f"trial-{trial.number + 1}").rpartition("-")[2])
 
 
-def search(trials, run_trial, say=None):
-    """Run the trials in order and pick the winner.
-
-    Args:
-        trials: from `draw_trials`.
-        run_trial: `(index, trial, prune) -> history`, training trial `index`
-            under `--epochs auto` with the pruning rule `prune`; None for a
-            trial whose loss diverged (it cannot win).
-        say: optional function told one line per finished trial.
-
-    Returns:
-        `(records, winner)`: a JSON-ready record per trial and the index of
-        the best one (the first of equals, so scratch wins a tie).
-    """
-    records, curves = [], []
-    for index, trial in enumerate(trials):
-        history = run_trial(index, trial, median_rule(list(curves)))
-        record = {"trial": index + 1, "label": trial.label(), "method": trial.method, "augment": trial.augment,
-                  "width": trial.width}
-        if history is None:
-            records.append({**record, "epochs": None, "best_epoch": None, "stopped": "diverged", "val_accuracy": None,
-                            "val_loss": None, "seconds": None})
-            if say:
-                say(f"trial {index + 1}/{len(trials)} {trial.label()}: the loss diverged (NaN or infinite)")
-            continue
-        curves.append(history["val_accuracy"])
-        accuracy, minus_loss = score(history)
-        records.append({**record, "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
-                        "stopped": history["stopped"], "val_accuracy": accuracy, "val_loss": -minus_loss,
-                        "seconds": sum(history["epoch_seconds"])})
-        if say:
-            say(f"trial {index + 1}/{len(trials)} {trial.label()}: validation accuracy {100 * accuracy:.2f}% "
-                f"(best epoch {history['best_epoch']}, stopped: {history['stopped']})")
-    finished = [i for i, r in enumerate(records) if r["val_accuracy"] is not None]
-    winner = max(finished, key=lambda i: (records[i]["val_accuracy"], -records[i]["val_loss"], -i))
-    return records, winner
+def describe(trial, n):
+    """`trial 3/8 kd T=2 alpha=0.5: validation accuracy 96.10% (best epoch 14, stopped: patience)`."""
+    attrs = trial.user_attrs
+    head = f"trial {position(trial)}/{n} {attrs.get('label', '')}"
+    if attrs.get("stopped") == "diverged":
+        return f"{head}: the loss diverged (NaN or infinite)"
+    return f"{head}: validation accuracy {100 * attrs['val_accuracy']:.2f}% (best epoch {attrs['best_epoch']}, " \
+           f"stopped: {attrs['stopped']})"
 
 
-def trials_table(records, winner):
-    """A Rich table of the trials, the winner marked."""
+def records(study):
+    """The study's trials as JSON-ready records, in order: those that ran (finished or diverged)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if t.state == TrialState.COMPLETE or attrs.get("stopped") == "diverged":
+            keep = ("label", "method", "augment", "width", "epochs", "best_epoch", "stopped", "val_accuracy",
+                    "val_loss", "seconds", "test_accuracy", "params", "size_bytes", "latency_ms", "scratch", "folder")
+            out.append({"trial": position(t), **{key: attrs.get(key) for key in keep if key in attrs}})
+    return out
+
+
+def winner(trials):
+    """The index in `trials` (from `records`) of the best: the highest validation accuracy, then the lower
+    loss, then the first (so scratch, trial 1 of `--tune`, wins a tie)."""
+    finished = [i for i, r in enumerate(trials) if r.get("val_accuracy") is not None]
+    return max(finished, key=lambda i: (trials[i]["val_accuracy"], -trials[i]["val_loss"], -i))
+
+
+def trials_table(trials, best):
+    """A Rich table of the trials (`records`), the winner (index `best`) marked."""
     from rich.table import Table
 
     table = Table(title="tuning: trials scored on the validation split")
     for column, justify in (("#", "right"), ("trial", "left"), ("epochs (best)", "right"), ("stopped", "left"),
                             ("val accuracy", "right"), ("val loss", "right"), ("s", "right")):
         table.add_column(column, justify=justify)
-    for i, r in enumerate(records):
-        if r["val_accuracy"] is None:  # diverged
+    for i, r in enumerate(trials):
+        if r.get("val_accuracy") is None:  # diverged
             table.add_row(str(r["trial"]), r["label"], "", r["stopped"], "", "", "")
             continue
-        table.add_row(f"{r['trial']}{' *' if i == winner else ''}", r["label"], f"{r['epochs']} ({r['best_epoch']})",
+        table.add_row(f"{r['trial']}{' *' if i == best else ''}", r["label"], f"{r['epochs']} ({r['best_epoch']})",
                       r["stopped"], f"{100 * r['val_accuracy']:.2f}%", f"{r['val_loss']:.4f}", f"{r['seconds']:.0f}")
     return table
