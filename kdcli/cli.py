@@ -723,6 +723,109 @@ def distill(
     _plan(plan) if dry_run else _result(path)
 
 
+SEARCH = "Search"
+
+
+@command("compress")
+def compress(
+    teacher: Annotated[Path, typer.Option(metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
+                                          help="The teacher model to compress.")],
+    max_drop: Annotated[float, typer.Option(
+        metavar="POINTS", rich_help_panel=SEARCH,
+        help="The accuracy points the student may lose to the teacher (its test accuracy).")] = 1.0,
+    objective: Annotated[str, typer.Option(
+        metavar="NAME", rich_help_panel=SEARCH,
+        help="What smallest means: params, size (the artifact's bytes) or latency (batch 1, as evaluate).")] = "params",
+    format: Annotated[str, typer.Option(
+        metavar="FORMAT", rich_help_panel=SEARCH,
+        help="The artifact that must meet the target: keras, float16 or int8 (TFLite, measured as exported).")] = "keras",
+    student: Annotated[Optional[str], typer.Option(
+        metavar="SPEC", rich_help_panel=SEARCH,
+        help="shrink:1 (the teacher's architecture; default), mlp or cnn; --widths scale it.")] = None,
+    widths: Annotated[Optional[str], typer.Option(
+        metavar="LIST", rich_help_panel=SEARCH,
+        help="Widths searched, as factors of the student's (default 0.5,0.25,0.125,0.0625,0.03125 for shrink, "
+             "2,1,0.5,0.25,0.125 for mlp and cnn).")] = None,
+    trials: Annotated[Optional[int], typer.Option(
+        metavar="N", rich_help_panel=SEARCH, help="Trials in the study, shared by every process on it (default 16).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(
+        metavar="M", rich_help_panel=SEARCH, help="Start no trial after M minutes.")] = None,
+    study: in_panel(Study, SEARCH) = None,
+    data: in_panel(Data, TEACHER_AND_DATA) = None,
+    val_split: in_panel(ValSplit, TEACHER_AND_DATA) = None,
+    image_size: in_panel(ImageSize, TEACHER_AND_DATA) = None,
+    color_mode: in_panel(ColorMode, TEACHER_AND_DATA) = None,
+    num_classes: in_panel(NumClasses, TEACHER_AND_DATA) = None,
+    imports: in_panel(Imports, TEACHER_AND_DATA) = None,
+    unsafe: in_panel(Unsafe, TEACHER_AND_DATA) = False,
+    patience: Patience = DISTILL_BUDGET.patience,
+    monitor: Monitor = DISTILL_BUDGET.monitor,
+    max_epochs: MaxEpochs = DISTILL_BUDGET.max_epochs,
+    batch_size: BatchSize = DISTILL_BUDGET.batch_size,
+    learning_rate: LearningRate = DISTILL_BUDGET.learning_rate,
+    lr_schedule: LrSchedule = DISTILL_SCHEDULE,
+    seed: Seed = DISTILL_BUDGET.seed,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option(
+        help="Where the trials go (default: OUT with .trials, beside it).", metavar="DIR",
+        rich_help_panel=RUNTIME_PANEL)] = None,
+    checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Discard the study's trials (an SQLite study's file too) and start over.",
+        rich_help_panel=RUNTIME_PANEL)] = False,
+    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per candidate.", metavar="N",
+                                              rich_help_panel=RUNTIME_PANEL)] = 100,
+    debug: Debug = False,
+    out: StudentOut = None,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", help="Write the result (frontier, trials, choice) as JSON to PATH, or to stdout with -.",
+        metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    plot: Annotated[Optional[str], typer.Option(
+        help="Draw test accuracy against the objective, distilled and scratch, to a PNG (needs matplotlib).",
+        metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    quiet: Quiet = False,
+):
+    """Find the smallest student within --max-drop points of the teacher (exit 3 if none is)."""
+    import json
+
+    from rich.console import Console
+
+    from kdcli import report
+    from kdcli.compression import compress as run_compress
+    from kdcli.errors import EXIT_GATE_FAILED
+    from kdcli.files import check_output, write_text
+
+    for option, path, suffix in (("--json", json_out, None), ("--plot", plot, ".png")):
+        if path and path != "-":
+            check_output(path, suffix, option)
+    if plot == "-":
+        raise UsageError("--plot: '-' (stdout) is for --json; give a file path")
+    if plot:
+        report.require_matplotlib()
+    result = run_compress(
+        teacher, data, out, max_drop=max_drop, objective=objective, format=format, student=student,
+        widths=_numbers(widths, "--widths") if widths else None, trials=trials, minutes=minutes, study=study,
+        budget=Budget(batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule.value, seed=seed,
+                      patience=patience, max_epochs=max_epochs, monitor=monitor),
+        runtime=Runtime(checkpoint_dir=checkpoint_dir, restart=restart, checkpoint_every=checkpoint_every),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), latency_runs=latency_runs,
+        unsafe=unsafe, reporter=_loading(quiet))
+    clear_status()
+    text = json.dumps(result, indent=2, default=float) + "\n"
+    if json_out == "-":
+        typer.echo(text, nl=False)
+    else:
+        console = Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
+        console.print(report.frontier_table(result))
+        for line in report.frontier_lines(result):
+            console.print(line, markup=False, highlight=False)
+    for path, write in ((json_out if json_out != "-" else None, lambda p: write_text(p, text)),
+                        (plot, lambda p: report.frontier_plot(result, p))):
+        if path:
+            write(path)
+    if not result["met"]:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
 GATES = "Gates"
 
 

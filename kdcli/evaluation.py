@@ -238,6 +238,8 @@ def evaluate_models(paths, data, batch_size=256, latency_runs=200, unsafe=False)
         metrics = record.get("metrics") or {}
         if metrics.get("epochs"):  # how long it trained (`best_epoch`: where `--epochs auto` stopped)
             entry.update({key: metrics[key] for key in ("epochs", "best_epoch") if key in metrics})
+        if metrics.get("compress"):  # from `kdcli compress`: the target it met, and the trial that won
+            entry["compress"] = metrics["compress"]
         same_data = (record.get("data") or {}).get("fingerprint") == data.fingerprint
         if "baseline_test_accuracy" in metrics and same_data:  # from `distill --baseline`
             entry["baseline_accuracy"] = metrics["baseline_test_accuracy"]

@@ -429,13 +429,13 @@ class Outcome:
 def run_plan(plan, reporter):
     """Train a plan's runs, in order: the seeds' students (and their scratch twins), or the `--tune`
     trials. Returns the `Outcome`."""
-    logits = _teacher_logits(plan, reporter)
+    logits = teacher_logits_for(plan, reporter)
     if plan.request.tune:
         return _run_trials(plan, logits, reporter)
     return _run_seeds(plan, logits, reporter)
 
 
-def _teacher_logits(plan, reporter):
+def teacher_logits_for(plan, reporter):
     """The teacher logits the runs read: the soft-label file's, or the teacher's computed once for the
     training split (in memory, never per epoch); None where the teacher runs live."""
     if plan.source.kind == SOFT_LABELS:
@@ -520,9 +520,10 @@ class TrialRunner:
             if trial == SCRATCH:  # scratch is the reference every trial must beat
                 raise
             return None
-        if is_chief(plan.strategy):
+        if is_chief(plan.strategy):  # what the trial leaves: its student and history, not its checkpoints
             model.save(run.folder / TRIAL_STUDENT)
             (run.folder / TRIAL_HISTORY).write_text(json.dumps(history))
+            remove_checkpoints([run.folder])
         best = history["best_epoch"] - 1
         attrs = {"method": trial.method, "augment": trial.augment, "width": trial.width, "scratch": trial.scratch,
                  "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
@@ -611,7 +612,7 @@ def record_student(plan, outcome, reporter):
 
     request, metrics = plan.request, outcome.metrics
     metrics.update(_teacher_metrics(plan.source, plan.data))
-    record = _student_record(plan, outcome)
+    record = student_record(plan, outcome)
     if not is_chief(plan.strategy):
         return request.out, metrics
     with plan.strategy.scope():
@@ -622,6 +623,11 @@ def record_student(plan, outcome, reporter):
     remove_checkpoints(request.run_folders(), parent=request.checkpoint_dir)
     _summarise(reporter, request.out, served, metrics, plan.source, count_params)  # the saved model's parameters
     return request.out, metrics
+
+
+def teacher_record_metrics(plan):
+    """The metrics a student's provenance holds about its teachers (see `_teacher_metrics`)."""
+    return _teacher_metrics(plan.source, plan.data)
 
 
 def _teacher_metrics(source, data):
@@ -636,7 +642,7 @@ def _teacher_metrics(source, data):
     return {"teacher_test_accuracy": together}
 
 
-def _student_record(plan, outcome):
+def student_record(plan, outcome):
     """The student's provenance: its data, teachers or soft labels, head, hyperparameters and metrics."""
     request, source, out = plan.request, plan.source, plan.request.out
     method, budget = outcome.method, dataclasses.replace(plan.budget, augment=outcome.augment)

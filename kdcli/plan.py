@@ -490,21 +490,29 @@ class DistillPlan:
     def build_student(self, seed, scale=1.0):
         """A new student with initial weights from `seed`; `scale` multiplies its widths (`--tune-widths`:
         the factor of shrink:F, or the width of a built-in student)."""
-        from kdcli.models import DEFAULTS, build_from_spec
+        from kdcli.models import build_from_spec
 
-        spec, width = self.student, self.request.width
-        if scale != 1:  # check_distill_request allows only these two kinds to scale
-            kind, value = parse_spec(self.student, "student")
-            if kind == "shrink":
-                spec = f"shrink:{value * scale:g}"
-            else:
-                width = max(1, round((width or DEFAULTS["student"][self.student][0]) * scale))
+        spec, width = self.student_at(scale)
         # shrink:F derives the student from the first teacher of an ensemble.
         with self.strategy.scope():
             return build_from_spec(spec, self.data, "student", width=width, depth=self.request.depth, seed=seed,
                                    unsafe=self.request.unsafe,
                                    teacher=self.source.members[0] if self.source.members else None,
                                    mixed_precision=self.request.runtime.mixed_precision)
+
+    def student_at(self, scale):
+        """`(spec, width)` of the student at `scale` times its width: shrink:F's factor scaled, or a
+        built-in student's width (check_distill_request lets only these two kinds scale)."""
+        from kdcli.models import DEFAULTS
+
+        spec, width = self.student, self.request.width
+        if scale != 1:
+            kind, value = parse_spec(self.student, "student")
+            if kind == "shrink":
+                spec = f"shrink:{value * scale:g}"
+            else:
+                width = max(1, round((width or DEFAULTS["student"][self.student][0]) * scale))
+        return spec, width
 
     def offline(self, run, method):
         """Whether `run` (distilled with `method`) reads teacher logits rather than running the teacher:
@@ -701,7 +709,7 @@ def plan_distill(request, data, reporter):
     plan = DistillPlan(request, data, student, budget, online, strategy, source, output)
     plan.model = plan.build_student(budget.seed)
     check_task_output(plan.model, output)  # a KerasHub task's head, before training
-    if source.members:
+    if source.members and not request.tune:  # a search's student is built at each width it tries
         mine, theirs = count_params(plan.model)[0], count_params(source.members[0])[0]
         if mine >= theirs:
             reporter.say(f"warning: the student has {mine:,} parameters, its teacher {source.paths[0]} {theirs:,}: "

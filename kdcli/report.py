@@ -264,6 +264,12 @@ def render(report, console):
         if m.get("distillation_gain_points") is not None and loss_advice(m["distillation_gain_points"]):
             console.print(Text(f"{m['path']}: {gain_phrase(m['distillation_gain_points'])} against the same "
                                f"student trained from scratch{loss_advice(m['distillation_gain_points'])}"))
+    for m in report["models"]:
+        if m.get("compress"):
+            c = m["compress"]
+            console.print(Text(f"{m['path']}: compressed, the smallest by {c['objective']} within "
+                               f"{c['max_drop_points']:g} points of its teacher ({c['format']}), trial {c['trial']} "
+                               f"of {c['study']}"))
     console.print(Text(footer(report), style="dim"))
 
 
@@ -386,5 +392,94 @@ def plot(report, path):
     from kdcli.files import atomic_path
 
     fig = figure(report)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def _percent(value):
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def frontier_table(result):
+    """`kdcli compress`'s frontier as a Rich table that fits 80 columns: the teacher, then one row per width
+    with its best distilled student's parameters, size, latency and accuracies, and scratch's at that width;
+    the chosen trial marked `*`."""
+    from rich.table import Table
+
+    objective = {"params": "parameters", "size": "size", "latency": "latency"}[result["objective"]]
+    table = Table(title=f"compress: smallest by {objective} within {result['target']['max_drop_points']:g} points "
+                        f"({result['format']})", title_justify="left")
+    for column in ("width", "params", "size", "ms", "val %", "test %", "scratch %", "trial"):
+        table.add_column(column, justify="left" if column == "width" else "right", no_wrap=True)
+    t = result["teacher"]
+    table.add_row("teacher", f"{t['params']:,}" if t["params"] else "—", format_size(t["size_bytes"]),
+                  f"{t['latency_ms']:.3f}", _percent(t["val_accuracy"]), _percent(t["test_accuracy"]), "", "")
+    chosen = (result["chosen"] or {}).get("trial")
+    for row in result["frontier"]:
+        d, s = row["distilled"], row["scratch"]
+        shown = d or s
+        label = f"{d['trial']}{'*' if d['trial'] == chosen else ''}" if d else ""
+        if s and s["trial"] == chosen:
+            label = f"{label} scratch*".strip()
+        table.add_row(f"x{row['width']:g}{' *' if '*' in label else ''}", f"{shown['params']:,}", format_size(shown["size_bytes"]),
+                      f"{shown['latency_ms']:.3f}", _percent(d and d["val_accuracy"]), _percent(d and d["test_accuracy"]),
+                      _percent(s and s["test_accuracy"]), label)
+    return table
+
+
+def frontier_lines(result):
+    """The lines under the frontier: the target, and what was chosen or how far the best fell short."""
+    target, chosen = result["target"], result["chosen"]
+    lines = [f"target: validation accuracy ≥ {100 * target['min_val_accuracy']:.2f}% (the teacher's test accuracy "
+             f"{100 * target['teacher_test_accuracy']:.2f}% less {target['max_drop_points']:g} points); "
+             f"{len(result['trials'])} trials in {result['study']}"]
+    if chosen is None:
+        return lines + ["no trial finished"]
+    what = f"trial {chosen['trial']} ({chosen['label']}): {chosen['params']:,} parameters, " \
+           f"{format_size(chosen['size_bytes'])}, {chosen['latency_ms']:.3f} ms; validation " \
+           f"{100 * chosen['val_accuracy']:.2f}%, test {100 * chosen['test_accuracy']:.2f}%"
+    if result["met"]:
+        return lines + [f"chosen: {what}"]
+    return lines + [f"target not met: the best found is {what}, {result['drop_points']:.2f} points below the "
+                    "teacher; allow a larger --max-drop, or search wider --widths or more --trials"]
+
+
+def frontier_figure(result):
+    """Test accuracy against the objective: the distilled and scratch students per width, the teacher's line
+    and the target band (the teacher's accuracy less `--max-drop`), the chosen point circled."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    key = result["objective_key"]
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for kind, style in (("distilled", "o-"), ("scratch", "s--")):
+        points = sorted((row[kind][key], 100 * row[kind]["test_accuracy"]) for row in result["frontier"] if row[kind])
+        if points:
+            ax.plot(*zip(*points), style, label=kind)
+    teacher, drop = 100 * result["teacher"]["test_accuracy"], result["target"]["max_drop_points"]
+    ax.axhline(teacher, color="black", linewidth=1, label="teacher")
+    ax.axhspan(teacher - drop, teacher, color="green", alpha=0.12, label=f"within {drop:g} points")
+    if result["chosen"]:
+        ax.scatter([result["chosen"][key]], [100 * result["chosen"]["test_accuracy"]], s=160, facecolors="none",
+                   edgecolors="red", label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel({"params": "parameters", "size_bytes": f"{result['format']} size (bytes)",
+                   "latency_ms": "batch-1 latency (ms)"}[key])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("compress: distilled and scratch students by size", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def frontier_plot(result, path):
+    """Draw `frontier_figure(result)` to a PNG file (atomically); needs matplotlib."""
+    from kdcli.files import atomic_path
+
+    fig = frontier_figure(result)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
