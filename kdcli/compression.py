@@ -42,6 +42,7 @@ from kdcli.pipeline import (
     teacher_record_metrics,
 )
 from kdcli.plan import check_distill_request, plan_distill, search_space
+from kdcli.specs import parse_spec
 
 SCHEMA = "kdcli.compress/1"
 OBJECTIVES = {"params": "params", "size": "size_bytes", "latency": "latency_ms"}
@@ -51,6 +52,7 @@ SHRINK_WIDTHS = (0.5, 0.25, 0.125, 0.0625, 0.03125)
 BUILTIN_WIDTHS = (2.0, 1.0, 0.5, 0.25, 0.125)
 DEFAULT_TRIALS = 16
 SERVED = "served.keras"
+STUDY_NAME = "compress"
 
 
 def check_compress(max_drop, objective, format, trials, minutes, widths):
@@ -109,6 +111,8 @@ def compress(teacher, data=None, out=None, *, max_drop=1.0, objective="params", 
     check_compress(max_drop, objective, format, trials, minutes, widths)
     n = trials or (DEFAULT_TRIALS if minutes is None else 10 ** 6)
     student = student or "shrink:1"
+    if parse_spec(student, "student")[0] not in ("shrink", "builtin"):
+        raise UsageError(f"compress searches the widths of shrink:F or a built-in student, not --student {student}")
     if widths is None:
         widths = SHRINK_WIDTHS if student.startswith("shrink:") else BUILTIN_WIDTHS
     # The search always continues where it stopped (`--restart` discards it instead).
@@ -117,8 +121,6 @@ def compress(teacher, data=None, out=None, *, max_drop=1.0, objective="params", 
         out, soft_labels=None, teacher=teacher, student=student, width=None, depth=None, method=None, budget=budget,
         runtime=runtime, online=False, baseline=False, seeds=1, tune=n, tune_json=None, tune_widths=tuple(widths),
         student_output="auto", unsafe=unsafe, reporter=reporter, study=study)
-    if request.student_kind not in ("shrink", "builtin"):
-        raise UsageError(f"compress searches the widths of shrink:F or a built-in student, not --student {student}")
     out = request.out
     folder = Path(runtime.checkpoint_dir) if runtime.checkpoint_dir else out.with_name(f"{out.stem}.trials")
     request = dataclasses.replace(request, runtime=dataclasses.replace(runtime, checkpoint_dir=folder),
@@ -132,24 +134,25 @@ def compress(teacher, data=None, out=None, *, max_drop=1.0, objective="params", 
 
 
 def _discard(request):
-    """`--restart`: remove the study's SQLite file (a server's study stays) and the candidates' folder."""
+    """`--restart`: delete the study and the candidates' folder."""
     import shutil
 
-    if request.study.startswith("sqlite:///"):
-        Path(request.study.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    from kdcli.tuning import discard_study
+
+    discard_study(request.study, STUDY_NAME)
     shutil.rmtree(request.checkpoint_dir, ignore_errors=True)
 
 
 def _search(plan, request, max_drop, objective, format, n, minutes, latency_runs, reporter):
-    from kdcli.tuning import open_study, queue, records, search
+    from kdcli.tuning import open_study, records, search
 
+    identity = study_identity(plan, objective=objective, format=format)
+    study = open_study(request.study, STUDY_NAME, identity, ["maximize", "minimize"], plan.budget.seed,
+                       queued=plan.space.queued_for_compress())
+    request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     held = held_out(plan.data, plan.budget)
     teacher = measure_teacher(plan, held, latency_runs)
     measure = Measure(plan, held, objective, format, latency_runs)
-    request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    identity = study_identity(plan, objective=objective, format=format)
-    study = open_study(request.study, "compress", identity, ["maximize", "minimize"], plan.budget.seed)
-    queue(study, plan.space.queued_for_compress())
     logits = teacher_logits_for(plan, reporter)
     search(study, plan.space, n, TrialRunner(plan, logits, reporter, n, score=measure), minutes, reporter.say)
     result = frontier(records(study), teacher, max_drop, objective, format, request.study)

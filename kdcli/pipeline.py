@@ -556,17 +556,17 @@ def study_identity(plan, **more):
 def _run_trials(plan, logits, reporter):
     """Search the `--tune` trials: the winning trial's `Outcome`, its metrics holding the scratch
     trial's as the baseline and the trials under `tune`."""
-    from kdcli.tuning import open_study, queue, records, search, trials_table, winner
+    from kdcli.tuning import discard_study, open_study, records, search, trials_table, winner
 
     request = plan.request
-    default = request.checkpoint_dir / "study.db"
-    if request.runtime.restart:  # the trials' checkpoints and students, and the default study, go
-        remove_search(request.checkpoint_dir, None if request.study else default)
+    url = study_url(request, request.checkpoint_dir / "study.db")
+    request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if request.runtime.restart:  # the study, and the trials' checkpoints and students, go
+        discard_study(url, "tune")
+        remove_search(request.checkpoint_dir)
         remove_checkpoints(request.run_folders())
-    default.parent.mkdir(parents=True, exist_ok=True)
-    study = open_study(study_url(request, default), "tune", study_identity(plan), ["maximize"], plan.budget.seed,
-                       prune=True)
-    queue(study, [run.trial for run in plan.runs])
+    study = open_study(url, "tune", study_identity(plan), ["maximize"], plan.budget.seed,
+                       prune=True, queued=[run.trial for run in plan.runs])
     runner = TrialRunner(plan, logits, reporter, request.tune)
     search(study, plan.space, request.tune, runner, say=reporter.say)
     trials = records(study)

@@ -402,27 +402,26 @@ def _percent(value):
 
 def frontier_table(result):
     """`kdcli compress`'s frontier as a Rich table that fits 80 columns: the teacher, then one row per width
-    with its best distilled student's parameters, size, latency and accuracies, and scratch's at that width;
-    the chosen trial marked `*`."""
+    with its best distilled student's parameters, size, latency (ms) and accuracies, and the test accuracy of
+    scratch's at that width; `#` names the distilled trial, or the chosen one (either), marked `*`."""
     from rich.table import Table
 
     objective = {"params": "parameters", "size": "size", "latency": "latency"}[result["objective"]]
     table = Table(title=f"compress: smallest by {objective} within {result['target']['max_drop_points']:g} points "
                         f"({result['format']})", title_justify="left")
-    for column in ("width", "params", "size", "ms", "val %", "test %", "scratch %", "trial"):
+    for column in ("width", "params", "size", "ms", "val %", "test %", "scratch", "#"):
         table.add_column(column, justify="left" if column == "width" else "right", no_wrap=True)
     t = result["teacher"]
     table.add_row("teacher", f"{t['params']:,}" if t["params"] else "—", format_size(t["size_bytes"]),
-                  f"{t['latency_ms']:.3f}", _percent(t["val_accuracy"]), _percent(t["test_accuracy"]), "", "")
+                  f"{t['latency_ms']:.2f}", _percent(t["val_accuracy"]), _percent(t["test_accuracy"]), "", "")
     chosen = (result["chosen"] or {}).get("trial")
     for row in result["frontier"]:
         d, s = row["distilled"], row["scratch"]
         shown = d or s
-        label = f"{d['trial']}{'*' if d['trial'] == chosen else ''}" if d else ""
-        if s and s["trial"] == chosen:
-            label = f"{label} scratch*".strip()
-        table.add_row(f"x{row['width']:g}{' *' if '*' in label else ''}", f"{shown['params']:,}", format_size(shown["size_bytes"]),
-                      f"{shown['latency_ms']:.3f}", _percent(d and d["val_accuracy"]), _percent(d and d["test_accuracy"]),
+        numbers = {t["trial"] for t in (d, s) if t}
+        label = f"{chosen}*" if chosen in numbers else str(shown["trial"])
+        table.add_row(f"x{row['width']:g}", f"{shown['params']:,}", format_size(shown["size_bytes"]),
+                      f"{shown['latency_ms']:.2f}", _percent(d and d["val_accuracy"]), _percent(d and d["test_accuracy"]),
                       _percent(s and s["test_accuracy"]), label)
     return table
 

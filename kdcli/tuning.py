@@ -144,18 +144,20 @@ class Space:
                 for trial in (dataclasses.replace(DEFAULT, width=w), dataclasses.replace(SCRATCH, width=w))]
 
 
-def open_study(url, name, identity, directions, seed, prune=False):
-    """The study `name` at `url`, created or loaded, with its sampler and pruner (TPE after the queued
-    trials; `MedianPruner` with `prune`).
+def open_study(url, name, identity, directions, seed, prune=False, queued=()):
+    """The study `name` at `url`, created or loaded, with its sampler (TPE after the queued trials) and
+    pruner (`MedianPruner` with `prune`).
 
     Args:
         url: an SQLAlchemy database URL (`sqlite:///search.db`, `postgresql://...`).
         name: the study's name in that database.
-        identity: what the study was made for (teacher and data sha256s,
+        identity: what the study is made for (teacher and data sha256s,
             student, search settings); a study made for another is refused.
         directions: Optuna's, one per objective.
         seed: the sampler's seed.
         prune: stop trials behind the median (single-objective studies).
+        queued: the `Trial`s to run first. The process that creates the
+            study queues them; one that loads it waits until they are queued.
 
     Raises:
         UsageError: the database cannot be opened, or the study was made for something else.
@@ -164,26 +166,70 @@ def open_study(url, name, identity, directions, seed, prune=False):
     from optuna.storages import RDBStorage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    created = True
     try:
         with _quiet():
             storage = RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=STALE_AFTER,
                                  heartbeat_stale_trial_callback=_retry())
-        study = optuna.create_study(
-            storage=storage, study_name=name, directions=directions, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=0),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=GRACE - 1) if prune
-            else optuna.pruners.NopPruner())
+        kwargs = {"storage": storage, "study_name": name, "directions": directions,
+                  "sampler": optuna.samplers.TPESampler(seed=seed, n_startup_trials=0),
+                  "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=GRACE - 1) if prune
+                  else optuna.pruners.NopPruner()}
+        try:  # only one process creates a study: the database's unique name decides which
+            study = optuna.create_study(**kwargs)
+        except optuna.exceptions.DuplicatedStudyError:
+            study, created = optuna.create_study(**kwargs, load_if_exists=True), False
     except Exception as e:  # SQLAlchemy's and the drivers' errors have no common base worth naming
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"--study {url}: cannot open the study ({reason})") from e
-    recorded = study.user_attrs.get("kdcli")
-    if recorded is None:
+    if created:
         study.set_user_attr("kdcli", identity)
-    elif recorded != identity:
-        differ = sorted(key for key in set(recorded) | set(identity) if recorded.get(key) != identity.get(key))
-        raise UsageError(f"--study {url}: the study {name!r} was made for another {', '.join(differ)}; "
-                         "give another --study, or remove that one")
+        for trial in queued:
+            study.enqueue_trial(trial.params())
+        study.set_user_attr("queued", True)
+    else:
+        _wait_until_queued(study)
+        _check_identity(study, identity, url, name)
     return study
+
+
+def discard_study(url, name):
+    """Delete the study `name` at `url` and its trials (`--restart`); nothing when there is none.
+
+    Raises:
+        UsageError: the database cannot be opened.
+    """
+    import optuna
+
+    try:
+        with _quiet():
+            optuna.delete_study(study_name=name, storage=url)
+    except KeyError:  # no such study
+        pass
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--study {url}: cannot open the study ({reason})") from e
+
+
+def _wait_until_queued(study, seconds=60):
+    """Wait for the process that created `study` to queue its first trials (a moment)."""
+    deadline = time.monotonic() + seconds
+    while not study.user_attrs.get("queued") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+# How a study's identity keys read in an error.
+_NAMES = {"teacher_sha256": "teacher", "data": "data", "student": "student", "widths": "widths",
+          "budget": "budget options", "objective": "--objective", "format": "--format"}
+
+
+def _check_identity(study, identity, url, name):
+    recorded = study.user_attrs.get("kdcli") or {}
+    differ = sorted(_NAMES.get(key, key) for key in set(recorded) | set(identity)
+                    if recorded.get(key) != identity.get(key))
+    if differ:
+        raise UsageError(f"--study {url}: the study {name!r} was made for another {', '.join(differ)}; "
+                         "give another --study, or --restart to discard it")
 
 
 @contextlib.contextmanager
@@ -206,13 +252,6 @@ def _retry():
 
     with _quiet():
         return RetryHeartbeatStaleTrialCallback(max_retry=None)
-
-
-def queue(study, trials):
-    """Queue `trials` once, however many processes share the study (the first to open it queues them)."""
-    if not study.get_trials(deepcopy=False):
-        for trial in trials:
-            study.enqueue_trial(trial.params(), skip_if_exists=True)
 
 
 def _counts(trial):

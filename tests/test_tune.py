@@ -9,7 +9,7 @@ import pytest
 
 import kdcli
 from kdcli.errors import UsageError
-from kdcli.tuning import DEFAULT, GRACE, SCRATCH, Space, Trial, open_study, queue, records, search, winner
+from kdcli.tuning import DEFAULT, GRACE, SCRATCH, Space, Trial, open_study, records, search, winner
 
 from conftest import EPOCH_LINE, assert_one_line_error, interrupt_and_resume, run_cli
 
@@ -35,16 +35,15 @@ def test_widths_multiply_the_space_and_scratch_is_tried_at_each():
                                               Trial(DEFAULT.method, width=0.25), Trial(SCRATCH.method, width=0.25)]
 
 
-def study(tmp_path, identity=None, **kw):
+def study(tmp_path, identity=None, queued=()):
     return open_study(f"sqlite:///{tmp_path / 'study.db'}", "tune", identity or {"data": "x"}, ["maximize"], 0,
-                      prune=True, **kw)
+                      prune=True, queued=queued)
 
 
 def test_every_trial_of_the_space_goes_through_optuna_unchanged(tmp_path):
     space = Space(augments=("none", "mixup"), hints=True, widths=(1.0, 0.5), scratch_everywhere=True)
     trials = space.candidates()
-    s = study(tmp_path)
-    queue(s, trials)
+    s = study(tmp_path, queued=trials)
     seen = []
     search(s, space, len(trials), lambda ot, trial, folder, prune: seen.append(trial) or ([0.5], fake(0.5)))
     assert seen == trials
@@ -71,8 +70,7 @@ def test_a_search_runs_n_trials_records_a_diverged_one_and_does_not_repeat_finis
         calls.append((ot.number, folder))
         return None if ot.number == 1 else ([0.5 + ot.number / 100], fake(0.5 + ot.number / 100))
 
-    s = study(tmp_path)
-    queue(s, space.queued_for_tune(4, 0))
+    s = study(tmp_path, queued=space.queued_for_tune(4, 0))
     search(s, space, 4, run_trial)
     assert calls == [(0, "trial-1"), (1, "trial-2"), (2, "trial-3"), (3, "trial-4")]
     done = records(s)
@@ -96,15 +94,13 @@ def test_the_median_pruner_stops_a_trial_behind_the_finished_ones_after_its_grac
                 break
         return [max(curve)], fake(max(curve))
 
-    s = study(tmp_path)
-    queue(s, Space().queued_for_tune(3, 0))
+    s = study(tmp_path, queued=Space().queued_for_tune(3, 0))
     search(s, Space(), 3, run_trial)
     assert stopped == {2: GRACE}  # the median of 0.8 and 0.6 is 0.7; the first two are never pruned
 
 
 def test_a_trial_whose_process_died_is_retried_in_its_own_folder(tmp_path):
-    s = study(tmp_path)
-    queue(s, Space().queued_for_tune(2, 0))
+    s = study(tmp_path, queued=Space().queued_for_tune(2, 0))
     with pytest.warns(UserWarning, match="Heartbeat"):
         ot = s.ask()  # a trial taken by a process that then died
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -122,7 +118,7 @@ def test_a_trial_whose_process_died_is_retried_in_its_own_folder(tmp_path):
 
 def test_a_study_made_for_other_data_or_a_bad_url_is_refused(tmp_path):
     study(tmp_path, {"data": "x"})
-    with pytest.raises(UsageError, match="made for another data"):
+    with pytest.raises(UsageError, match="made for another data; give another --study, or --restart"):
         study(tmp_path, {"data": "y"})
     with pytest.raises(UsageError, match="cannot open the study"):
         open_study(f"sqlite:///{tmp_path}/missing/folder/s.db", "tune", {}, ["maximize"], 0)
