@@ -43,7 +43,7 @@ from kdcli.specs import (
 )
 
 # The commands in the order a pipeline runs them, which is the order `kdcli --help` lists them.
-PIPELINE_ORDER = ("train-teacher", "soft-labels", "distill", "evaluate", "export", "info")
+PIPELINE_ORDER = ("train-teacher", "soft-labels", "distill", "compress", "evaluate", "export", "info")
 # Method parameters were options of their own; each now goes in --method NAME:key=value.
 METHOD_OPTIONS = {
     "--temperature": "kd:temperature=T", "--alpha": "kd:alpha=A", "--dkd-alpha": "dkd:alpha=A",
@@ -769,8 +769,11 @@ def compress(
         help="Where the trials go (default: OUT with .trials, beside it).", metavar="DIR",
         rich_help_panel=RUNTIME_PANEL)] = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the search, as compress always does when run again.",
+        rich_help_panel=RUNTIME_PANEL)] = False,
     restart: Annotated[bool, typer.Option(
-        "--restart", help="Discard the study's trials (an SQLite study's file too) and start over.",
+        "--restart", help="Delete the study and its trials' folder, and start over.",
         rich_help_panel=RUNTIME_PANEL)] = False,
     latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per candidate.", metavar="N",
                                               rich_help_panel=RUNTIME_PANEL)] = 100,
@@ -806,7 +809,7 @@ def compress(
         widths=_numbers(widths, "--widths") if widths else None, trials=trials, minutes=minutes, study=study,
         budget=Budget(batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule.value, seed=seed,
                       patience=patience, max_epochs=max_epochs, monitor=monitor),
-        runtime=Runtime(checkpoint_dir=checkpoint_dir, restart=restart, checkpoint_every=checkpoint_every),
+        runtime=Runtime(checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, checkpoint_every=checkpoint_every),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), latency_runs=latency_runs,
         unsafe=unsafe, reporter=_loading(quiet))
     clear_status()

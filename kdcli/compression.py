@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcli.console import Reporter
-from kdcli.errors import UsageError
+from kdcli.errors import KdcliError, UsageError
 from kdcli.options import Runtime
 from kdcli.pipeline import (
     TRIAL_STUDENT,
@@ -109,17 +109,19 @@ def compress(teacher, data=None, out=None, *, max_drop=1.0, objective="params", 
     """
     reporter = reporter or Reporter(quiet=True)
     check_compress(max_drop, objective, format, trials, minutes, widths)
-    n = trials or (DEFAULT_TRIALS if minutes is None else 10 ** 6)
+    n = trials or (DEFAULT_TRIALS if minutes is None else None)  # None: as many as --minutes allow
     student = student or "shrink:1"
     if parse_spec(student, "student")[0] not in ("shrink", "builtin"):
         raise UsageError(f"compress searches the widths of shrink:F or a built-in student, not --student {student}")
     if widths is None:
         widths = SHRINK_WIDTHS if student.startswith("shrink:") else BUILTIN_WIDTHS
     # The search always continues where it stopped (`--restart` discards it instead).
-    runtime = dataclasses.replace(runtime or Runtime(), resume=not (runtime and runtime.restart))
+    runtime = runtime or Runtime()
+    runtime = dataclasses.replace(runtime, resume=runtime.resume or not runtime.restart)
     request = check_distill_request(
         out, soft_labels=None, teacher=teacher, student=student, width=None, depth=None, method=None, budget=budget,
-        runtime=runtime, online=False, baseline=False, seeds=1, tune=n, tune_json=None, tune_widths=tuple(widths),
+        runtime=runtime, online=False, baseline=False, seeds=1, tune=n or DEFAULT_TRIALS, tune_json=None,
+        tune_widths=tuple(widths),
         student_output="auto", unsafe=unsafe, reporter=reporter, study=study)
     out = request.out
     folder = Path(runtime.checkpoint_dir) if runtime.checkpoint_dir else out.with_name(f"{out.stem}.trials")
@@ -144,7 +146,7 @@ def _discard(request):
 
 
 def _search(plan, request, max_drop, objective, format, n, minutes, latency_runs, reporter):
-    from kdcli.tuning import open_study, records, search
+    from kdcli.tuning import open_study, position, records, search
 
     identity = study_identity(plan, objective=objective, format=format)
     study = open_study(request.study, STUDY_NAME, identity, ["maximize", "minimize"], plan.budget.seed,
@@ -156,6 +158,7 @@ def _search(plan, request, max_drop, objective, format, n, minutes, latency_runs
     logits = teacher_logits_for(plan, reporter)
     search(study, plan.space, n, TrialRunner(plan, logits, reporter, n, score=measure), minutes, reporter.say)
     result = frontier(records(study), teacher, max_drop, objective, format, request.study)
+    result["pareto"] = sorted(position(t) for t in study.best_trials)  # no trial both more accurate and smaller
     if result["met"]:
         result["out"] = _write(plan, result, reporter)
     return result
@@ -199,6 +202,7 @@ class Measure:
         from kdcli.files import artifact_size
         from kdcli.model_files import save_model
         from kdcli.models import count_params, with_head
+        from kdcli.training import accuracy
 
         plan = self.plan
         with plan.strategy.scope():
@@ -209,7 +213,9 @@ class Measure:
             artifact = export_model(artifact, run.folder / f"student-{self.format}.tflite", "tflite", self.format,
                                     plan.data)
         runner = open_model(artifact, plan.request.unsafe, plan.data)
+        # The artifact's accuracies decide; the .keras model's test accuracy is what its provenance reports.
         attrs.update(val_accuracy=_accuracy(runner, self.held), test_accuracy=_accuracy(runner, plan.data.test),
+                     keras_test_accuracy=accuracy(model, plan.data.test),
                      params=count_params(served)[0], size_bytes=artifact_size(artifact),
                      latency_ms=measure_latency(runner.call, plan.data.test.read(np.arange(1)), runs=self.runs)[0])
         return [attrs["val_accuracy"], float(attrs[OBJECTIVES[self.objective]])]
@@ -218,7 +224,9 @@ class Measure:
 def frontier(trials, teacher, max_drop, objective, format, study):
     """The search's result from its trials (`kdcli.tuning.records`): the target, the chosen trial (the
     smallest by `objective` whose validation accuracy meets the target; else the best found), and the
-    frontier, one row per width from the widest: its best distilled trial and its scratch trial."""
+    frontier, one row per width from the widest: its best distilled trial (the chosen one, where it is
+    distilled and of that width) and its scratch trial; and the
+    scratch trial at the chosen one's width, its twin."""
     key = OBJECTIVES[objective]
     bar = teacher["test_accuracy"] - max_drop / 100
     finished = [t for t in trials if t.get("val_accuracy") is not None]
@@ -231,22 +239,17 @@ def frontier(trials, teacher, max_drop, objective, format, study):
     for width in sorted({t["width"] for t in finished}, reverse=True):
         distilled = [t for t in finished if t["width"] == width and not t["scratch"]]
         scratch = [t for t in finished if t["width"] == width and t["scratch"]]
-        best = max(distilled, key=lambda t: (t["val_accuracy"], -t["trial"])) if distilled else None
+        best = chosen if chosen in distilled else \
+            max(distilled, key=lambda t: (t["val_accuracy"], -t["trial"])) if distilled else None
         rows.append({"width": width, "distilled": best, "scratch": scratch[0] if scratch else None})
+    twin = next((row["scratch"] for row in rows if chosen and row["width"] == chosen["width"]), None)
     return {"schema": SCHEMA, "teacher": teacher, "objective": objective, "objective_key": key, "format": format,
             "study": study,
             "target": {"max_drop_points": max_drop, "teacher_test_accuracy": teacher["test_accuracy"],
                        "min_val_accuracy": bar},
-            "met": bool(meets), "chosen": chosen,
+            "met": bool(meets), "chosen": chosen, "scratch_twin": twin,
             "drop_points": None if chosen is None else 100 * (teacher["test_accuracy"] - chosen["val_accuracy"]),
             "frontier": rows, "trials": trials}
-
-
-def scratch_twin(result):
-    """The scratch trial at the chosen trial's width, or None."""
-    chosen = result["chosen"]
-    row = next((r for r in result["frontier"] if r["width"] == chosen["width"]), None)
-    return row and row["scratch"]
 
 
 def _write(plan, result, reporter):
@@ -257,27 +260,34 @@ def _write(plan, result, reporter):
 
     request, chosen = plan.request, result["chosen"]
     folder = request.checkpoint_dir / chosen["folder"]
+    if not (folder / SERVED).is_file():
+        raise KdcliError(f"{folder}: trial {chosen['trial']}, the one chosen, trained elsewhere and its student is "
+                         "not here; give the processes sharing a study one --checkpoint-dir they all reach")
     with plan.strategy.scope():
         served = load_model(folder / SERVED)
         model = load_model(folder / TRIAL_STUDENT)
     history = json.loads((folder / "history.json").read_text())
     trial = Trial(chosen["method"], chosen["augment"], chosen["width"])
-    twin = scratch_twin(result)
-    metrics = {"test_accuracy": chosen["test_accuracy"], "epochs": chosen["epochs"],
+    twin = None if trial.scratch else result["scratch_twin"]
+    keras = chosen["keras_test_accuracy"]
+    metrics = {"test_accuracy": keras, "epochs": chosen["epochs"],
                "best_epoch": chosen["best_epoch"], "stopped": chosen["stopped"],
                "train_seconds": history["seconds"],
-               **({"baseline_test_accuracy": twin["test_accuracy"],
-                   "distillation_gain_points": 100 * (chosen["test_accuracy"] - twin["test_accuracy"])} if twin else {}),
+               **({"baseline_test_accuracy": twin["keras_test_accuracy"],
+                   "distillation_gain_points": 100 * (keras - twin["keras_test_accuracy"])} if twin else {}),
                **teacher_record_metrics(plan),
                "compress": {"max_drop_points": result["target"]["max_drop_points"], "objective": result["objective"],
                             "format": result["format"], "study": result["study"], "trial": chosen["trial"],
                             "width": chosen["width"], "val_accuracy": chosen["val_accuracy"],
+                            "test_accuracy": chosen["test_accuracy"],
                             "drop_points": result["drop_points"], OBJECTIVES[result["objective"]]:
                                 chosen[OBJECTIVES[result["objective"]]]}}
     spec, width = plan.student_at(trial.width)  # the chosen student as distill would name it
     chosen_plan = dataclasses.replace(plan, student=spec,
                                       request=dataclasses.replace(request, width=width, tune=0))
     record = student_record(chosen_plan, Outcome(model, metrics, trial.make_method(), trial.augment))
+    if trial.scratch:  # the smallest within the target learned from the labels alone
+        record["hyperparameters"]["mode"] = "hard-labels"
     save_model(served, request.out, record)
     written = [str(request.out)]
     if result["format"] != "keras":

@@ -339,7 +339,7 @@ class EarlyStopping(Hook):
 
 
 class Pruning(Hook):
-    """A tuner's rule for trials that fall behind (`kdcli.tuning.median_rule`): a function of the
+    """A tuner's rule for trials that fall behind (Optuna's pruner, see `kdcli.tuning`): a function of the
     validation accuracies so far that says whether to stop the run now (`stopped` is then `pruned`).
     After `EarlyStopping`, whose verdict comes first."""
 

@@ -564,7 +564,7 @@ def _run_trials(plan, logits, reporter):
     if request.runtime.restart:  # the study, and the trials' checkpoints and students, go
         discard_study(url, "tune")
         remove_search(request.checkpoint_dir)
-        remove_checkpoints(request.run_folders())
+        remove_checkpoints(sorted(request.checkpoint_dir.glob("trial-*")))
     study = open_study(url, "tune", study_identity(plan), ["maximize"], plan.budget.seed,
                        prune=True, queued=[run.trial for run in plan.runs])
     runner = TrialRunner(plan, logits, reporter, request.tune)
@@ -618,8 +618,8 @@ def record_student(plan, outcome, reporter):
     with plan.strategy.scope():
         served = with_head(outcome.model, plan.output)
     save_model(served, request.out, record)
-    if request.tune:
-        remove_search(request.checkpoint_dir, None if request.study else request.checkpoint_dir / "study.db")
+    if request.tune and not request.study:  # a --study's trials stay, with their students, for its other users
+        remove_search(request.checkpoint_dir, request.checkpoint_dir / "study.db")
     remove_checkpoints(request.run_folders(), parent=request.checkpoint_dir)
     _summarise(reporter, request.out, served, metrics, plan.source, count_params)  # the saved model's parameters
     return request.out, metrics

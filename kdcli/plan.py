@@ -141,7 +141,8 @@ class DistillRequest:
         """Every checkpoint folder the request may train in (refits' included): checked before any work,
         removed once the student is written."""
         folders = [folder for folders in self.seed_folders() for folder in folders]
-        folders += [self.checkpoint_dir / f"trial-{index + 1}" for index in range(self.tune)]
+        if not self.study:  # a study of its own: its trials' folders are this run's (a --study's are kept)
+            folders += sorted(self.checkpoint_dir.glob("trial-*"))
         return folders + ([refit_folder(folder) for folder in folders] if self.budget.refit else [])
 
     @property
@@ -437,9 +438,10 @@ def search_space(request, data, source, scratch_everywhere=False):
 
 
 def trial_run(request, budget, index, n, trial, folder=None):
-    """The run of trial `index` (from 0) of a search of `n`, in its checkpoint folder (`trial-{index + 1}`)."""
+    """The run of trial `index` (from 0) of a search of `n` (None: unbounded), in its checkpoint folder
+    (`trial-{index + 1}`)."""
     return Run(TRIAL, budget.seed, request.checkpoint_dir / (folder or f"trial-{index + 1}"),
-               f"trial {index + 1}/{n} ({trial.label()})", trial.augment, trial)
+               f"trial {index + 1}{f'/{n}' if n else ''} ({trial.label()})", trial.augment, trial)
 
 
 def _augments_for(data):

@@ -437,6 +437,9 @@ def frontier_lines(result):
     what = f"trial {chosen['trial']} ({chosen['label']}): {chosen['params']:,} parameters, " \
            f"{format_size(chosen['size_bytes'])}, {chosen['latency_ms']:.3f} ms; validation " \
            f"{100 * chosen['val_accuracy']:.2f}%, test {100 * chosen['test_accuracy']:.2f}%"
+    twin = result["scratch_twin"]
+    if twin and twin["trial"] != chosen["trial"]:
+        what += f" (from scratch at this width: test {100 * twin['test_accuracy']:.2f}%)"
     if result["met"]:
         return lines + [f"chosen: {what}"]
     return lines + [f"target not met: the best found is {what}, {result['drop_points']:.2f} points below the "
@@ -468,7 +471,7 @@ def frontier_figure(result):
     ax.set_xlabel({"params": "parameters", "size_bytes": f"{result['format']} size (bytes)",
                    "latency_ms": "batch-1 latency (ms)"}[key])
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("compress: distilled and scratch students by size", fontsize=10)
+    ax.set_title(f"compress: distilled and scratch students by {result['objective']}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

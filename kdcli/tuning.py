@@ -40,6 +40,8 @@ GRACE = 10
 QUEUED = 8
 # Seconds between a running trial's heartbeats, and the silence after which another process retries it.
 HEARTBEAT, STALE_AFTER = 20, 120
+# Seconds between looks at the trials other processes are running, once this one has none left to start.
+WAIT = 2
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -163,14 +165,11 @@ def open_study(url, name, identity, directions, seed, prune=False, queued=()):
         UsageError: the database cannot be opened, or the study was made for something else.
     """
     import optuna
-    from optuna.storages import RDBStorage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     created = True
     try:
-        with _quiet():
-            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=STALE_AFTER,
-                                 heartbeat_stale_trial_callback=_retry())
+        storage = _storage(url)
         kwargs = {"storage": storage, "study_name": name, "directions": directions,
                   "sampler": optuna.samplers.TPESampler(seed=seed, n_startup_trials=0),
                   "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=GRACE - 1) if prune
@@ -191,6 +190,25 @@ def open_study(url, name, identity, directions, seed, prune=False, queued=()):
         _wait_until_queued(study)
         _check_identity(study, identity, url, name)
     return study
+
+
+def _storage(url, attempts=5):
+    """Optuna's storage at `url`; tried again when another process is creating the same database's
+    tables at the same moment (SQLAlchemy then fails one of the two)."""
+    from optuna.storages import RDBStorage
+
+    for attempt in range(attempts):
+        try:
+            with _quiet():
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=STALE_AFTER,
+                                  heartbeat_stale_trial_callback=_retry())
+        except Exception as e:
+            import sqlalchemy.exc
+
+            if attempt == attempts - 1 or not isinstance(e, (sqlalchemy.exc.IntegrityError,
+                                                             sqlalchemy.exc.OperationalError)):
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def discard_study(url, name):
@@ -309,12 +327,13 @@ def _heartbeat(study, trial):
 
 
 def search(study, space, n, run_trial, minutes=None, say=None):
-    """Run the study's trials until it has `n` (shared with other processes) or `minutes` have passed.
+    """Run the study's trials until it has `n` (shared with other processes) or `minutes` have passed,
+    then wait for the trials other processes are running, so that every process chooses from the same ones.
 
     Args:
         study: from `open_study`, its first trials queued.
         space: the `Space` that turns Optuna's proposals into `Trial`s.
-        n: the study's trial count.
+        n: the study's trial count (None: no count, with `minutes`).
         run_trial: `(optuna_trial, trial, folder_name, prune) -> (values, attrs)`;
             `prune` is a function of the validation accuracies so far that
             says whether to stop (None in multi-objective studies). It
@@ -324,11 +343,15 @@ def search(study, space, n, run_trial, minutes=None, say=None):
     """
     from optuna.trial import TrialState
 
-    start = time.monotonic()
-    _retry_dead_trials(study)
-    while sum(map(_counts, study.get_trials(deepcopy=False))) < n:
-        if minutes is not None and time.monotonic() - start > 60 * minutes:
-            break
+    start, n = time.monotonic(), n or float("inf")
+    while True:
+        _retry_dead_trials(study)  # before each trial: a trial another machine dropped is taken up
+        trials = study.get_trials(deepcopy=False)
+        if sum(map(_counts, trials)) >= n or (minutes is not None and time.monotonic() - start > 60 * minutes):
+            if not any(t.state == TrialState.RUNNING for t in trials):
+                break
+            time.sleep(WAIT)  # the others' trials finish (or go stale, and are queued again) before the choice
+            continue
         with _quiet():
             ot = study.ask()
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < ot.number]
@@ -393,7 +416,7 @@ def position(trial):
 def describe(trial, n):
     """`trial 3/8 kd T=2 alpha=0.5: validation accuracy 96.10% (best epoch 14, stopped: patience)`."""
     attrs = trial.user_attrs
-    head = f"trial {position(trial)}/{n} {attrs.get('label', '')}"
+    head = f"trial {position(trial)}{f'/{n}' if n else ''} {attrs.get('label', '')}"
     if attrs.get("stopped") == "diverged":
         return f"{head}: the loss diverged (NaN or infinite)"
     return f"{head}: validation accuracy {100 * attrs['val_accuracy']:.2f}% (best epoch {attrs['best_epoch']}, " \
@@ -409,7 +432,8 @@ def records(study):
         attrs = t.user_attrs
         if t.state == TrialState.COMPLETE or attrs.get("stopped") == "diverged":
             keep = ("label", "method", "augment", "width", "epochs", "best_epoch", "stopped", "val_accuracy",
-                    "val_loss", "seconds", "test_accuracy", "params", "size_bytes", "latency_ms", "scratch", "folder")
+                    "val_loss", "seconds", "test_accuracy", "keras_test_accuracy", "params", "size_bytes", "latency_ms",
+                    "scratch", "folder")
             out.append({"trial": position(t), **{key: attrs.get(key) for key in keep if key in attrs}})
     return out
 

@@ -167,6 +167,22 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(pipelin
         [(t["label"], t["val_accuracy"], t["best_epoch"]) for t in first]
 
 
+@pytest.mark.slow
+def test_a_tune_study_given_by_url_keeps_its_trials_and_a_rerun_trains_nothing(pipeline, tmp_path):
+    args = tune_args(pipeline, tmp_path / "s.keras", "--study", f"sqlite:///{tmp_path / 'tune.db'}")
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.stderr
+    assert sorted(p.name for p in (tmp_path / "s.ckpt").iterdir()) == ["trial-1", "trial-2", "trial-3"]
+    tuned = kdcli.read_provenance(tmp_path / "s.keras")["metrics"]["tune"]
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.stderr
+    assert not [line for line in again.stderr.splitlines() if EPOCH_LINE.fullmatch(line)]
+    assert kdcli.read_provenance(tmp_path / "s.keras")["metrics"]["tune"] == tuned
+    restarted = run_cli(*args, "--restart")  # a new study: every trial trains again
+    assert restarted.exit_code == 0, restarted.stderr
+    assert len({line.split(" (")[0] for line in restarted.stderr.splitlines() if EPOCH_LINE.fullmatch(line)}) == 3
+
+
 @pytest.mark.parametrize("more, message", [
     (["--tune", "1"], "--tune N needs 2 trials or more"),
     (["--tune", "3", "--epochs", "5"], "leave --epochs out"),
