@@ -340,6 +340,9 @@ Strategy = Annotated[StrategyName, typer.Option(
     metavar="NAME", help="tf.distribute: default, mirrored (local GPUs), multi-worker (TF_CONFIG) or auto; "
                          "--batch-size is then per replica.",
     rich_help_panel=RUNTIME_PANEL)]
+StepsPerCallOption = Annotated[Optional[int], typer.Option(
+    help="Training steps per compiled call (default: chosen, about 0.2 s of work a call); the result is the same.",
+    metavar="K", rich_help_panel=RUNTIME_PANEL)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel=RUNTIME_PANEL)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.", rich_help_panel=OUTPUT)]
 DryRun = Annotated[bool, typer.Option(
@@ -449,10 +452,12 @@ def _image_size(text):
     return size
 
 
-def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir):
+def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
+             steps_per_call=None):
     """The `Runtime` of the training commands' shared options."""
     return Runtime(strategy=strategy.value, mixed_precision=mixed_precision.value, checkpoint_dir=checkpoint_dir,
-                   resume=resume, restart=restart, checkpoint_every=checkpoint_every, log_dir=log_dir)
+                   resume=resume, restart=restart, checkpoint_every=checkpoint_every, log_dir=log_dir,
+                   steps_per_call=steps_per_call)
 
 
 def _numbers(text, option):
@@ -502,6 +507,7 @@ def train_teacher(
     seed: Seed = TEACHER_BUDGET.seed,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
+    steps_per_call: StepsPerCallOption = None,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
@@ -523,7 +529,8 @@ def train_teacher(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
+                         steps_per_call),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=_loading(quiet), dry_run=dry_run,
     )
@@ -690,6 +697,7 @@ def distill(
     study: Study = None,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
+    steps_per_call: StepsPerCallOption = None,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
@@ -716,7 +724,8 @@ def distill(
         budget=Budget(epochs=parse_epochs(epochs), batch_size=batch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
-        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir),
+        runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
+                         steps_per_call),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=_loading(quiet), dry_run=dry_run,
     )
@@ -769,6 +778,7 @@ def compress(
         help="Where the trials go (default: OUT with .trials, beside it).", metavar="DIR",
         rich_help_panel=RUNTIME_PANEL)] = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
+    steps_per_call: StepsPerCallOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the search, as compress always does when run again.",
         rich_help_panel=RUNTIME_PANEL)] = False,
@@ -809,7 +819,8 @@ def compress(
         widths=_numbers(widths, "--widths") if widths else None, trials=trials, minutes=minutes, study=study,
         budget=Budget(batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule.value, seed=seed,
                       patience=patience, max_epochs=max_epochs, monitor=monitor),
-        runtime=Runtime(checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, checkpoint_every=checkpoint_every),
+        runtime=Runtime(checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, checkpoint_every=checkpoint_every,
+                        steps_per_call=steps_per_call),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), latency_runs=latency_runs,
         unsafe=unsafe, reporter=_loading(quiet))
     clear_status()

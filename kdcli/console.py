@@ -61,7 +61,7 @@ class Reporter:
 class Display:
     """What training and batched inference tell a progress display, as no-ops to override.
 
-    `start(total)`, `advance(logs)` and `stop()` frame a run of `total`
+    `start(total)`, `advance(logs, steps=1)` and `stop()` frame a run of `total`
     steps (batched inference, `kdcli.training.iter_logits`, tells only
     these); training also tells `say(line)`, a line of talk (where a resumed
     run continues), and `epoch_end(epoch, epochs, logs, last)`, a finished
@@ -72,7 +72,7 @@ class Display:
     def start(self, total):
         pass
 
-    def advance(self, logs):
+    def advance(self, logs, steps=1):
         pass
 
     def stop(self):
@@ -113,10 +113,10 @@ class _Bar(Display):
         self._task = self._progress.add_task(self.description, total=total, status="")
         self._progress.start()
 
-    def advance(self, logs):
+    def advance(self, logs, steps=1):
         if self._progress is None:
             return
-        self._progress.update(self._task, advance=1, status=status_text(logs))
+        self._progress.update(self._task, advance=steps, status=status_text(logs))
 
     def epoch_end(self, epoch, epochs, logs, last):
         """One line for a finished epoch when stderr is not a terminal:

@@ -590,7 +590,8 @@ class StopOnSignal(Hook):
 
 class Progress(Hook):
     """Tells `display` about the run: a `kdcli.console.Display`, or any object with `start(total)`,
-    `advance(logs)` and `stop()`, and optionally `say(line)` and `epoch_end(epoch, epochs, logs, last)`.
+    `advance(logs)` (told once per step) and `stop()`, and optionally `say(line)` and
+    `epoch_end(epoch, epochs, logs, last)`.
 
     With a fixed number of epochs the display counts the run's steps (`total`), each step's status
     reading `epoch 3`. Under `--epochs auto` (with `stopping`, the `EarlyStopping`) the length is not
@@ -611,9 +612,11 @@ class Progress(Hook):
 
     def on_epoch_begin(self, state):
         self._logs = {"epoch": state.epoch + 1, **(self.stopping.status(state) if self.stopping else {})}
+        self._step = state.step  # a resumed epoch's steps before the resume are not shown again
 
-    def on_step_end(self, state):
-        self.display.advance(self._logs)
+    def on_step_end(self, state):  # once per compiled call, which may have run several steps
+        self.display.advance(self._logs, state.step - self._step)
+        self._step = state.step
 
     def on_epoch_end(self, state):
         self.display.epoch_end(state.epoch + 1, state.epochs, epoch_logs(state.history), last=state.last_epoch)
@@ -627,8 +630,13 @@ class _Forwarded(Display):
     and `say` and `epoch_end` where it has them (bound once, here; those it lacks are no-ops)."""
 
     def __init__(self, target):
-        for name in ("start", "advance", "stop", "say", "epoch_end"):
+        for name in ("start", "stop", "say", "epoch_end"):
             setattr(self, name, getattr(target, name, getattr(self, name)))
+        self._advance = target.advance
+
+    def advance(self, logs, steps=1):
+        for _ in range(steps):  # told once per step, as the object expects
+            self._advance(logs)
 
 
 def _resumed(state):

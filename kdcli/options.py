@@ -177,6 +177,8 @@ class Runtime:
         checkpoint_every: seconds between two checkpoints, taken at the next
             step or epoch boundary (0: at the end of every epoch).
         log_dir: a folder for training logs (TensorBoard and CSV), or None.
+        steps_per_call: training steps one compiled call runs; None: chosen
+            as the run goes (`kdcli.training.StepsPerCall`).
     """
 
     strategy: str = "default"
@@ -186,8 +188,11 @@ class Runtime:
     restart: bool = False
     checkpoint_every: float = 60.0
     log_dir: Path | None = None
+    steps_per_call: int | None = None
 
     def __post_init__(self):
+        if self.steps_per_call is not None and not (isinstance(self.steps_per_call, int) and self.steps_per_call >= 1):
+            raise UsageError(f"--steps-per-call must be 1 or more, got {self.steps_per_call}")
         if not (is_finite_number(self.checkpoint_every) and self.checkpoint_every >= 0):
             raise UsageError(f"--checkpoint-every must be a number of seconds of 0 or more, got {self.checkpoint_every}")
         if self.strategy not in STRATEGIES:

@@ -212,7 +212,7 @@ def train_teacher(
     history = train(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
         resume=runtime.resume, restart=runtime.restart, run_config={"arch": arch}, strategy=strategy,
-        checkpoint_every=runtime.checkpoint_every, log_dir=runtime.log_for(),
+        checkpoint_every=runtime.checkpoint_every, log_dir=runtime.log_for(), steps_per_call=runtime.steps_per_call,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, **budget.record(), **runtime.record(),
@@ -459,7 +459,8 @@ def _train(plan, run, model, logits, reporter, prune=None, resume=None):
     common = {"progress": reporter.progress(run.label), "checkpoint_dir": run.folder,
               "log_dir": runtime.log_for(run.folder), "prune": prune, "strategy": plan.strategy,
               "resume": runtime.resume if resume is None else resume,
-              "restart": runtime.restart if resume is None else False, "checkpoint_every": runtime.checkpoint_every}
+              "restart": runtime.restart if resume is None else False, "checkpoint_every": runtime.checkpoint_every,
+              "steps_per_call": runtime.steps_per_call}
     if run.scratch:
         return train(model, plan.data, budget, run_config={"student": plan.student}, **common)
     method = plan.request.method if run.trial is None else run.trial.make_method()

@@ -35,6 +35,7 @@ that this loop does.
   of replicas, which weighs the samples of unevenly split batches unequally.
 """
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ import numpy as np
 from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, has_mixup, make_augment, mix, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
-from kdcli.data import ArrayColumn, Column, Split, iterate, stratified_split, take_rows
+from kdcli.data import ArrayColumn, Column, Split, data_errors, iterate, stratified_split, take_rows
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.hooks import (
@@ -72,6 +73,44 @@ CHECKPOINT_EVERY = 60.0
 MIXUP_STREAM = 1
 
 
+class StepsPerCall:
+    """How many training steps one compiled call runs (`--steps-per-call`): `fixed`, or chosen from the
+    calls' times: as many as take about `TARGET` seconds (at most `MOST`), so that the cost of a call
+    is spread over many steps of a small model, while a checkpoint, Ctrl-C or SIGTERM, which wait for
+    the call to end, still land within a fraction of a second. The steps and their results are the
+    same whatever the count: only where the loop may stop changes."""
+
+    TARGET, MOST = 0.2, 128
+    # Workers of a multi-worker run must run the same steps per call: a count fixed in advance.
+    MULTI_WORKER = 16
+
+    def __init__(self, fixed=None, clock=time.perf_counter):
+        self.fixed, self.count, self.per_step, self.calls, self.clock = fixed, fixed or 1, None, 0, clock
+
+    @classmethod
+    def of(cls, given, strategy):
+        """The count for `--steps-per-call given` (None: chosen) under `strategy`."""
+        from kdcli.distribute import is_multi_worker
+
+        return cls(given or (cls.MULTI_WORKER if is_multi_worker(strategy) else None))
+
+    def size(self, left):
+        """The next call's steps, with `left` steps left in the epoch."""
+        return min(self.count, left)
+
+    @contextlib.contextmanager
+    def timed(self, count):
+        """Time a call of `count` steps, and choose the next count from it (the first call traces)."""
+        started = self.clock()
+        yield
+        self.calls += 1
+        if self.fixed or self.calls == 1:
+            return
+        seconds = (self.clock() - started) / count
+        self.per_step = seconds if self.per_step is None else 0.7 * self.per_step + 0.3 * seconds
+        self.count = int(max(1, min(self.MOST, self.TARGET // max(self.per_step, 1e-6))))
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """How a run is carried out, beside what it learns (see `train` for each): what it tells
@@ -88,10 +127,12 @@ class RunOptions:
     prune: object = None
     checkpoint_every: float = CHECKPOINT_EVERY
     log_dir: object = None
+    steps_per_call: int = None
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
-          run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None, **options):
+          run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None,
+          steps_per_call=None, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -136,6 +177,8 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             per epoch, the loss and its parts, the training accuracy, the
             validation accuracy and loss, the step size and the seconds, as
             TensorBoard scalars and in `metrics.csv`.
+        steps_per_call: training steps run by one compiled call; None: chosen
+            as the run goes (see `StepsPerCall`). The result is the same.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -152,13 +195,13 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     budget = _budget(budget, options, epochs=20)
     options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
                          run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
-                         log_dir=log_dir)
+                         log_dir=log_dir, steps_per_call=steps_per_call)
     return _fit_and_refit(model, data, budget, HardLabels(), options)
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
             checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None,
-            checkpoint_every=CHECKPOINT_EVERY, log_dir=None, **options):
+            checkpoint_every=CHECKPOINT_EVERY, log_dir=None, steps_per_call=None, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -178,7 +221,8 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         method: a `kdcli.methods.Method` (`KD()`, `DKD()`, `DIST()`, or
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
-        progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every, log_dir: as in
+        progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every, log_dir,
+            steps_per_call: as in
             `train`.
         **options: the budget's fields as keywords, when `budget` is not given.
 
@@ -201,7 +245,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
     options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
                          run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
-                         log_dir=log_dir)
+                         log_dir=log_dir, steps_per_call=steps_per_call)
     return _fit_and_refit(student, data, budget, method, options, teacher_logits=teacher_logits, teacher=teacher)
 
 
@@ -247,17 +291,22 @@ def _fit(model, data, budget, method, options, teacher_logits=None, teacher=None
     hooks = _hooks(model, data, budget, method, setup, step, state, options, teacher)
     hooks.on_train_begin(state)
     started = time.perf_counter()
+    calls, batches = StepsPerCall.of(options.steps_per_call, setup.strategy), None
     try:
         for epoch in state.epochs_left():
             state.begin_epoch(epoch)
             step.begin_epoch(epoch)
             hooks.on_epoch_begin(state)
-            for batch in setup.batches(epoch, skip=state.step):
-                state.step += 1
-                step(epoch, state.step, batch)
-                if state.step % CHECK_EVERY == 0:
+            batches = batches or setup.iterator(epoch, skip=state.step)
+            while state.step < state.steps:
+                count = calls.size(state.steps - state.step)
+                with calls.timed(count):
+                    step(epoch, state.step + 1, count, batches)
+                done, state.step = state.step, state.step + count
+                if state.step // CHECK_EVERY > done // CHECK_EVERY:
                     step.check_finite(state)
-                fault_point("step")
+                for _ in range(count):  # a kill injected at a step lands after its call, as it would in it
+                    fault_point("step")
                 hooks.on_step_end(state)
             step.check_finite(state)
             state.end_epoch(step.sums(state.carried))
@@ -328,13 +377,14 @@ class _Setup:
     def steps(self):
         return -(-len(self.split) // self.global_batch)
 
-    def batches(self, epoch, skip=0):
-        """An epoch's batches after its first `skip`, in a fresh order from (seed, epoch) alone:
-        repeatable, and resumable."""
-        batches = self.split.batches(self.global_batch, shuffle_seed=(self.seed, epoch), extra=self.extra).skip(skip)
+    def iterator(self, first_epoch, skip=0):
+        """One pipeline for the rest of the run: the batches of epochs `first_epoch`, ..., each epoch
+        in a fresh order from (seed, epoch) alone (repeatable, and resumable), the first `skip` left out."""
+        batches = self.split.batches(self.global_batch, shuffle_seed=self.seed, extra=self.extra,
+                                     epochs=range(first_epoch, self.epochs)).skip(skip)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return iterate(self.strategy.experimental_distribute_dataset(batches.with_options(options)))
+        return iter(self.strategy.experimental_distribute_dataset(batches.with_options(options)))
 
 
 def build_step(model, method, budget, setup, *, teacher=None, log_terms=False):
@@ -384,12 +434,19 @@ class TrainStep:
         self.last_loss.assign(0.0)
         self._epoch_number = tf.constant(epoch + 1, tf.float32)  # 1-based, for methods that warm up
 
-    def __call__(self, epoch, step, batch):
+    def __call__(self, epoch, step, count, iterator):
+        """Run `count` steps of `epoch` from step `step` (1-based) in one compiled call, on the next
+        `count` batches of `iterator`."""
         # The shifts of a step depend on (seed, epoch, step) alone, like the shuffles.
-        self._compiled(tf.constant([self.seed, epoch * self.steps + step], tf.int64), self._epoch_number, *batch)
+        with data_errors():
+            self._compiled(iterator, tf.constant([self.seed, epoch * self.steps + step], tf.int64),
+                           self._epoch_number, tf.constant(count, tf.int64))
 
-    def _run(self, *batch):
-        self.strategy.run(self._replica_step, args=batch)
+    def _run(self, iterator, first_seed, epoch_number, count):
+        # The same step `count` times, in order: a while loop in the graph (as Keras' steps_per_execution).
+        for i in tf.range(count):
+            step_seed = first_seed + tf.stack([tf.constant(0, tf.int64), i])
+            self.strategy.run(self._replica_step, args=(step_seed, epoch_number, *next(iterator)))
 
     def _replica_step(self, step_seed, epoch_number, x, y, *given_logits):
         method, labels, mixed = self.method, y, None

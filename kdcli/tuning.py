@@ -18,10 +18,14 @@ the default and scratch at every width. Optuna's TPE sampler proposes the
 rest. Since scratch is a trial, a `--tune` winner is never worse than scratch
 on the validation split.
 
-`--tune` trials falling behind stop early: Optuna's `MedianPruner`, told each
-epoch's best validation accuracy so far, stops a trial from its `GRACE`-th
-epoch when that is below the median of the finished trials' at the same
-epoch (the median stopping rule of Golovin et al., "Google Vizier", KDD 2017).
+`--tune` trials falling behind stop early, by the median stopping rule of
+Golovin et al. ("Google Vizier", KDD 2017) as an Optuna pruner (`median_rule`):
+from its `GRACE`-th epoch, a trial stops when its best validation accuracy so
+far is below the median of the finished trials' best accuracies over as many
+epochs. Optuna's own `MedianPruner` differs in one way that matters here: at
+epoch E it counts only the finished trials that reached E, so once the trials
+it stopped drop out, the median is the survivors' and it stops more (on digits
+it stopped the trial that wins under this rule).
 """
 
 import contextlib
@@ -31,6 +35,8 @@ import random
 import socket
 import threading
 import time
+
+import numpy as np
 
 from kdcli.errors import UsageError
 
@@ -148,7 +154,7 @@ class Space:
 
 def open_study(url, name, identity, directions, seed, prune=False, queued=()):
     """The study `name` at `url`, created or loaded, with its sampler (TPE after the queued trials) and
-    pruner (`MedianPruner` with `prune`).
+    pruner (`median_rule` with `prune`).
 
     Args:
         url: an SQLAlchemy database URL (`sqlite:///search.db`, `postgresql://...`).
@@ -172,7 +178,7 @@ def open_study(url, name, identity, directions, seed, prune=False, queued=()):
         storage = _storage(url)
         kwargs = {"storage": storage, "study_name": name, "directions": directions,
                   "sampler": optuna.samplers.TPESampler(seed=seed, n_startup_trials=0),
-                  "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=GRACE - 1) if prune
+                  "pruner": median_rule() if prune
                   else optuna.pruners.NopPruner()}
         try:  # only one process creates a study: the database's unique name decides which
             study = optuna.create_study(**kwargs)
@@ -209,6 +215,27 @@ def _storage(url, attempts=5):
                                                              sqlalchemy.exc.OperationalError)):
                 raise
             time.sleep(0.5 * (attempt + 1))
+
+
+def median_rule():
+    """The median stopping rule as an Optuna pruner: from epoch `GRACE`, once 2 trials have finished, a
+    trial whose best validation accuracy so far (each epoch's report) is below the median of the
+    finished trials' best over as many epochs stops. A finished trial shorter than that counts with
+    its best over its whole run (where Optuna's `MedianPruner` would leave it out)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    class MedianRule(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            step = trial.last_step  # epochs are reported from 0: step E - 1 is epoch E
+            if step is None or step + 1 < GRACE:
+                return False
+            bests = [max(v for s, v in t.intermediate_values.items() if s <= step)
+                     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if any(s <= step for s in t.intermediate_values)]
+            return len(bests) >= 2 and trial.intermediate_values[step] < float(np.median(bests))
+
+    return MedianRule()
 
 
 def discard_study(url, name):

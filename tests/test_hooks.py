@@ -243,13 +243,15 @@ class Interrupt(Exception):
 
 
 class StopAt(Hook):
-    """Stops the run after step `step` of epoch `epoch` (1-based): raises, or sends the process `signum`."""
+    """Stops the run once past step `step` of epoch `epoch` (1-based), at the end of the compiled call
+    that ran it: raises, or sends the process `signum`."""
 
     def __init__(self, epoch, step, signum=None):
-        self.epoch, self.step, self.signum = epoch, step, signum
+        self.epoch, self.step, self.signum, self.done = epoch, step, signum, False
 
     def on_step_end(self, state):
-        if (state.epoch + 1, state.step) == (self.epoch, self.step):
+        if state.epoch + 1 == self.epoch and state.step >= self.step and not self.done:
+            self.done = True
             if self.signum is None:
                 raise Interrupt
             os.kill(os.getpid(), self.signum)
@@ -272,9 +274,9 @@ AUTO = Budget(epochs="auto", max_epochs=6, patience=2, lr_schedule="plateau", le
 def test_a_run_split_by_a_checkpoint_ends_as_an_uninterrupted_one(digits, tmp_path, budget, epoch, older_checkpoint):
     reference = weights_and_history(digits, budget, log_dir=tmp_path / "reference")
     ck, logs = tmp_path / "ck", tmp_path / "logs"
-    with pytest.raises(Interrupt):  # a checkpoint after every step, the last one after step 5 of `epoch`
+    with pytest.raises(Interrupt):  # a checkpoint after every step (one a call), the last one after step 5 of `epoch`
         weights_and_history(digits, budget, checkpoint_dir=ck, checkpoint_every=1e-9, log_dir=logs,
-                            progress=StopAt(epoch, 5))
+                            progress=StopAt(epoch, 5), steps_per_call=1)
     saved = json.loads((ck / "state.json").read_text())
     assert (saved["epochs_done"], saved["partial"]["step"]) == (epoch - 1, 5)
     if budget.auto:
@@ -285,21 +287,25 @@ def test_a_run_split_by_a_checkpoint_ends_as_an_uninterrupted_one(digits, tmp_pa
         del saved["hooks"]
         (ck / "state.json").write_text(json.dumps(saved))
     resumed = weights_and_history(digits, budget, checkpoint_dir=ck, checkpoint_every=1e-9, log_dir=logs,
-                                  resume=True)
+                                  resume=True)  # steps a call chosen as it goes: the same result
     assert resumed[1] == reference[1]
     assert all(np.array_equal(a, b) for a, b in zip(resumed[0], reference[0]))
     rows = [[row[:-1] for row in csv.reader(open(folder / "metrics.csv"))] for folder in (tmp_path / "reference", logs)]
     assert rows[0] == rows[1]  # the same log, but for the seconds
 
 
-def test_sigterm_checkpoints_at_the_step_boundary_and_the_resume_is_exact(digits, tmp_path):
+@pytest.mark.parametrize("steps_per_call, boundary", [(1, 7), (5, 10), (None, None)])
+def test_sigterm_checkpoints_at_the_call_boundary_and_the_resume_is_exact(digits, tmp_path, steps_per_call, boundary):
     budget = Budget(epochs=3, seed=4)
-    reference = weights_and_history(digits, budget)
+    reference = weights_and_history(digits, budget, steps_per_call=1)
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KdcliError) as stopped:
-        weights_and_history(digits, budget, checkpoint_dir=tmp_path, progress=StopAt(2, 7, signal.SIGTERM))
+        weights_and_history(digits, budget, checkpoint_dir=tmp_path, progress=StopAt(2, 7, signal.SIGTERM),
+                            steps_per_call=steps_per_call)
     assert stopped.value.exit_code == EXIT_TERMINATED
-    assert str(stopped.value).startswith("stopped by SIGTERM in epoch 2 after step ")
+    # with K steps a call, the step it was in ends its call: the checkpoint is at the call's last step
+    where = f"in epoch 2 after step {boundary} of 23;" if boundary else "stopped by SIGTERM"
+    assert str(stopped.value).startswith("stopped by SIGTERM ") and where in str(stopped.value)
     assert signal.getsignal(signal.SIGTERM) is handler  # the handlers are given back
     resumed = weights_and_history(digits, budget, checkpoint_dir=tmp_path, resume=True)
     assert resumed[1] == reference[1]

@@ -16,10 +16,11 @@ import kdcli
 from conftest import STEPS_PER_EPOCH, assert_one_line_error, assert_same_weights, kdcli_process, run_cli, state, talk
 
 
-def distill_args(pipeline, out, epochs=3):
-    """A short distillation that checkpoints at the end of every epoch (`--checkpoint-every 0`)."""
+def distill_args(pipeline, out, epochs=3, steps_per_call=1):
+    """A short distillation that checkpoints at the end of every epoch (`--checkpoint-every 0`), one
+    step a compiled call (so that a signal at a step stops the run at that step)."""
     return ["distill", "--soft-labels", pipeline["soft"], "--student", "cnn", "--width", "4", "--epochs", epochs,
-            "--checkpoint-every", "0",
+            "--checkpoint-every", "0", "--steps-per-call", steps_per_call,
             "--seed", "3", "--out", out]
 
 
@@ -64,30 +65,40 @@ def test_ctrl_c_saves_and_exits_130_then_resume(pipeline, reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_step_checkpoints_and_exits_143_then_resume(pipeline, reference, tmp_path):
+@pytest.mark.parametrize("steps_per_call, boundary", [(1, 7), (4, 8)])
+def test_sigterm_finishes_the_call_checkpoints_and_exits_143_then_resume(pipeline, reference, tmp_path,
+                                                                         steps_per_call, boundary):
     out = tmp_path / "student.keras"
-    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "60", "--out", out]  # the default interval
+    args = [*distill_args(pipeline, out, steps_per_call=steps_per_call)[:-2], "--checkpoint-every", "60",
+            "--out", out]  # the default interval
     r = kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 7}:TERM")
     assert r.returncode == 143
     lines = talk(r.stderr)
-    assert lines == [f"error: stopped by SIGTERM in epoch 2 after step 7 of 23; saved in {tmp_path / 'student.ckpt'}"
-                     "/student: run the same command with --resume to continue"]
+    # the call running step 7 ends (with K steps a call, at step 8), then the checkpoint
+    assert lines == [f"error: stopped by SIGTERM in epoch 2 after step {boundary} of 23; saved in "
+                     f"{tmp_path / 'student.ckpt'}/student: run the same command with --resume to continue"]
     assert not out.exists()
     r = kdcli_process(*args, "--resume")
     assert r.returncode == 0, r.stderr
-    assert "resuming from" in r.stderr and "continuing with epoch 2 after its step 7" in r.stderr
+    assert "resuming from" in r.stderr and f"continuing with epoch 2 after its step {boundary}" in r.stderr
     assert_same_weights(out, reference)
 
 
 @pytest.mark.slow
-def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_path):
+@pytest.mark.parametrize("steps_per_call, resumed_with", [(1, 1), (4, 4), (4, 6)])
+def test_checkpoints_inside_an_epoch_resume_exactly(pipeline, reference, tmp_path, steps_per_call, resumed_with):
     out, ck = tmp_path / "student.keras", tmp_path / "ck"
-    args = [*distill_args(pipeline, out)[:-2], "--checkpoint-every", "0.000001", "--checkpoint-dir", ck, "--out", out]
-    r = kdcli_process(*args, fault=f"step:{STEPS_PER_EPOCH + 9}:KILL")  # an interval shorter than any step
+
+    def args(k):
+        return [*distill_args(pipeline, out, steps_per_call=k)[:-2], "--checkpoint-every", "0.000001",
+                "--checkpoint-dir", ck, "--out", out]
+
+    # an interval shorter than any step: a checkpoint after every call; killed in step 9 of epoch 2
+    r = kdcli_process(*args(steps_per_call), fault=f"step:{STEPS_PER_EPOCH + 9}:KILL")
     assert r.returncode == -9
     assert state(ck / "student")["epochs_done"] == 1
-    assert state(ck / "student")["partial"]["step"] == 8  # the step before the kill
-    r = kdcli_process(*args, "--resume")
+    assert state(ck / "student")["partial"]["step"] == 8  # the end of the call before the kill's
+    r = kdcli_process(*args(resumed_with), "--resume")  # a call's steps may change
     assert r.returncode == 0, r.stderr
     assert_same_weights(out, reference)
 

@@ -83,7 +83,7 @@ def test_a_search_runs_n_trials_records_a_diverged_one_and_does_not_repeat_finis
 
 
 def test_the_median_pruner_stops_a_trial_behind_the_finished_ones_after_its_grace(tmp_path):
-    curves = {0: [0.8] * 12, 1: [0.6] * 12, 2: [0.55] * 12}
+    curves = {0: [0.8] * 12, 1: [0.6] * 12, 2: [0.55] * 12, 3: [0.65] * 12}
     stopped = {}
 
     def run_trial(ot, trial, folder, prune):
@@ -94,9 +94,12 @@ def test_the_median_pruner_stops_a_trial_behind_the_finished_ones_after_its_grac
                 break
         return [max(curve)], fake(max(curve))
 
-    s = study(tmp_path, queued=Space().queued_for_tune(3, 0))
-    search(s, Space(), 3, run_trial)
-    assert stopped == {2: GRACE}  # the median of 0.8 and 0.6 is 0.7; the first two are never pruned
+    s = study(tmp_path, queued=Space().queued_for_tune(4, 0))
+    search(s, Space(), 4, run_trial)
+    # the median of 0.8 and 0.6 is 0.7; the first two are never pruned. At epoch 11 trial 3 (pruned at 10)
+    # still counts, with its best: the median of 0.8, 0.6 and 0.55 is 0.6 and trial 4 goes on (Optuna's
+    # MedianPruner would count only the trials that reached epoch 11, and stop it below 0.7)
+    assert stopped == {2: GRACE}
 
 
 def test_a_trial_whose_process_died_is_retried_in_its_own_folder(tmp_path):

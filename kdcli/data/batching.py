@@ -61,7 +61,7 @@ class Split:
             raise KdcliError(f"{self.x.label} holds NaN or infinite values")
         return x
 
-    def batches(self, batch_size, shuffle_seed=None, extra=()):
+    def batches(self, batch_size, shuffle_seed=None, extra=(), epochs=None):
         """A `tf.data.Dataset` of `(x, y, *extra)` batches; inputs as float32, text as tf.string.
 
         Text batches have shape `(batch,)`, UTF-8 strings; labels are int64 and
@@ -80,13 +80,17 @@ class Split:
             shuffle_seed: shuffle the samples with this seed (an int or a tuple of
                 ints, like `(seed, epoch)`), or keep their order (None).
             extra: more `Column`s whose row `i` belongs to sample `i` (soft labels).
+            epochs: epoch numbers (a range): then one pipeline holds these epochs' batches one
+                epoch after the other, each in its own order from `(shuffle_seed, epoch)`, as
+                `shuffle_seed=(shuffle_seed, epoch)` would give it; no batch spans two epochs.
         """
         from kdcli._tf import tf
 
         columns = (self.x, *extra)
         in_memory = all(isinstance(c, ArrayColumn) for c in columns)
+        seeds = [shuffle_seed] if epochs is None else [(shuffle_seed, int(e)) for e in epochs]
         if in_memory and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
-            return self._native_batches(batch_size, shuffle_seed, extra)
+            return self._native_batches(batch_size, seeds, extra)
         sequential = any(c.sequential for c in columns)
         if sequential or in_memory:
             # a text counts as one value here: the window's cap of rows bounds it
@@ -95,7 +99,7 @@ class Split:
         else:
             window = batch_size  # files read at random (images): a batch per call, decoded in parallel
         # on disk, windows of whole blocks; in memory, sample by sample
-        order = sample_order(len(self), shuffle_seed, window if sequential and window > batch_size else None)
+        orders = _Orders(len(self), seeds, window if sequential and window > batch_size else None)
         text = self.is_text
         # uint8 pixels cross into TensorFlow as they are, a quarter of the bytes, and are cast there
         pixels = self.x.dtype == np.uint8
@@ -103,8 +107,8 @@ class Split:
         signature = [(wire, (None, *self.x.sample_shape)), (tf.int64, (None,))]
         signature += [(tf.float32, (None, *c.sample_shape)) for c in extra]
 
-        def load(chunk):
-            idx = order[chunk * window:(chunk + 1) * window]
+        def load(index, chunk):
+            idx = orders(index)[chunk * window:(chunk + 1) * window]
             sorter = np.argsort(idx)
             back = np.empty_like(sorter)
             back[sorter] = np.arange(len(sorter))
@@ -123,23 +127,24 @@ class Split:
             except Exception as e:
                 raise RuntimeError(f"{_ERROR_MARK}cannot read the data ({_first_line(e)})") from None
 
-        def tf_load(chunk):
-            tensors = tf.numpy_function(load, [chunk], [dtype for dtype, _ in signature], stateful=False)
+        def tf_load(index, chunk):
+            tensors = tf.numpy_function(load, [index, chunk], [dtype for dtype, _ in signature], stateful=False)
             for t, (_, shape) in zip(tensors, signature):
                 t.set_shape(shape)
             if pixels:
                 tensors[0] = tf.cast(tensors[0], tf.float32)
             return tuple(tensors)
 
-        ds = tf.data.Dataset.range(-(-len(self) // window))
-        ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if window != batch_size:
+        def epoch_batches(index):
+            ds = tf.data.Dataset.range(-(-len(self) // window)).map(lambda chunk: (index, chunk))
+            ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             # unbatch().batch() with one copy instead of two; tf.distribute then splits a last, short
             # batch evenly over the replicas, as it does for in-memory arrays
-            ds = ds.rebatch(batch_size)
-        return ds.prefetch(tf.data.AUTOTUNE)
+            return ds.rebatch(batch_size) if window != batch_size else ds
 
-    def _native_batches(self, batch_size, shuffle_seed, extra):
+        return _over_epochs(len(seeds), epoch_batches).prefetch(tf.data.AUTOTUNE)
+
+    def _native_batches(self, batch_size, seeds, extra):
         """In-memory arrays: the same batches, gathered by TensorFlow ops (no Python per batch)."""
         from kdcli._tf import tf
 
@@ -155,7 +160,7 @@ class Split:
                 self._tensors[id(column)] = (column, tf.constant(array))
             tensors.append(self._tensors[id(column)][1])
         labels = tf.constant(self.y)
-        order = sample_order(len(self), shuffle_seed)
+        orders = _Orders(len(self), seeds)
 
         text = self.is_text  # NumPy strings become tf.string (str as UTF-8), kept as they are
 
@@ -163,12 +168,41 @@ class Split:
             x, *rest = [tf.gather(t, idx) for t in tensors]
             return (x if text else tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
 
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        def epoch_batches(index):
+            order = tf.numpy_function(orders, [index], tf.int64, stateful=False)
+            order.set_shape([len(self)])
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        ds = _over_epochs(len(seeds), epoch_batches)
         return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     def arrays(self):
         """The whole split in memory, `(x, y)`; for small data and notebooks (text: an object array of str)."""
         return self.read(np.arange(len(self))), self.y
+
+
+def _over_epochs(count, epoch_batches):
+    """The batches of `count` epochs in one dataset: `epoch_batches(i)` for each place i, in turn (one
+    pipeline for a whole run, rather than one built per epoch)."""
+    from kdcli._tf import tf
+
+    return tf.data.Dataset.range(count).flat_map(epoch_batches)
+
+
+class _Orders:
+    """The sample order of each epoch of a pipeline (`sample_order` of its seed), made when the
+    pipeline reaches that epoch; the last two are kept for the reads still in flight."""
+
+    def __init__(self, n, seeds, window=None):
+        self.n, self.seeds, self.window, self.made = n, seeds, window, {}
+
+    def __call__(self, index):
+        index = int(index)  # the epoch's place in the pipeline
+        order = self.made.get(index)
+        if order is None:  # tf.data's threads may get here together: each works on its own copy
+            order = sample_order(self.n, self.seeds[index], self.window).astype(np.int64)
+            self.made = {**{i: o for i, o in self.made.items() if i >= index - 1}, index: order}
+        return order
 
 
 def sample_order(n, seed, window=None):
