@@ -124,12 +124,23 @@ class TFLiteRunner:
 
     def _interpreter(self, batch):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:  # LiteRT not installed: TensorFlow's own (deprecated) interpreter
-            Interpreter = tf.lite.Interpreter
+            Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+        try:
+            return self._allocated(Interpreter, batch)
+        except RuntimeError as e:
+            if "XNNPACK" not in str(e):
+                raise
+            # XNNPACK fails to prepare some small int8 graphs: the built-in kernels run them
+            return self._allocated(Interpreter, batch, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    def _allocated(self, Interpreter, batch, resolver=None):
+        """An interpreter of the file for `batch` samples a call, its tensors allocated."""
         with warnings.catch_warnings(), native_output_silenced():  # "INFO: Created XNNPACK delegate"
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(self.path), num_threads=os.cpu_count())
+            interpreter = Interpreter(model_path=str(self.path), num_threads=os.cpu_count(),
+                                      **({"experimental_op_resolver_type": resolver} if resolver else {}))
             index = interpreter.get_input_details()[0]["index"]
             shape = interpreter.get_input_details()[0]["shape"].copy()
             if shape[0] != batch:

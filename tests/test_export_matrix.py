@@ -221,3 +221,25 @@ def test_converter_crash_is_one_line(tmp_path, monkeypatch):
     assert_one_line_error(r, 4, "the TFLite converter crashed (SIGSEGV) on gru.keras at --quantize dynamic")
     assert "--format saved_model" in r.stderr
     assert not (tmp_path / "gru.tflite").exists() and os.listdir(tmp_path) == ["gru.keras"]
+
+
+def test_an_int8_graph_xnnpack_cannot_prepare_runs_on_the_built_in_kernels():
+    # A tiny 1-D cnn student (1 and 2 filters) from compress on the mixture set, exported to int8: the
+    # XNNPACK delegate fails to prepare it, the interpreter's built-in kernels run it.
+    from pathlib import Path
+
+    from kdcli.evaluation import TFLiteRunner
+
+    path = Path(__file__).parent / "data" / "xnnpack-unprepared-int8.tflite"
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from kdcli._tf import tf
+
+        Interpreter = tf.lite.Interpreter
+    with pytest.raises(RuntimeError, match="XNNPACK"):  # what happens without the fallback
+        Interpreter(model_path=str(path)).allocate_tensors()
+    runner = TFLiteRunner(path)
+    logits = runner.call(np.linspace(-1, 1, 3 * 40, dtype=np.float32).reshape(3, 40, 1))
+    assert logits.shape == (3, 10) and np.all(np.isfinite(logits))
+    assert runner.call(np.zeros((1, 40, 1), np.float32)).shape == (1, 10)
