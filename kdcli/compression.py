@@ -34,6 +34,7 @@ from kdcli.pipeline import (
     TRIAL_STUDENT,
     Outcome,
     TrialRunner,
+    discard_trials,
     resolve_data,
     student_record,
     study_identity,
@@ -136,13 +137,11 @@ def compress(teacher, data=None, out=None, *, max_drop=1.0, objective="params", 
 
 
 def _discard(request):
-    """`--restart`: delete the study and the candidates' folder."""
-    import shutil
-
+    """`--restart`: delete the study and its trials' folders."""
     from kdcli.tuning import discard_study
 
     discard_study(request.study, STUDY_NAME)
-    shutil.rmtree(request.checkpoint_dir, ignore_errors=True)
+    discard_trials(request.checkpoint_dir)
 
 
 def _search(plan, request, max_drop, objective, format, n, minutes, latency_runs, reporter):
@@ -191,7 +190,8 @@ def measure_teacher(plan, held, latency_runs):
 class Measure:
     """A candidate's measures, as `TrialRunner`'s `score`: the student is saved with its head (and
     exported in `format`), then that artifact's validation and test accuracy, parameters, size and
-    latency go into the trial's attributes. Returns the study's values: validation accuracy, objective."""
+    latency go into the trial's attributes. Returns the study's values: validation accuracy, objective;
+    None where the artifact could not be made or read (`attrs["stopped"]` says why)."""
 
     def __init__(self, plan, held, objective, format, latency_runs):
         self.plan, self.held, self.objective, self.format, self.runs = plan, held, objective, format, latency_runs
@@ -209,10 +209,14 @@ class Measure:
             served = with_head(model, plan.output)
         artifact = run.folder / SERVED
         save_model(served, artifact)
-        if self.format != "keras":
-            artifact = export_model(artifact, run.folder / f"student-{self.format}.tflite", "tflite", self.format,
-                                    plan.data)
-        runner = open_model(artifact, plan.request.unsafe, plan.data)
+        try:
+            if self.format != "keras":
+                artifact = export_model(artifact, run.folder / f"student-{self.format}.tflite", "tflite",
+                                        self.format, plan.data)
+            runner = open_model(artifact, plan.request.unsafe, plan.data)
+        except KdcliError as e:  # a student this format cannot hold: a failed trial, the search goes on
+            attrs["stopped"] = f"the {self.format} artifact failed: {e}"
+            return None
         # The artifact's accuracies decide; the .keras model's test accuracy is what its provenance reports.
         attrs.update(val_accuracy=_accuracy(runner, self.held), test_accuracy=_accuracy(runner, plan.data.test),
                      keras_test_accuracy=accuracy(model, plan.data.test),

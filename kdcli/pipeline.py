@@ -518,19 +518,20 @@ class TrialRunner:
         try:
             history = _train(plan, run, model, self.logits, self.reporter, prune, resume=True)
         except NonFiniteLoss:
-            if trial == SCRATCH:  # scratch is the reference every trial must beat
+            if trial == SCRATCH and self.score is None:  # --tune's scratch: the reference every trial must beat
                 raise
             return None
-        if is_chief(plan.strategy):  # what the trial leaves: its student and history, not its checkpoints
-            model.save(run.folder / TRIAL_STUDENT)
-            (run.folder / TRIAL_HISTORY).write_text(json.dumps(history))
-            remove_checkpoints([run.folder])
         best = history["best_epoch"] - 1
         attrs = {"method": trial.method, "augment": trial.augment, "width": trial.width, "scratch": trial.scratch,
                  "epochs": len(history["val_accuracy"]), "best_epoch": history["best_epoch"],
                  "stopped": history["stopped"], "val_accuracy": history["val_accuracy"][best],
                  "val_loss": history["val_loss"][best], "seconds": sum(history["epoch_seconds"])}
+        # Measured before its checkpoints go: a measure cut off (Ctrl-C) is taken again without training.
         values = [attrs["val_accuracy"]] if self.score is None else self.score(run, model, attrs)
+        if is_chief(plan.strategy):  # what the trial leaves: its student and history, not its checkpoints
+            model.save(run.folder / TRIAL_STUDENT)
+            (run.folder / TRIAL_HISTORY).write_text(json.dumps(history))
+            remove_checkpoints([run.folder])
         return values, attrs
 
     def load(self, record):
@@ -562,10 +563,9 @@ def _run_trials(plan, logits, reporter):
     request = plan.request
     url = study_url(request, request.checkpoint_dir / "study.db")
     request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if request.runtime.restart:  # the study, and the trials' checkpoints and students, go
+    if request.runtime.restart:  # the study, and the trials' folders, go
         discard_study(url, "tune")
-        remove_search(request.checkpoint_dir)
-        remove_checkpoints(sorted(request.checkpoint_dir.glob("trial-*")))
+        discard_trials(request.checkpoint_dir)
     study = open_study(url, "tune", study_identity(plan), ["maximize"], plan.budget.seed,
                        prune=True, queued=[run.trial for run in plan.runs])
     runner = TrialRunner(plan, logits, reporter, request.tune)
@@ -594,6 +594,14 @@ def _run_trials(plan, logits, reporter):
 
     won = Trial(trials[best]["method"], trials[best]["augment"], trials[best]["width"])
     return Outcome(model, metrics, won.make_method(), won.augment)
+
+
+def discard_trials(folder):
+    """Delete a search's trial folders (`trial-N/`) in `folder`, whatever they hold (`--restart`)."""
+    import shutil
+
+    for trial in Path(folder).glob("trial-*"):
+        shutil.rmtree(trial, ignore_errors=True)
 
 
 def remove_search(folder, study_file=None):

@@ -171,7 +171,7 @@ def check_distill_request(out, *, soft_labels, teacher, student, width, depth, m
     budget, runtime = budget or Budget(), runtime or Runtime()
     if parse_augment(budget.augment) and (teacher is None or soft_labels is not None):
         raise UsageError(NEEDS_TEACHER)
-    _check_runs(baseline, seeds, tune, budget, tune_widths)
+    _check_runs(baseline, seeds, tune, budget, tune_widths, runtime.strategy)
     tune_json = check_output(tune_json, option="--tune-json") if tune and tune_json else None
     if study and not tune:
         raise UsageError("--study holds a search: give it with --tune")
@@ -200,7 +200,7 @@ def check_distill_request(out, *, soft_labels, teacher, student, width, depth, m
     return request
 
 
-def _check_runs(baseline, seeds, tune, budget, widths):
+def _check_runs(baseline, seeds, tune, budget, widths, strategy="default"):
     """Refuse `--seeds` and `--tune` values, and what `--tune` cannot combine with."""
     if not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"--seeds must be a whole number of 1 or more, got {seeds}")
@@ -216,6 +216,9 @@ def _check_runs(baseline, seeds, tune, budget, widths):
         raise UsageError("--tune scores its trials on the validation split of --epochs auto: leave --epochs out")
     if budget.refit or seeds > 1:
         raise UsageError(f"--tune keeps the winning trial: it does not combine with {'--refit' if budget.refit else '--seeds'}")
+    if strategy == "multi-worker":  # each worker would ask the study for a trial of its own
+        raise UsageError("--tune runs its trials in one process: not under --strategy multi-worker (processes "
+                         "share a search through --study)")
 
 
 def _default_student(student, teachers, soft_labels, reporter):
@@ -433,7 +436,9 @@ def search_space(request, data, source, scratch_everywhere=False):
 
     live = source.model is not None  # augmentations need it, hints one teacher's layers
     augments = ("none", *(_augments_for(data) if live else []))
-    return Space(augments, hints=live and len(source.members) == 1, widths=tuple(request.tune_widths),
+    # --tune's first trials, scratch and the default, are the student itself: width 1 is always in its space
+    widths = tuple(request.tune_widths) if scratch_everywhere else tuple(dict.fromkeys((1.0, *request.tune_widths)))
+    return Space(augments, hints=live and len(source.members) == 1, widths=widths,
                  scratch_everywhere=scratch_everywhere)
 
 

@@ -185,8 +185,7 @@ def open_study(url, name, identity, directions, seed, prune=False, queued=()):
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.create_study(**kwargs, load_if_exists=True), False
     except Exception as e:  # SQLAlchemy's and the drivers' errors have no common base worth naming
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"--study {url}: cannot open the study ({reason})") from e
+        raise _unopened(url, e) from e
     if created:
         study.set_user_attr("kdcli", identity)
         for trial in queued:
@@ -196,6 +195,12 @@ def open_study(url, name, identity, directions, seed, prune=False, queued=()):
         _wait_until_queued(study)
         _check_identity(study, identity, url, name)
     return study
+
+
+def _unopened(url, error):
+    """The one-line error of a database that cannot be opened."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UsageError(f"--study {url}: cannot open the study ({reason})")
 
 
 def _storage(url, attempts=5):
@@ -252,8 +257,7 @@ def discard_study(url, name):
     except KeyError:  # no such study
         pass
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"--study {url}: cannot open the study ({reason})") from e
+        raise _unopened(url, e) from e
 
 
 def _wait_until_queued(study, seconds=60):
@@ -300,12 +304,12 @@ def _retry():
 
 
 def _counts(trial):
-    """Whether a trial counts toward the study's N: finished, pruned, running, or failed on a diverged loss
-    (not one cut off and queued again, nor one started past N)."""
+    """Whether a trial counts toward the study's N: finished (pruned ones too), running, or failed for a
+    reason of its own, a diverged loss say (not one cut off and queued again)."""
     from optuna.trial import TrialState
 
-    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or \
-        (trial.state == TrialState.FAIL and trial.user_attrs.get("stopped") == "diverged")
+    return trial.state in (TrialState.COMPLETE, TrialState.RUNNING) or \
+        (trial.state == TrialState.FAIL and "stopped" in trial.user_attrs)
 
 
 def _retry_dead_trials(study):
@@ -318,8 +322,11 @@ def _retry_dead_trials(study):
         owner_host, _, pid = trial.user_attrs.get("owner", "").rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
             # kdcli reaches the storage as Optuna's own stale-trial check does.
-            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                _retry()(study, study._storage.get_trial(trial._trial_id))
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    _retry()(study, study._storage.get_trial(trial._trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
+                pass
     with _quiet():
         optuna.storages.fail_stale_trials(study)
 
@@ -341,7 +348,10 @@ def _heartbeat(study, trial):
 
     def beat():
         while not stop.wait(HEARTBEAT):
-            storage.record_heartbeat(trial._trial_id)
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # a busy database (SQLite locked): the next beat tries again
+                pass
 
     storage.record_heartbeat(trial._trial_id)
     thread = threading.Thread(target=beat, daemon=True)
@@ -364,55 +374,66 @@ def search(study, space, n, run_trial, minutes=None, say=None):
         run_trial: `(optuna_trial, trial, folder_name, prune) -> (values, attrs)`;
             `prune` is a function of the validation accuracies so far that
             says whether to stop (None in multi-objective studies). It
-            returns None for a trial whose loss diverged.
+            returns None for a trial whose loss diverged, and `(None, attrs)`
+            for one that failed otherwise (`attrs["stopped"]` says how); such
+            trials count towards `n` and cannot win.
         minutes: start no trial after this many minutes.
         say: optional function told one line per finished trial.
     """
     from optuna.trial import TrialState
 
-    start, n = time.monotonic(), n or float("inf")
+    start, most = time.monotonic(), n or float("inf")
     while True:
         _retry_dead_trials(study)  # before each trial: a trial another machine dropped is taken up
         trials = study.get_trials(deepcopy=False)
-        if sum(map(_counts, trials)) >= n or (minutes is not None and time.monotonic() - start > 60 * minutes):
+        if sum(map(_counts, trials)) >= most or (minutes is not None and time.monotonic() - start > 60 * minutes):
             if not any(t.state == TrialState.RUNNING for t in trials):
                 break
             time.sleep(WAIT)  # the others' trials finish (or go stale, and are queued again) before the choice
             continue
         with _quiet():
             ot = study.ask()
-        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < ot.number]
-        if sum(map(_counts, earlier)) >= n:  # another process took the last trial meanwhile
-            ot.set_user_attr("stopped", "past N")
-            study.tell(ot, state=TrialState.FAIL)
-            break
-        trial = space.suggest(ot)
-        folder = ot.user_attrs.get("folder") or f"trial-{ot.number + 1}"
-        ot.set_user_attr("folder", folder)
-        ot.set_user_attr("owner", _OWNER)
-        ot.set_user_attr("label", trial.label())
-        prune = None if len(study.directions) > 1 else _pruning_rule(ot)
-        repeat = _finished_twin(study, ot, trial)
-        if repeat is not None:  # TPE proposed a finished trial's parameters: its result stands
-            outcome = repeat
-        else:
-            try:
-                with _heartbeat(study, ot):
-                    outcome = run_trial(ot, trial, folder, prune)
-            except BaseException:  # Ctrl-C, SIGTERM, an error: queue it again, to continue in its folder
-                study.tell(ot, state=TrialState.FAIL)
-                _retry()(study, study.trials[ot.number])
-                raise
-        if outcome is None:
-            ot.set_user_attr("stopped", "diverged")
-            study.tell(ot, state=TrialState.FAIL)
-        else:
-            values, attrs = outcome
-            for key, value in attrs.items():
-                ot.set_user_attr(key, value)
-            study.tell(ot, values)
+        try:  # from here on the trial is owned: a crash, Ctrl-C or SIGTERM queues it again
+            ot.set_user_attr("owner", _OWNER)
+            study._storage.record_heartbeat(ot._trial_id)
+            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < ot.number]
+            if sum(map(_counts, earlier)) >= most:  # another process took the last trial meanwhile
+                _give_back(study, ot)
+                continue
+            outcome = _run(study, space, ot, run_trial)
+        except BaseException:
+            _give_back(study, ot)
+            raise
+        values, attrs = (None, {"stopped": "diverged"}) if outcome is None else outcome
+        for key, value in attrs.items():
+            ot.set_user_attr(key, value)
+        study.tell(ot, values) if values is not None else study.tell(ot, state=TrialState.FAIL)
         if say:
             say(describe(study.trials[ot.number], n))
+
+
+def _run(study, space, ot, run_trial):
+    """Run Optuna's trial `ot` in its folder (a retried trial's own), or take a finished twin's result."""
+    trial = space.suggest(ot)
+    folder = ot.user_attrs.get("folder") or f"trial-{ot.number + 1}"
+    ot.set_user_attr("folder", folder)
+    ot.set_user_attr("label", trial.label())
+    repeat = _finished_twin(study, ot, trial)
+    if repeat is not None:  # TPE proposed a finished trial's parameters: its result stands
+        return repeat
+    with _heartbeat(study, ot):
+        return run_trial(ot, trial, folder, None if len(study.directions) > 1 else _pruning_rule(ot))
+
+
+def _give_back(study, ot):
+    """End `ot` unfinished, and queue it again (its parameters and folder) if it was a queued trial or
+    had started: the next process to start a trial takes it up."""
+    from optuna.trial import TrialState
+
+    study.tell(ot, state=TrialState.FAIL)
+    frozen = study.trials[ot.number]
+    if frozen.params or frozen.system_attrs.get("fixed_params"):
+        _retry()(study, frozen)
 
 
 def _finished_twin(study, ot, trial):
@@ -446,18 +467,23 @@ def describe(trial, n):
     head = f"trial {position(trial)}{f'/{n}' if n else ''} {attrs.get('label', '')}"
     if attrs.get("stopped") == "diverged":
         return f"{head}: the loss diverged (NaN or infinite)"
+    if trial.state.name == "FAIL":
+        return f"{head}: {attrs['stopped']}"
     return f"{head}: validation accuracy {100 * attrs['val_accuracy']:.2f}% (best epoch {attrs['best_epoch']}, " \
            f"stopped: {attrs['stopped']})"
 
 
 def records(study):
-    """The study's trials as JSON-ready records, in order: those that ran (finished or diverged)."""
+    """The study's trials as JSON-ready records, in order: those that ran (finished, or failed: diverged...)."""
     from optuna.trial import TrialState
 
     out = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if t.state == TrialState.COMPLETE or attrs.get("stopped") == "diverged":
+        if t.state == TrialState.FAIL and "stopped" in attrs:  # failed: no measures, it cannot win
+            keep = ("label", "method", "augment", "width", "scratch", "stopped", "folder")
+            out.append({"trial": position(t), **{key: attrs.get(key) for key in keep if key in attrs}})
+        elif t.state == TrialState.COMPLETE:
             keep = ("label", "method", "augment", "width", "epochs", "best_epoch", "stopped", "val_accuracy",
                     "val_loss", "seconds", "test_accuracy", "keras_test_accuracy", "params", "size_bytes", "latency_ms",
                     "scratch", "folder")

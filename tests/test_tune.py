@@ -194,6 +194,7 @@ def test_a_tune_study_given_by_url_keeps_its_trials_and_a_rerun_trains_nothing(p
     (["--tune", "3", "--method", "kd:temperature=2", "--augment", "shift"], "leave out --method, --augment"),
     (["--tune", "3", "--tune-widths", "1,x"], "--tune-widths needs numbers separated by commas"),
     (["--tune", "3", "--tune-widths", "1,0"], "--tune-widths needs positive numbers"),
+    (["--tune", "3", "--strategy", "multi-worker"], "--tune runs its trials in one process"),
 ])
 def test_bad_tune_options_are_usage_errors(pipeline, tmp_path, more, message):
     r = run_cli("distill", "--teacher", pipeline["teacher"], *more, "--out", tmp_path / "s.keras")
