@@ -82,6 +82,7 @@ bench-accuracy: $(STAMP)
 	cd benchmarks && ../$(BIN)/python teachers.py --json teachers.json --markdown teachers.md
 	cd benchmarks && ../$(BIN)/python teacher_kinds.py --json teacher_kinds.json --markdown teacher_kinds.md
 	cd benchmarks && ../$(BIN)/python paying.py --json paying.json --markdown paying.md --minutes 1000
+	cd benchmarks && ../$(BIN)/python compress.py --json compress.json --markdown compress.md
 
 clean:
 	rm -rf $(RUNS)

@@ -371,7 +371,8 @@ def markdown(results, machine):
     for r in results["mixed_precision"]:
         out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
     for name in ("defaults.md", "stopping.md", "teacher_arch.md", "accuracy.md", "budgets.md", "teachers.md",
-                 "paying.md", "teacher_kinds.md"):  # `make bench-accuracy`'s; one not written yet is left out
+                 "paying.md", "teacher_kinds.md",
+                 "compress.md", "tune_engine.md", "steps.md"):  # `make bench-accuracy`'s; one not written yet is left out
         section = ROOT / "benchmarks" / name
         if section.exists():
             out += ["", section.read_text().strip()]

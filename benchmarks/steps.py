@@ -1,0 +1,285 @@
+"""Several steps per compiled call, as whole processes: offline `kdcli distill` before and after the
+change (f23b1c5: one step a call, the pipeline rebuilt every epoch; HEAD: a while loop of K steps a call
+over one pipeline for the run, K automatic) against plain Keras `model.fit` with steps_per_execution 1, 32
+and 128 (`processes.py fit`), per epoch as slopes between two epoch counts.
+
+    python benchmarks/steps.py [--workdir DIR] [--students mlp shrink:0.25 cnn] [--low 4 --high 24]
+                               [--json steps.json --markdown steps.md] [--render steps.json]
+
+Each kdcli version runs from its own git worktree (`git worktree add --detach`), as
+`PYTHONPATH=WORKTREE python -m kdcli ...` from a directory outside the repository, so that it imports
+that worktree's kdcli; the fit processes import HEAD's. Every process is timed from its start to its exit;
+the per-epoch cost is (t_high − t_low) / (high − low), each t the best of 2 runs. The runs of one student
+are interleaved (every configuration at low, then every one at high, twice), so drifts in the load of this
+shared machine hit all of them alike; the load average is recorded beside every run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, mnist_split
+
+HERE = Path(__file__).resolve().parent
+BEFORE = "f23b1c5"
+FITS = (1, 32, 128)
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def worktree(path, commit):
+    """A detached worktree of ROOT at `commit` in `path` (made when absent); its HEAD commit."""
+    if not (path / "kdcli" / "__init__.py").exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit], check=True,
+                       capture_output=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def process(tree, workdir, *args):
+    """Run `python ARGS` with `tree`'s kdcli first on the path, from `workdir`: the whole wall time, start to
+    exit, and the 1-minute load average just before it started."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=workdir, env=env)
+    seconds = time.perf_counter() - started
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, args))} failed: {r.stderr.strip().splitlines()[-3:]}")
+    return seconds, load
+
+
+def imported_from(tree, workdir):
+    """Where `import kdcli` resolves with `tree` on PYTHONPATH, from `workdir` (the check that the right
+    version runs)."""
+    return subprocess.run([sys.executable, "-c", "import kdcli; print(kdcli.__file__)"], cwd=workdir,
+                          env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def prepare(workdir, after):
+    """The MNIST split, a teacher (5 epochs), its soft labels, and the shrink:0.25 student as a .keras
+    architecture for `processes.py fit` (which builds no shrink student itself)."""
+    data = workdir / "mnist.npz"
+    if not data.exists() and mnist_split(data) is None:
+        raise SystemExit("../shared/data/mnist-t10k is not here")
+    teacher, soft = workdir / "T.keras", workdir / "soft.h5"
+    if not teacher.exists():
+        process(after, workdir, "-m", "kdcli", "train-teacher", "--data", data, "--epochs", 5, "--out", teacher,
+                "--quiet")
+    if not soft.exists():
+        process(after, workdir, "-m", "kdcli", "soft-labels", "--teacher", teacher, "--data", data, "--out", soft,
+                "--quiet")
+    return data, teacher, soft
+
+
+def students(specs, data, teacher, workdir):
+    """Each student spec: its parameter count and the STUDENT argument `processes.py fit` takes for it."""
+    import kdcli
+
+    dataset, loaded = kdcli.load_data(str(data)), kdcli.load_model(teacher)
+    out = {}
+    for spec in specs:
+        model = kdcli.build_from_spec(spec, dataset, seed=0, teacher=loaded if spec.startswith("shrink") else None)
+        fit_spec = spec
+        if spec.startswith("shrink"):
+            fit_spec = workdir / f"student-{spec.replace(':', '-')}.keras"
+            model.save(fit_spec)
+        out[spec] = {"params": model.count_params(), "fit_spec": str(fit_spec)}
+    return out
+
+
+def configurations(spec, fit_spec, trees, data, teacher, soft, workdir, steps_per_call_one):
+    """name -> a function of the epoch count that runs the whole process once: (seconds, load)."""
+
+    def distill(tree, *extra):
+        def run(epochs):
+            shrink = ("--teacher", teacher) if spec.startswith("shrink") else ()
+            return process(tree, workdir, "-m", "kdcli", "distill", "--soft-labels", soft, *shrink, "--data", data,
+                           "--student", spec, "--epochs", epochs, "--batch-size", 64, *extra,
+                           "--out", workdir / "student-out.keras", "--quiet")
+        return run
+
+    def fit(spe):
+        return lambda epochs: process(trees["after"], workdir, HERE / "processes.py", "fit", data, fit_spec, epochs,
+                                      spe)
+
+    runs = {f"fit_spe{spe}": fit(spe) for spe in FITS}
+    runs["distill_before"] = distill(trees["before"])
+    runs["distill_after"] = distill(trees["after"])
+    if steps_per_call_one:
+        runs["distill_after_spc1"] = distill(trees["after"], "--steps-per-call", 1)
+    return runs
+
+
+def measure(runs, low, high, repeats):
+    """Interleaved: every configuration at `low` then at `high`, `repeats` times; per configuration the raw
+    runs, the best at each count and the slope between them."""
+    raw = {name: {"low": [], "high": []} for name in runs}
+    for repeat in range(repeats):
+        for point, epochs in (("low", low), ("high", high)):
+            for name, run in runs.items():
+                seconds, load = run(epochs)
+                raw[name][point].append({"s": seconds, "load": load})
+                log(f"  {name} {epochs} epochs (repeat {repeat + 1}): {seconds:.1f} s, load {load:.2f}")
+    out = {}
+    for name, r in raw.items():
+        best_low, best_high = (min(x["s"] for x in r[p]) for p in ("low", "high"))
+        out[name] = {"per_epoch_s": (best_high - best_low) / (high - low), "low_s": best_low, "high_s": best_high,
+                     "runs": r}
+    return out
+
+
+def cpu_name():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def markdown(kept):
+    m, rows = kept["machine"], kept["rows"]
+    pairs = sorted({tuple(row.get("epochs", kept["epochs"])) for row in rows})
+
+    def named(pair):
+        return ", ".join(f"`{r['student']}`" for r in rows if tuple(r.get("epochs", kept["epochs"])) == pair)
+
+    where = "; ".join(f"{lo} and {hi} for {named((lo, hi))}" for lo, hi in pairs)
+    commits = sorted({row.get("after", kept["after"]) for row in rows})
+    afters = " or ".join(commits) + (" (which row ran at which: the last paragraph)" if len(commits) > 1 else "")
+    loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
+    out = [
+        "## Several steps per call: offline distill against Keras' fastest fit",
+        "",
+        f"Whole processes, timed from start to exit (`benchmarks/steps.py`, {m['date']}): "
+        f"`kdcli distill --soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... "
+        f"--quiet` (with `--teacher T.keras` beside it for `shrink:0.25`), once at {kept['before']} (\"before\": one "
+        f"step a compiled call, the input pipeline rebuilt every epoch) and once at {afters} (\"after\": "
+        f"several steps a call over one pipeline for the run, the count chosen automatically), each from its own "
+        f"git worktree; and plain Keras `model.fit` of the same student on the hard labels, batch 64, Adam 1e-3, "
+        f"the data in memory, compiled with `steps_per_execution` 1, 32 and 128 (`benchmarks/processes.py fit "
+        f"mnist.npz S N SPE`; for `shrink:0.25` the same architecture, saved as a .keras file). Data: the MNIST "
+        f"benchmark split (8,000 training images). Teacher: `kdcli train-teacher --epochs 5`; soft labels from "
+        f"`kdcli soft-labels`. Seconds per epoch are the slope (t_high − t_low) / (high − low) between runs of "
+        f"low and high epoch counts ({where}), each the best of {kept['repeats']}; a student's runs were "
+        f"interleaved (every configuration at the low count, then at the high, twice) so that drifts in load hit "
+        f"them alike. Machine: "
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}, shared: other "
+        f"benchmarks (a long `kdcli compress`, a `kdcli distill --tune`) ran beside these, and the 1-minute load "
+        f"average before a run ranged {min(loads):.1f}–{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}), "
+        f"so absolute times are inflated and noisy; compare within a row.",
+        "",
+        "| student | params | fit spe=1 | fit spe=32 | fit spe=128 | distill before | distill after (auto) | "
+        "after ÷ fastest fit | after ÷ before |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        c = row["configs"]
+        per = {name: v["per_epoch_s"] for name, v in c.items()}
+        fastest = min(per[f"fit_spe{spe}"] for spe in FITS)
+        out.append(f"| {row['student']} | {row['params']:,} | "
+                   + " | ".join(f"{per[f'fit_spe{spe}']:.3f}" for spe in FITS)
+                   + f" | {per['distill_before']:.3f} | {per['distill_after']:.3f} | "
+                   f"{per['distill_after'] / fastest:.2f}x | {per['distill_after'] / per['distill_before']:.2f}x |")
+    order = [n for n in NAMES if any(n in row["configs"] for row in rows)]
+    out += ["", "Seconds per epoch. The bests behind each slope (low / high epochs, whole process, s):", "",
+            "| student | epochs | load before a run | " + " | ".join(NAMES[n] for n in order) + " |",
+            "| --- | --- | --- |" + " ---: |" * len(order)]
+    for row in rows:
+        c = row["configs"]
+        lo, hi = row.get("epochs", kept["epochs"])
+        here = [x["load"] for v in c.values() for p in ("low", "high") for x in v["runs"][p]]
+        out.append(f"| {row['student']} | {lo} / {hi} | {min(here):.1f}–{max(here):.1f} | " + " | ".join(
+            f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in order) + " |")
+    spc1 = [row for row in rows if "distill_after_spc1" in row["configs"]]
+    if spc1:
+        out += ["", f"To part the one pipeline from the steps a call: {afters} with `--steps-per-call 1` "
+                "(one pipeline for the run, one step a call), seconds per epoch:", "",
+                "| student | distill before | after, --steps-per-call 1 | after (auto) |", "| --- | ---: | ---: | ---: |"]
+        for row in spc1:
+            c = row["configs"]
+            out.append(f"| {row['student']} | {c['distill_before']['per_epoch_s']:.3f} | "
+                       f"{c['distill_after_spc1']['per_epoch_s']:.3f} | {c['distill_after']['per_epoch_s']:.3f} |")
+    if kept.get("notes"):
+        out += ["", kept["notes"]]
+    return "\n".join(out) + "\n"
+
+
+NAMES = {"fit_spe1": "fit spe=1", "fit_spe32": "fit spe=32", "fit_spe128": "fit spe=128",
+         "distill_before": "distill before", "distill_after": "distill after (auto)",
+         "distill_after_spc1": "after, --steps-per-call 1"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/work/bench28", help="outside the repository (the current "
+                        "directory comes first on sys.path)")
+    parser.add_argument("--students", nargs="+", default=["mlp", "shrink:0.25", "cnn"])
+    parser.add_argument("--low", type=int, default=4)
+    parser.add_argument("--high", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-spc1", action="store_true", help="skip HEAD with --steps-per-call 1")
+    parser.add_argument("--before", default=BEFORE)
+    parser.add_argument("--trees", default="/tmp", help="where the two worktrees go (kd-before, kd-after)")
+    parser.add_argument("--keep-worktrees", action="store_true")
+    parser.add_argument("--append", action="store_true", help="keep the students already in --json")
+    parser.add_argument("--tag", help="name this run's rows `SPEC (TAG)`, to keep a second pass beside a first")
+    parser.add_argument("--json", default=str(HERE / "steps.json"))
+    parser.add_argument("--markdown", default=str(HERE / "steps.md"))
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: write --markdown from kept numbers")
+    args = parser.parse_args()
+    if args.render:
+        Path(args.markdown).write_text(markdown(json.loads(Path(args.render).read_text())))
+        return
+    workdir = Path(args.workdir).resolve()
+    if workdir.is_relative_to(ROOT):
+        raise SystemExit(f"--workdir must be outside {ROOT}: the current directory would shadow the worktrees")
+    workdir.mkdir(parents=True, exist_ok=True)
+    trees = {"before": Path(args.trees) / "kd-before", "after": Path(args.trees) / "kd-after"}
+    commits = {"before": worktree(trees["before"], args.before), "after": worktree(trees["after"], "HEAD")}
+    try:
+        for name, tree in trees.items():
+            where = imported_from(tree, workdir)
+            if not where.startswith(str(tree)):
+                raise SystemExit(f"{name}: kdcli imports from {where}, not {tree}")
+        import tensorflow as tf
+
+        log("teacher and soft labels")
+        data, teacher, soft = prepare(workdir, trees["after"])
+        info = students(args.students, data, teacher, workdir)
+        order = [f"fit_spe{spe}" for spe in FITS] + ["distill_before", "distill_after"]
+        order += [] if args.no_spc1 else ["distill_after_spc1"]
+        kept = {"machine": {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                            "python": platform.python_version(), "tensorflow": tf.__version__},
+                "before": commits["before"], "after": commits["after"], "epochs": [args.low, args.high],
+                "repeats": args.repeats, "order": order, "rows": []}
+        if args.append and Path(args.json).exists():  # another run's students, kept beside this one's
+            kept["rows"] = json.loads(Path(args.json).read_text())["rows"]
+        for spec in args.students:
+            log(f"student {spec}")
+            runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, not args.no_spc1)
+            label = f"{spec} ({args.tag})" if args.tag else spec
+            kept["rows"] = [r for r in kept["rows"] if r["student"] != label]
+            kept["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
+                                 "params": info[spec]["params"], "epochs": [args.low, args.high],
+                                 "configs": measure(runs, args.low, args.high, args.repeats)})
+            Path(args.json).write_text(json.dumps(kept, indent=2))  # kept after each student
+            Path(args.markdown).write_text(markdown(kept))
+    finally:
+        if not args.keep_worktrees:
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                               capture_output=True)
+    log(f"wrote {args.json} and {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
