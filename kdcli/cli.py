@@ -733,32 +733,55 @@ def distill(
 
 
 SEARCH = "Search"
+# compress's own options.
+CompressTeacher = Annotated[Path, typer.Option(metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
+                                               help="The teacher model to compress.")]
+MaxDrop = Annotated[float, typer.Option(
+    metavar="POINTS", rich_help_panel=SEARCH,
+    help="The accuracy points the student may lose to the teacher (its test accuracy).")]
+Objective = Annotated[str, typer.Option(
+    metavar="NAME", rich_help_panel=SEARCH,
+    help="What smallest means: params, size (the artifact's bytes) or latency (batch 1, as evaluate).")]
+TargetFormat = Annotated[str, typer.Option(
+    metavar="FORMAT", rich_help_panel=SEARCH,
+    help="The artifact that must meet the target: keras, float16 or int8 (TFLite, measured as exported).")]
+SearchedStudent = Annotated[Optional[str], typer.Option(
+    metavar="SPEC", rich_help_panel=SEARCH,
+    help="shrink:1 (the teacher's architecture; default), mlp or cnn; --widths scale it.")]
+Widths = Annotated[Optional[str], typer.Option(
+    metavar="LIST", rich_help_panel=SEARCH,
+    help="Widths searched, as factors of the student's (default 0.5,0.25,0.125,0.0625,0.03125 for shrink, "
+         "2,1,0.5,0.25,0.125 for mlp and cnn).")]
+Trials = Annotated[Optional[int], typer.Option(
+    metavar="N", rich_help_panel=SEARCH, help="Trials in the study, shared by every process on it (default 16).")]
+Minutes = Annotated[Optional[float], typer.Option(
+    metavar="M", rich_help_panel=SEARCH, help="Start no trial after M minutes.")]
+TrialsDir = Annotated[Optional[Path], typer.Option(
+    help="Where the trials go (default: OUT with .trials, beside it).", metavar="DIR", rich_help_panel=RUNTIME_PANEL)]
+SearchResume = Annotated[bool, typer.Option(
+    "--resume", help="Continue the search, as compress always does when run again.", rich_help_panel=RUNTIME_PANEL)]
+SearchRestart = Annotated[bool, typer.Option(
+    "--restart", help="Delete the study and its trials' folder, and start over.", rich_help_panel=RUNTIME_PANEL)]
+CandidateLatencyRuns = Annotated[int, typer.Option(
+    min=10, help="Single-sample calls timed per candidate.", metavar="N", rich_help_panel=RUNTIME_PANEL)]
+ResultJson = Annotated[Optional[str], typer.Option(
+    "--json", help="Write the result (frontier, trials, choice) as JSON to PATH, or to stdout with -.",
+    metavar="PATH", rich_help_panel=OUTPUT)]
+FrontierPlot = Annotated[Optional[str], typer.Option(
+    help="Draw test accuracy against the objective, distilled and scratch, to a PNG (needs matplotlib).",
+    metavar="PATH", rich_help_panel=OUTPUT)]
 
 
 @command("compress")
 def compress(
-    teacher: Annotated[Path, typer.Option(metavar="PATH", rich_help_panel=TEACHER_AND_DATA,
-                                          help="The teacher model to compress.")],
-    max_drop: Annotated[float, typer.Option(
-        metavar="POINTS", rich_help_panel=SEARCH,
-        help="The accuracy points the student may lose to the teacher (its test accuracy).")] = 1.0,
-    objective: Annotated[str, typer.Option(
-        metavar="NAME", rich_help_panel=SEARCH,
-        help="What smallest means: params, size (the artifact's bytes) or latency (batch 1, as evaluate).")] = "params",
-    format: Annotated[str, typer.Option(
-        metavar="FORMAT", rich_help_panel=SEARCH,
-        help="The artifact that must meet the target: keras, float16 or int8 (TFLite, measured as exported).")] = "keras",
-    student: Annotated[Optional[str], typer.Option(
-        metavar="SPEC", rich_help_panel=SEARCH,
-        help="shrink:1 (the teacher's architecture; default), mlp or cnn; --widths scale it.")] = None,
-    widths: Annotated[Optional[str], typer.Option(
-        metavar="LIST", rich_help_panel=SEARCH,
-        help="Widths searched, as factors of the student's (default 0.5,0.25,0.125,0.0625,0.03125 for shrink, "
-             "2,1,0.5,0.25,0.125 for mlp and cnn).")] = None,
-    trials: Annotated[Optional[int], typer.Option(
-        metavar="N", rich_help_panel=SEARCH, help="Trials in the study, shared by every process on it (default 16).")] = None,
-    minutes: Annotated[Optional[float], typer.Option(
-        metavar="M", rich_help_panel=SEARCH, help="Start no trial after M minutes.")] = None,
+    teacher: CompressTeacher,
+    max_drop: MaxDrop = 1.0,
+    objective: Objective = "params",
+    format: TargetFormat = "keras",
+    student: SearchedStudent = None,
+    widths: Widths = None,
+    trials: Trials = None,
+    minutes: Minutes = None,
     study: in_panel(Study, SEARCH) = None,
     data: in_panel(Data, TEACHER_AND_DATA) = None,
     val_split: in_panel(ValSplit, TEACHER_AND_DATA) = None,
@@ -774,27 +797,16 @@ def compress(
     learning_rate: LearningRate = DISTILL_BUDGET.learning_rate,
     lr_schedule: LrSchedule = DISTILL_SCHEDULE,
     seed: Seed = DISTILL_BUDGET.seed,
-    checkpoint_dir: Annotated[Optional[Path], typer.Option(
-        help="Where the trials go (default: OUT with .trials, beside it).", metavar="DIR",
-        rich_help_panel=RUNTIME_PANEL)] = None,
+    checkpoint_dir: TrialsDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     steps_per_call: StepsPerCallOption = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the search, as compress always does when run again.",
-        rich_help_panel=RUNTIME_PANEL)] = False,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Delete the study and its trials' folder, and start over.",
-        rich_help_panel=RUNTIME_PANEL)] = False,
-    latency_runs: Annotated[int, typer.Option(min=10, help="Single-sample calls timed per candidate.", metavar="N",
-                                              rich_help_panel=RUNTIME_PANEL)] = 100,
+    resume: SearchResume = False,
+    restart: SearchRestart = False,
+    latency_runs: CandidateLatencyRuns = 100,
     debug: Debug = False,
     out: StudentOut = None,
-    json_out: Annotated[Optional[str], typer.Option(
-        "--json", help="Write the result (frontier, trials, choice) as JSON to PATH, or to stdout with -.",
-        metavar="PATH", rich_help_panel=OUTPUT)] = None,
-    plot: Annotated[Optional[str], typer.Option(
-        help="Draw test accuracy against the objective, distilled and scratch, to a PNG (needs matplotlib).",
-        metavar="PATH", rich_help_panel=OUTPUT)] = None,
+    json_out: ResultJson = None,
+    plot: FrontierPlot = None,
     quiet: Quiet = False,
 ):
     """Find the smallest student within --max-drop points of the teacher (exit 3 if none is)."""
@@ -805,15 +817,9 @@ def compress(
     from kdcli import report
     from kdcli.compression import compress as run_compress
     from kdcli.errors import EXIT_GATE_FAILED
-    from kdcli.files import check_output, write_text
+    from kdcli.files import write_text
 
-    for option, path, suffix in (("--json", json_out, None), ("--plot", plot, ".png")):
-        if path and path != "-":
-            check_output(path, suffix, option)
-    if plot == "-":
-        raise UsageError("--plot: '-' (stdout) is for --json; give a file path")
-    if plot:
-        report.require_matplotlib()
+    _check_report_outputs(json_out, plot)
     result = run_compress(
         teacher, data, out, max_drop=max_drop, objective=objective, format=format, student=student,
         widths=_numbers(widths, "--widths") if widths else None, trials=trials, minutes=minutes, study=study,
@@ -838,6 +844,23 @@ def compress(
             write(path)
     if not result["met"]:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _check_report_outputs(json_out, plot, markdown=None):
+    """Check a report's outputs and optional dependency before the (long) work: `--json` (a path, or -
+    for stdout), `--plot` (a PNG, which needs matplotlib) and `--markdown`."""
+    from kdcli import report
+    from kdcli.files import check_output
+
+    for option, path, suffix in (("--json", json_out, None), ("--markdown", markdown, None), ("--plot", plot, ".png")):
+        if path is not None and not path.strip():
+            raise UsageError(f"{option}: the path is empty (an unset variable?); give a file path")
+        if path and path != "-" and not path.startswith("/dev/"):
+            check_output(path, suffix, option)
+    if markdown == "-" or plot == "-":
+        raise UsageError(f"{'--markdown' if markdown == '-' else '--plot'}: '-' (stdout) is for --json; give a file path")
+    if plot:
+        report.require_matplotlib()
 
 
 GATES = "Gates"
@@ -883,20 +906,11 @@ def evaluate(
 
     from kdcli import pipeline, report
     from kdcli.errors import EXIT_GATE_FAILED
-    from kdcli.files import check_output, write_text
+    from kdcli.files import write_text
 
-    # Every output and optional dependency is checked before the (long) evaluation.
-    for option, path, suffix in (("--json", json_out, None), ("--markdown", markdown, None), ("--plot", plot, ".png")):
-        if path is not None and not path.strip():
-            raise UsageError(f"{option}: the path is empty (an unset variable?); give a file path")
-        if path and path != "-" and not path.startswith("/dev/"):
-            check_output(path, suffix, option)
-    if markdown == "-" or plot == "-":
-        raise UsageError(f"{'--markdown' if markdown == '-' else '--plot'}: '-' (stdout) is for --json; give a file path")
+    _check_report_outputs(json_out, plot, markdown)
     if append and not markdown:
         raise UsageError("--append adds the report to the --markdown file: give --markdown PATH")
-    if plot:
-        report.require_matplotlib()
     reporter = _loading(quiet)
     result = pipeline.evaluate(
         models, data, batch_size=batch_size, latency_runs=latency_runs,

@@ -389,9 +389,13 @@ def plot(report, path):
     Raises:
         KdcliError: matplotlib is not installed.
     """
+    _save_png(figure(report), path)
+
+
+def _save_png(fig, path):
+    """Write a figure to a PNG file, atomically."""
     from kdcli.files import atomic_path
 
-    fig = figure(report)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
@@ -480,8 +484,4 @@ def frontier_figure(result):
 
 def frontier_plot(result, path):
     """Draw `frontier_figure(result)` to a PNG file (atomically); needs matplotlib."""
-    from kdcli.files import atomic_path
-
-    fig = frontier_figure(result)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    _save_png(frontier_figure(result), path)
