@@ -14,7 +14,8 @@ The public API (see each function's docstring):
 - models: `build_model`, `build_from_spec`, `shrink`, `logits_model`
 - teacher ensembles: `ensemble_model` (one logits model, the log of the
   teachers' mean probabilities; see `kdcli.ensembles`)
-- training: `train`, `distill`, `predict_logits`
+- training: `train`, `distill`
+- inference: `predict_logits`
 - methods: `make_method` (by name: `kd`, `dkd`, `dist`), `KD`, `DKD`, `DIST`
   (see `kdcli.methods`)
 - the losses: `distillation_loss`, `distillation_loss_per_sample`,
@@ -59,7 +60,7 @@ _EXPORTS = {
     "read_provenance": "kdcli.artifacts",
     "train": "kdcli.training",
     "distill": "kdcli.training",
-    "predict_logits": "kdcli.training",
+    "predict_logits": "kdcli.inference",
     "write_soft_labels": "kdcli.soft_labels",
     "read_soft_labels": "kdcli.soft_labels",
     "evaluate_models": "kdcli.evaluation",

@@ -343,6 +343,9 @@ Strategy = Annotated[StrategyName, typer.Option(
 StepsPerCallOption = Annotated[Optional[int], typer.Option(
     help="Training steps per compiled call (default: chosen, about 0.2 s of work a call); the result is the same.",
     metavar="K", rich_help_panel=RUNTIME_PANEL)]
+Xla = Annotated[bool, typer.Option(
+    "--xla", help="Compile the training step with XLA (jit_compile); off by default: slower on CPUs.",
+    rich_help_panel=RUNTIME_PANEL)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel=RUNTIME_PANEL)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the result.", rich_help_panel=OUTPUT)]
 DryRun = Annotated[bool, typer.Option(
@@ -453,11 +456,11 @@ def _image_size(text):
 
 
 def _runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
-             steps_per_call=None):
+             steps_per_call=None, xla=False):
     """The `Runtime` of the training commands' shared options."""
     return Runtime(strategy=strategy.value, mixed_precision=mixed_precision.value, checkpoint_dir=checkpoint_dir,
                    resume=resume, restart=restart, checkpoint_every=checkpoint_every, log_dir=log_dir,
-                   steps_per_call=steps_per_call)
+                   steps_per_call=steps_per_call, xla=xla)
 
 
 def _numbers(text, option):
@@ -508,6 +511,7 @@ def train_teacher(
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     steps_per_call: StepsPerCallOption = None,
+    xla: Xla = False,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
@@ -530,7 +534,7 @@ def train_teacher(
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
-                         steps_per_call),
+                         steps_per_call, xla),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=_loading(quiet), dry_run=dry_run,
     )
@@ -698,6 +702,7 @@ def distill(
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     steps_per_call: StepsPerCallOption = None,
+    xla: Xla = False,
     log_dir: LogDir = None,
     resume: Resume = False,
     restart: Restart = False,
@@ -725,7 +730,7 @@ def distill(
                       lr_schedule=lr_schedule.value, seed=seed, augment=augment, patience=patience,
                       max_epochs=max_epochs, refit=refit, monitor=monitor),
         runtime=_runtime(strategy, mixed_precision, checkpoint_dir, resume, restart, checkpoint_every, log_dir,
-                         steps_per_call),
+                         steps_per_call, xla),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
         reporter=_loading(quiet), dry_run=dry_run,
     )
@@ -800,6 +805,7 @@ def compress(
     checkpoint_dir: TrialsDir = None,
     checkpoint_every: CheckpointEvery = RUNTIME.checkpoint_every,
     steps_per_call: StepsPerCallOption = None,
+    xla: Xla = False,
     resume: SearchResume = False,
     restart: SearchRestart = False,
     latency_runs: CandidateLatencyRuns = 100,
@@ -826,7 +832,7 @@ def compress(
         budget=Budget(batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule.value, seed=seed,
                       patience=patience, max_epochs=max_epochs, monitor=monitor),
         runtime=Runtime(checkpoint_dir=checkpoint_dir, resume=resume, restart=restart, checkpoint_every=checkpoint_every,
-                        steps_per_call=steps_per_call),
+                        steps_per_call=steps_per_call, xla=xla),
         data_options=_data_options(val_split, image_size, color_mode, num_classes), latency_runs=latency_runs,
         unsafe=unsafe, reporter=_loading(quiet))
     clear_status()

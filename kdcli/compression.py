@@ -200,9 +200,9 @@ class Measure:
         from kdcli.evaluation import measure_latency, open_model
         from kdcli.export import export_model
         from kdcli.files import artifact_size
+        from kdcli.inference import accuracy
         from kdcli.model_files import save_model
         from kdcli.models import count_params, with_head
-        from kdcli.training import accuracy
 
         plan = self.plan
         with plan.strategy.scope():

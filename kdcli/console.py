@@ -62,7 +62,7 @@ class Display:
     """What training and batched inference tell a progress display, as no-ops to override.
 
     `start(total)`, `advance(logs, steps=1)` and `stop()` frame a run of `total`
-    steps (batched inference, `kdcli.training.iter_logits`, tells only
+    steps (batched inference, `kdcli.inference.iter_logits`, tells only
     these); training also tells `say(line)`, a line of talk (where a resumed
     run continues), and `epoch_end(epoch, epochs, logs, last)`, a finished
     epoch's figures. A `total` of None is a run whose length is not known in

@@ -118,7 +118,7 @@ def ensemble_accuracies(members, split, batch_size=256):
         `(each, ensemble)`: a list of fractions, one per teacher, and the
         ensemble's fraction (for one teacher, its own).
     """
-    from kdcli.training import predict_logits  # looked up when called: the runs over a split can be counted
+    from kdcli.inference import predict_logits  # looked up when called: the runs over a split can be counted
 
     logits = [predict_logits(model, split, batch_size) for model in members]
     combined = np.asarray(log_mean_softmax(logits)) if len(logits) > 1 else logits[0]

@@ -19,9 +19,9 @@ from kdcli._tf import native_output_silenced, tf
 from kdcli.artifacts import read_provenance
 from kdcli.errors import KdcliError
 from kdcli.files import artifact_size
+from kdcli.inference import predict_logits
 from kdcli.model_files import load_model, model_format
 from kdcli.models import check_compatible, check_shapes, count_params, logits_model
-from kdcli.training import predict_logits
 
 SCHEMA = "kdcli.evaluate/1"
 WARMUP_CALLS = 20

@@ -33,15 +33,11 @@ import time
 
 import numpy as np
 
-from kdcli._tf import tf
 from kdcli.console import Display, plural
-from kdcli.data import iterate
 from kdcli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, KdcliError
+from kdcli.inference import Inference
 from kdcli.logs import TrainingLog
 from kdcli.options import PLATEAU_FACTOR, plateau_patience
-
-# Samples per call when measuring the validation split.
-VALIDATION_BATCH = 256
 
 
 @dataclasses.dataclass
@@ -198,13 +194,11 @@ class Validator:
     last_logits = None
 
     def __init__(self, model, split):
-        self.split = split
-        self._infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+        self.split, self._infer = split, Inference(model)
 
     def __call__(self):
         split = self.split
-        logits = np.concatenate([self._infer(x).numpy().astype(np.float64)
-                                 for x, _ in iterate(split.batches(VALIDATION_BATCH))])
+        logits = self._infer(split).astype(np.float64)
         self.last_logits = logits
         log_p = log_softmax(logits)
         return float(np.mean(logits.argmax(1) == split.y)), float(-np.mean(log_p[np.arange(len(split)), split.y]))

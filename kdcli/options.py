@@ -178,7 +178,8 @@ class Runtime:
             step or epoch boundary (0: at the end of every epoch).
         log_dir: a folder for training logs (TensorBoard and CSV), or None.
         steps_per_call: training steps one compiled call runs; None: chosen
-            as the run goes (`kdcli.training.StepsPerCall`).
+            as the run goes (`kdcli.inference.StepsPerCall`).
+        xla: compile the training step with XLA (`jit_compile`).
     """
 
     strategy: str = "default"
@@ -189,6 +190,7 @@ class Runtime:
     checkpoint_every: float = 60.0
     log_dir: Path | None = None
     steps_per_call: int | None = None
+    xla: bool = False
 
     def __post_init__(self):
         if self.steps_per_call is not None and not (isinstance(self.steps_per_call, int) and self.steps_per_call >= 1):
@@ -216,4 +218,4 @@ class Runtime:
 
     def record(self):
         """What provenance keeps of the runtime: how the run computed (not where it saved)."""
-        return {"strategy": self.strategy, "mixed_precision": self.mixed_precision}
+        return {"strategy": self.strategy, "mixed_precision": self.mixed_precision, **({"xla": True} if self.xla else {})}

@@ -132,7 +132,7 @@ def _metrics(model, data, history, prefix=""):
     """What a training run reached, for provenance: test accuracy, epochs, and with `--epochs auto`
     the best epoch, why the run stopped, the validation curve (and the step size's halvings).
     `prefix` names a `--baseline` run's."""
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     metrics = {"test_accuracy": accuracy(model, data.test), "train_accuracy": history["accuracy"][-1],
                "train_seconds": history["seconds"], "epochs": len(history["loss"])}
@@ -213,6 +213,7 @@ def train_teacher(
         model, data, budget, progress=reporter.progress("training teacher"), checkpoint_dir=checkpoint_dir,
         resume=runtime.resume, restart=runtime.restart, run_config={"arch": arch}, strategy=strategy,
         checkpoint_every=runtime.checkpoint_every, log_dir=runtime.log_for(), steps_per_call=runtime.steps_per_call,
+        xla=runtime.xla,
     )
     metrics = _metrics(model, data, history)
     hyper = {"arch": arch, "width": width, "depth": depth, **budget.record(), **runtime.record(),
@@ -255,8 +256,8 @@ def make_soft_labels(teacher, data, out, *, batch_size=256, dtype="float32", dat
     check_output(out, ".h5")
     data = resolve_data(data, data_options, *teachers)  # before TensorFlow: a data error answers at once
     from kdcli.ensembles import ensemble_head, ensemble_model, ensemble_sha256
+    from kdcli.inference import iter_logits
     from kdcli.soft_labels import shard_rows, write_soft_labels
-    from kdcli.training import iter_logits
 
     members, heads = load_teachers(teachers, data, unsafe)
     shas = [sha256_file(path) for path in teachers]
@@ -443,7 +444,7 @@ def teacher_logits_for(plan, reporter):
 
         return teacher_logits(plan.source.soft_labels)
     if plan.source.kind == LOGITS:
-        from kdcli.training import predict_logits
+        from kdcli.inference import predict_logits
 
         return predict_logits(plan.source.model, plan.data.train, progress=reporter.progress("teacher logits"))
     return None
@@ -460,7 +461,7 @@ def _train(plan, run, model, logits, reporter, prune=None, resume=None):
               "log_dir": runtime.log_for(run.folder), "prune": prune, "strategy": plan.strategy,
               "resume": runtime.resume if resume is None else resume,
               "restart": runtime.restart if resume is None else False, "checkpoint_every": runtime.checkpoint_every,
-              "steps_per_call": runtime.steps_per_call}
+              "steps_per_call": runtime.steps_per_call, "xla": runtime.xla}
     if run.scratch:
         return train(model, plan.data, budget, run_config={"student": plan.student}, **common)
     method = plan.request.method if run.trial is None else run.trial.make_method()

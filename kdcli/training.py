@@ -35,7 +35,6 @@ that this loop does.
   of replicas, which weighs the samples of unevenly split batches unequally.
 """
 
-import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -45,7 +44,8 @@ import numpy as np
 from kdcli._tf import keras, tf
 from kdcli.augment import NEEDS_TEACHER, has_mixup, make_augment, mix, parse_augment, resolve_augment
 from kdcli.checkpoints import Checkpoints, claim_checkpoints
-from kdcli.data import ArrayColumn, Column, Split, data_errors, iterate, stratified_split, take_rows
+from kdcli.data import ArrayColumn, Column, Split, data_errors, stratified_split, take_rows
+from kdcli.distribute import is_multi_worker
 from kdcli.errors import EXIT_INTERRUPTED, KdcliError, UsageError
 from kdcli.faults import fault_point
 from kdcli.hooks import (
@@ -61,6 +61,7 @@ from kdcli.hooks import (
     TrainState,
     ValidationScores,
 )
+from kdcli.inference import StepsPerCall, predict_logits
 from kdcli.methods import DEFAULT_METHOD, make_method
 from kdcli.methods.hard import HardLabels
 from kdcli.options import Budget, refit_folder
@@ -71,44 +72,6 @@ CHECK_EVERY = 16
 CHECKPOINT_EVERY = 60.0
 # Folded into a step's seed for mixup's random numbers, so that they differ from the shift's.
 MIXUP_STREAM = 1
-
-
-class StepsPerCall:
-    """How many training steps one compiled call runs (`--steps-per-call`): `fixed`, or chosen from the
-    calls' times: as many as take about `TARGET` seconds (at most `MOST`), so that the cost of a call
-    is spread over many steps of a small model, while a checkpoint, Ctrl-C or SIGTERM, which wait for
-    the call to end, still land within a fraction of a second. The steps and their results are the
-    same whatever the count: only where the loop may stop changes."""
-
-    TARGET, MOST = 0.2, 128
-    # Workers of a multi-worker run must run the same steps per call: a count fixed in advance.
-    MULTI_WORKER = 16
-
-    def __init__(self, fixed=None, clock=time.perf_counter):
-        self.fixed, self.count, self.per_step, self.calls, self.clock = fixed, fixed or 1, None, 0, clock
-
-    @classmethod
-    def of(cls, given, strategy):
-        """The count for `--steps-per-call given` (None: chosen) under `strategy`."""
-        from kdcli.distribute import is_multi_worker
-
-        return cls(given or (cls.MULTI_WORKER if is_multi_worker(strategy) else None))
-
-    def size(self, left):
-        """The next call's steps, with `left` steps left in the epoch."""
-        return min(self.count, left)
-
-    @contextlib.contextmanager
-    def timed(self, count):
-        """Time a call of `count` steps, and choose the next count from it (the first call traces)."""
-        started = self.clock()
-        yield
-        self.calls += 1
-        if self.fixed or self.calls == 1:
-            return
-        seconds = (self.clock() - started) / count
-        self.per_step = seconds if self.per_step is None else 0.7 * self.per_step + 0.3 * seconds
-        self.count = int(max(1, min(self.MOST, self.TARGET // max(self.per_step, 1e-6))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +91,12 @@ class RunOptions:
     checkpoint_every: float = CHECKPOINT_EVERY
     log_dir: object = None
     steps_per_call: int = None
+    xla: bool = False
 
 
 def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resume=False, restart=False,
           run_config=None, strategy=None, prune=None, checkpoint_every=CHECKPOINT_EVERY, log_dir=None,
-          steps_per_call=None, **options):
+          steps_per_call=None, xla=False, **options):
     """Train a model on the hard labels of the training split of `data`.
 
     Args:
@@ -179,6 +143,9 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             TensorBoard scalars and in `metrics.csv`.
         steps_per_call: training steps run by one compiled call; None: chosen
             as the run goes (see `StepsPerCall`). The result is the same.
+        xla: compile the training step with XLA (`jit_compile`); off by
+            default: on a CPU it measured slower for kdcli's students (see
+            the speed guide).
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -195,13 +162,13 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
     budget = _budget(budget, options, epochs=20)
     options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
                          run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
-                         log_dir=log_dir, steps_per_call=steps_per_call)
+                         log_dir=log_dir, steps_per_call=steps_per_call, xla=xla)
     return _fit_and_refit(model, data, budget, HardLabels(), options)
 
 
 def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, method=None, progress=None,
             checkpoint_dir=None, resume=False, restart=False, run_config=None, strategy=None, prune=None,
-            checkpoint_every=CHECKPOINT_EVERY, log_dir=None, steps_per_call=None, **options):
+            checkpoint_every=CHECKPOINT_EVERY, log_dir=None, steps_per_call=None, xla=False, **options):
     """Train a student on `data` with a distillation method.
 
     Give exactly one source of teacher logits: `teacher_logits`, whose row
@@ -222,8 +189,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
             `kdcli.methods.make_method(name, ...)`); by default Hinton's KD
             with `T = 4`, `alpha = 0.9`.
         progress, checkpoint_dir, resume, restart, run_config, strategy, prune, checkpoint_every, log_dir,
-            steps_per_call: as in
-            `train`.
+            steps_per_call, xla: as in `train`.
         **options: the budget's fields as keywords, when `budget` is not given.
 
     Returns:
@@ -245,7 +211,7 @@ def distill(student, data, budget=None, *, teacher_logits=None, teacher=None, me
         teacher_logits = ArrayColumn(np.asarray(teacher_logits, dtype=np.float32), "teacher logits")
     options = RunOptions(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, restart=restart,
                          run_config=run_config, strategy=strategy, prune=prune, checkpoint_every=checkpoint_every,
-                         log_dir=log_dir, steps_per_call=steps_per_call)
+                         log_dir=log_dir, steps_per_call=steps_per_call, xla=xla)
     return _fit_and_refit(student, data, budget, method, options, teacher_logits=teacher_logits, teacher=teacher)
 
 
@@ -286,12 +252,13 @@ def _fit(model, data, budget, method, options, teacher_logits=None, teacher=None
     kdcli's own). Returns the history.
     """
     setup = _Setup.of(data, budget, method, options, teacher_logits)
-    step = build_step(model, method, budget, setup, teacher=teacher, log_terms=options.log_dir is not None)
+    step = build_step(model, method, budget, setup, teacher=teacher, log_terms=options.log_dir is not None,
+                      xla=options.xla)
     state = TrainState(setup.epochs, setup.steps, len(setup.split), checkpointed=options.checkpoint_dir is not None)
     hooks = _hooks(model, data, budget, method, setup, step, state, options, teacher)
     hooks.on_train_begin(state)
     started = time.perf_counter()
-    calls, batches = StepsPerCall.of(options.steps_per_call, setup.strategy), None
+    calls, batches = StepsPerCall.of(options.steps_per_call, is_multi_worker(setup.strategy)), None
     try:
         for epoch in state.epochs_left():
             state.begin_epoch(epoch)
@@ -387,9 +354,10 @@ class _Setup:
         return iter(self.strategy.experimental_distribute_dataset(batches.with_options(options)))
 
 
-def build_step(model, method, budget, setup, *, teacher=None, log_terms=False):
+def build_step(model, method, budget, setup, *, teacher=None, log_terms=False, xla=False):
     """The run's `TrainStep`: its optimizer (with the step size's schedule) and running sums, built in
-    the strategy's scope. `log_terms`: also sum the loss's parts, for the training logs."""
+    the strategy's scope. `log_terms`: also sum the loss's parts, for the training logs; `xla`: compile
+    each step with XLA."""
     with setup.strategy.scope():
         rate = budget.learning_rate
         if budget.lr_schedule == "cosine":
@@ -399,7 +367,7 @@ def build_step(model, method, budget, setup, *, teacher=None, log_terms=False):
         trained = [*model.trainable_variables, *method.variables]
         optimizer.build(trained)
         return TrainStep(model, method, optimizer, trained, setup, teacher=teacher,
-                         term_names=method.term_names if log_terms else ())
+                         term_names=method.term_names if log_terms else (), xla=xla)
 
 
 class TrainStep:
@@ -411,7 +379,7 @@ class TrainStep:
     `CHECK_EVERY` steps (`check_finite`), for a checkpoint, and at the end of an epoch (`sums`).
     """
 
-    def __init__(self, model, method, optimizer, trained, setup, *, teacher=None, term_names=()):
+    def __init__(self, model, method, optimizer, trained, setup, *, teacher=None, term_names=(), xla=False):
         self.model, self.method, self.optimizer, self.trained, self.teacher = model, method, optimizer, trained, teacher
         self.strategy, self.seed, self.steps = setup.strategy, setup.seed, setup.steps
         self.shift, self.mixup = setup.shift, setup.mixup
@@ -425,6 +393,8 @@ class TrainStep:
             self.term_sums = {name: tf.Variable(0.0, dtype=tf.float64, **summed) for name in term_names}
         self._epoch_number = None
         self._compiled = tf.function(self._run, reduce_retracing=True)
+        # XLA compiles the step, not the loop around it, which reads the input pipeline (as Keras does).
+        self._step = tf.function(self._replica_step, jit_compile=True) if xla else self._replica_step
 
     def begin_epoch(self, epoch):
         for total in self.term_sums.values():
@@ -446,7 +416,7 @@ class TrainStep:
         # The same step `count` times, in order: a while loop in the graph (as Keras' steps_per_execution).
         for i in tf.range(count):
             step_seed = first_seed + tf.stack([tf.constant(0, tf.int64), i])
-            self.strategy.run(self._replica_step, args=(step_seed, epoch_number, *next(iterator)))
+            self.strategy.run(self._step, args=(step_seed, epoch_number, *next(iterator)))
 
     def _replica_step(self, step_seed, epoch_number, x, y, *given_logits):
         method, labels, mixed = self.method, y, None
@@ -532,7 +502,7 @@ class TrainStep:
 def _hooks(model, data, budget, method, setup, step, state, options, teacher=None):
     """The run's hooks, in the order they are told (see `kdcli.hooks`); with `options.resume`,
     `state` and the hooks continue the last good checkpoint."""
-    from kdcli.distribute import is_chief, is_multi_worker, worker_id
+    from kdcli.distribute import is_chief, worker_id
 
     strategy, auto = setup.strategy, budget.auto
     stopping = EarlyStopping(_validation_scores(model, budget, method, setup, teacher), budget.patience,
@@ -606,50 +576,3 @@ def _weigh(weight, own, partner):
 
 class NonFiniteLoss(KdcliError):
     """The training loss became NaN or infinite (exit code 4)."""
-
-
-def _as_split(x):
-    if isinstance(x, Split):
-        return x
-    x = np.asarray(x)
-    return Split(ArrayColumn(x, "inputs"), None, np.zeros(len(x), np.int64))
-
-
-def iter_logits(model, x, batch_size=256, progress=None):
-    """Yield the model's outputs for `x` (an array or a `Split`), one batch at a time.
-
-    Memory stays bounded by one batch, whatever the size of `x`.
-    """
-    split = _as_split(x)
-    infer = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-    if progress is not None:
-        progress.start(-(-len(split) // batch_size))
-    try:
-        for x_batch, _ in iterate(split.batches(batch_size)):
-            yield infer(x_batch).numpy().astype(np.float32)
-            if progress is not None:
-                progress.advance({})
-    finally:
-        if progress is not None:
-            progress.stop()
-
-
-def predict_logits(model, x, batch_size=256, progress=None):
-    """Run `model` over `x` (an array or a `Split`) in batches; returns a float32 array.
-
-    Args:
-        model: a Keras model (use `kdcli.logits_model` to get a softmax teacher's logits).
-        x: the inputs, an array with a leading sample axis, or a `kdcli.data.Split`.
-        batch_size: samples per call.
-        progress: optional progress object, told about every batch.
-
-    Returns:
-        A NumPy array of shape `(len(x), outputs)`.
-    """
-    return np.concatenate(list(iter_logits(model, x, batch_size, progress)), axis=0)
-
-
-def accuracy(model, split, batch_size=256):
-    """Top-1 accuracy of `model` on a `Split` (such as `data.test`), as a fraction."""
-    logits = predict_logits(model, split, batch_size)
-    return float(np.mean(np.argmax(logits, axis=-1) == split.y))

@@ -71,7 +71,7 @@ def test_evaluate_json_on_stdout(pipeline):
     assert second["accuracy_change_points"] == pytest.approx(100 * (second["accuracy"] - first["accuracy"]))
     # accuracy is computed on the test split
     data = kdcli.load_data("digits")
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     assert first["accuracy"] == pytest.approx(accuracy(kdcli.load_model(pipeline["teacher"]), data.test))
 

@@ -288,8 +288,9 @@ def test_streamed_shuffle_visits_every_sample_once_with_aligned_columns(tmp_path
 
 
 def test_large_in_memory_arrays_are_read_by_windows_into_the_same_batches(monkeypatch):
-    """Above NATIVE_BYTES in-memory arrays go through NumPy a window at a time (TensorFlow would hold
-    copies of them): the batches, soft-label columns included, are exactly those of the native path."""
+    """In-memory arrays that TensorFlow would copy beyond NATIVE_BYTES, or that come to more than
+    GRAPH_BYTES, go through NumPy a window at a time: the batches, soft-label columns included, are
+    exactly those of the native path."""
     from kdcli.data import batching
 
     data = kdcli.load_data("digits", val_split=0.1)
@@ -305,6 +306,7 @@ def test_large_in_memory_arrays_are_read_by_windows_into_the_same_batches(monkey
 
     native = epochs()
     monkeypatch.setattr(batching, "NATIVE_BYTES", 0)
+    monkeypatch.setattr(batching, "GRAPH_BYTES", 0)
     # windows of 86 samples, several per epoch, over blocks small enough that a window would reorder them
     monkeypatch.setattr(batching, "WINDOW_BYTES", 86 * (64 + 10) * 4)
     monkeypatch.setattr(batching, "BLOCK_ROWS", 16)

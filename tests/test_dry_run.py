@@ -28,13 +28,16 @@ def teachers(tmp_path_factory):
 def nothing_runs(monkeypatch):
     """Training, and any teacher run over the data, fail the test."""
     import kdcli.ensembles
+    import kdcli.inference
     import kdcli.training
 
     def refuse(*args, **kwargs):
         raise AssertionError("a dry run trained a model or ran a teacher over the data")
 
-    for name in ("train", "distill", "predict_logits", "iter_logits"):
+    for name in ("train", "distill"):
         monkeypatch.setattr(kdcli.training, name, refuse)
+    for name in ("predict_logits", "iter_logits"):
+        monkeypatch.setattr(kdcli.inference, name, refuse)
     monkeypatch.setattr(kdcli.ensembles, "ensemble_accuracies", refuse)
 
 

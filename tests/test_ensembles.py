@@ -96,7 +96,7 @@ def test_one_shot_distill_from_two_teachers(teachers, tmp_path):
     assert r.stdout == f"{out}\n"
     data = kdcli.load_data("digits")
     a, c = kdcli.load_model(teachers["a"]), kdcli.load_model(teachers["c"])
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     record = kdcli.read_provenance(out)
     metrics = record["metrics"]

@@ -58,7 +58,7 @@ def test_every_method_runs_from_every_teacher_mode(pipeline, tmp_path, method):
                                           ("dkd", {"warmup": 2}), ("dkd", {"standardize": True, "warmup": 2}),
                                           ("dist", {})])
 def test_every_method_learns(pipeline, name, params):
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     data = kdcli.load_data("digits")
     student = kdcli.build_model("mlp", data, width=16, role="student", seed=0)

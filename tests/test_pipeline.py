@@ -36,7 +36,7 @@ def test_student_is_smaller_and_trained(pipeline):
     student = kdcli.load_model(pipeline["student"])
     assert student.count_params() * 5 <= teacher.count_params()
     data = kdcli.load_data("digits")
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     assert accuracy(student, data.test) > 0.5  # 3 epochs: far above chance (0.1)
 

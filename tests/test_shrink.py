@@ -32,7 +32,7 @@ def test_shrink_a_convolutional_teacher_to_a_sixteenth(tmp_path):
     )
     history = kdcli.train(student, data, epochs=3, learning_rate=3e-3, lr_schedule="constant")
     assert history["loss"][-1] < history["loss"][0]
-    from kdcli.training import accuracy
+    from kdcli.inference import accuracy
 
     assert accuracy(student, data.test) > 0.8
 

@@ -7,7 +7,7 @@ import pytest
 import kdcli
 import kdcli.training
 from kdcli.options import Budget
-from kdcli.training import StepsPerCall
+from kdcli.inference import StepsPerCall
 
 from conftest import assert_one_line_error, run_cli
 

@@ -67,11 +67,11 @@ def test_one_shot_takes_the_data_from_the_teachers_provenance(pipeline, tmp_path
 
 
 def test_teacher_logits_are_computed_once_not_per_epoch(pipeline, tmp_path, monkeypatch):
-    from kdcli import training
+    from kdcli import inference
 
     calls = []
-    original = training.predict_logits
-    monkeypatch.setattr(training, "predict_logits", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = inference.predict_logits
+    monkeypatch.setattr(inference, "predict_logits", lambda *a, **k: calls.append(1) or original(*a, **k))
     r = run_cli("distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "3",
                 "--out", tmp_path / "s.keras")
     assert r.exit_code == 0, r.stderr

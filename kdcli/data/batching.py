@@ -5,16 +5,20 @@ import re
 
 import numpy as np
 
-from kdcli.data.columns import ArrayColumn, as_texts, is_text
+from kdcli.data.columns import ArrayColumn, as_texts, is_text, shares_memory
 from kdcli.errors import KdcliError, first_line as _first_line
 
 # Shuffling of data on disk: blocks of contiguous rows, read a window of blocks at a time.
 BLOCK_ROWS = 1024
 WINDOW_BLOCKS = 8
 WINDOW_BYTES = 64 << 20
-# In-memory arrays up to this size are batched by TensorFlow ops rather than Python: as fast, but
-# TensorFlow holds about three copies of them; larger ones are read a window at a time, like files.
+# In-memory arrays are batched by TensorFlow ops rather than Python (faster), in place where TensorFlow
+# can share their memory (`ArrayColumn.tensor`), else from a copy: when the copies would come to more
+# than NATIVE_BYTES, or the arrays to more than GRAPH_BYTES (tf.distribute serialises a pipeline's graph,
+# arrays included, to shard it across workers, and a graph holds at most 2 GiB), they are read a window
+# at a time, like files.
 NATIVE_BYTES = 256 << 20
+GRAPH_BYTES = 1 << 30
 # Marks an error raised inside a tf.data function, to be turned back into a KdcliError.
 _ERROR_MARK = "kdcli-error: "
 
@@ -89,7 +93,8 @@ class Split:
         columns = (self.x, *extra)
         in_memory = all(isinstance(c, ArrayColumn) for c in columns)
         seeds = [shuffle_seed] if epochs is None else [(shuffle_seed, int(e)) for e in epochs]
-        if in_memory and sum(c.array.nbytes for c in columns) < NATIVE_BYTES:
+        if in_memory and sum(c.array.nbytes for c in columns if not shares_memory(c.array)) < NATIVE_BYTES \
+                and sum(c.array.nbytes for c in columns) < GRAPH_BYTES:
             return self._native_batches(batch_size, seeds, extra)
         sequential = any(c.sequential for c in columns)
         if sequential or in_memory:
@@ -145,28 +150,24 @@ class Split:
         return _over_epochs(len(seeds), epoch_batches).prefetch(tf.data.AUTOTUNE)
 
     def _native_batches(self, batch_size, seeds, extra):
-        """In-memory arrays: the same batches, gathered by TensorFlow ops (no Python per batch)."""
+        """In-memory arrays: the same batches, gathered by TensorFlow ops (no Python per batch) from
+        the arrays themselves: no copy where TensorFlow can share their memory (`ArrayColumn.tensor`)."""
         from kdcli._tf import tf
 
-        if not hasattr(self, "_tensors"):
-            self._tensors = {}
-        tensors = []
-        for column in (self.x, *extra):
-            if id(column) not in self._tensors:
-                array = column.array if column is not self.x or self.rows is None else column.array[self.rows]
-                if column is not self.x and not np.all(np.isfinite(array)):
-                    raise KdcliError(f"{column.label}: holds NaN or infinite values; regenerate it")
-                # the column is kept with its tensor, so its id cannot be reused by another column
-                self._tensors[id(column)] = (column, tf.constant(array))
-            tensors.append(self._tensors[id(column)][1])
+        for column in extra:
+            if not np.all(np.isfinite(column.array)):
+                raise KdcliError(f"{column.label}: holds NaN or infinite values; regenerate it")
+        tensors = [column.tensor() for column in (self.x, *extra)]
         labels = tf.constant(self.y)
+        # the samples' rows in the input column (its extra columns hold the split's samples only)
+        rows = None if self.rows is None else tf.constant(self.rows)
         orders = _Orders(len(self), seeds)
-
         text = self.is_text  # NumPy strings become tf.string (str as UTF-8), kept as they are
 
         def gather(idx):
-            x, *rest = [tf.gather(t, idx) for t in tensors]
-            return (x if text else tf.cast(x, tf.float32), tf.gather(labels, idx), *[tf.cast(r, tf.float32) for r in rest])
+            x = tf.gather(tensors[0], idx if rows is None else tf.gather(rows, idx))
+            return (x if text else tf.cast(x, tf.float32), tf.gather(labels, idx),
+                    *[tf.cast(tf.gather(t, idx), tf.float32) for t in tensors[1:]])
 
         def epoch_batches(index):
             order = tf.numpy_function(orders, [index], tf.int64, stateful=False)
@@ -174,7 +175,11 @@ class Split:
             return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
         ds = _over_epochs(len(seeds), epoch_batches)
-        return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        # tf.data's graph rewrites serialise the pipeline's graph, the arrays it holds with it: a copy
+        options = tf.data.Options()
+        options.experimental_optimization.apply_default_optimizations = False
+        return ds.with_options(options)
 
     def arrays(self):
         """The whole split in memory, `(x, y)`; for small data and notebooks (text: an object array of str)."""

@@ -21,6 +21,24 @@ SCAN_ROWS = 8192
 TEXT_KINDS = "USO"
 # The dtype of text read from files: an object array of Python str.
 TEXT_DTYPE = np.dtype(object)
+# The alignment (bytes) under which TensorFlow can use an array's memory as it is (see `shares_memory`).
+ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialised C-ordered array whose data start on an `ALIGNMENT`-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def shares_memory(array):
+    """Whether TensorFlow can take `array` without a copy (through DLPack): numbers, C-ordered,
+    writable and aligned."""
+    return (array.dtype.kind in "biuf" and array.flags.c_contiguous and array.flags.writeable
+            and array.ctypes.data % ALIGNMENT == 0)
 
 
 def is_text(dtype):
@@ -97,9 +115,21 @@ class ArrayColumn(Column):
     def __init__(self, array, label="x"):
         self.array, self.label = array, label
         self.n, self.sample_shape, self.dtype = len(array), tuple(array.shape[1:]), array.dtype
+        self._tensor = None
 
     def read(self, rows):
         return self.array[rows]
+
+    def tensor(self):
+        """The array as a TensorFlow tensor, made once: the array's own memory where TensorFlow can
+        share it (`shares_memory`: .npz files are read so), else a copy."""
+        if self._tensor is None:
+            from kdcli._tf import tf
+
+            shared = shares_memory(self.array)
+            self._tensor = tf.experimental.dlpack.from_dlpack(self.array.__dlpack__()) if shared else \
+                tf.constant(self.array)
+        return self._tensor
 
 
 class RowsColumn(Column):

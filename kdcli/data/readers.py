@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn, TextColumn
+from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn, TextColumn, aligned_empty
 from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, SAMPLES, make_dataset
 from kdcli.data.validation import check_image, check_inputs
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
@@ -101,6 +101,10 @@ def load_data(spec, val_split=0.2, image_size=None, color_mode="auto", num_class
     return _from_h5(spec, path, options)
 
 
+# Bytes per read of an .npz member.
+READ_BYTES = 1 << 20
+
+
 def _read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -114,7 +118,7 @@ def _read_npz(path):
 
 def _read_member(path, npz, key):
     try:
-        return npz[key]
+        return _read_aligned(npz, key)
     except ValueError as e:
         if "allow_pickle" not in str(e):
             raise
@@ -123,6 +127,29 @@ def _read_member(path, npz, key):
             f"{key}.astype('float32'), or {key}.astype(str) for text"
         raise KdcliError(f"{path}: {key} is an array of Python objects, which kdcli does not unpickle; "
                          f"save it as numbers or strings: {fix}") from None
+
+
+def _read_aligned(npz, key):
+    """An .npz member read straight into an aligned array (`aligned_empty`), which TensorFlow then uses
+    without a copy of its own; arrays of other layouts (Fortran order, strings, objects) as NumPy reads
+    them."""
+    if f"{key}.npy" not in npz.zip.namelist():
+        return npz[key]
+    with npz.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_2_0 if version >= (2, 0) else np.lib.format.read_array_header_1_0
+        shape, fortran, dtype = header(f)
+        if fortran or dtype.kind not in "biuf" or dtype.hasobject:
+            return npz[key]
+        array = aligned_empty(shape, dtype)
+        view = memoryview(array.reshape(-1).view(np.uint8))
+        filled = 0
+        while filled < len(view):
+            read = f.readinto(view[filled:filled + READ_BYTES])  # a zip member reads a copy of what is asked
+            if not read:
+                raise ValueError(f"{key}: the file ends {len(view) - filled} bytes early")
+            filled += read
+        return array
 
 
 def _from_h5(spec, path, options):
