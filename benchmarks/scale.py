@@ -14,12 +14,11 @@ is the process's own (`VmHWM`), TensorFlow included: flat when the peak at 10x t
 import argparse
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from kdcli.data.batching import NATIVE_BYTES
 
 from common import ROOT, kdcli, timed_process, verdict
 
@@ -36,6 +35,8 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 """
 CHUNK_ROWS = 50_000
 REPEATS = 2
+# The rows of the in-memory baseline: a process that holds next to no data.
+BASELINE_ROWS = 1_000
 
 
 def write_images(h5_path, npz_path, n, seed=0):
@@ -65,112 +66,160 @@ def evict(path):
         os.close(fd)
 
 
-def measured(data, *args):
-    """Run `kdcli ARGS --quiet` in its own process, `data` read cold: (wall seconds, its peak resident MiB)."""
+def measured(data, *args, tree=ROOT):
+    """Run `kdcli ARGS --quiet` of `tree` in its own process, `data` read cold: (wall seconds, its peak
+    resident MiB)."""
     evict(data)
-    seconds, out = timed_process("-c", MEASURED_KDCLI, *args, "--quiet", cwd=ROOT)
+    seconds, out = timed_process("-c", MEASURED_KDCLI, *args, "--quiet", cwd=tree)
     return seconds, int(out.strip().splitlines()[-1]) / 1024
 
 
-def bench_scale(workdir, rows=1_000_000):
+def bench_scale(workdir, rows=1_000_000, trees=None):
     """soft-labels and 1-epoch distill over `rows // 10` and `rows` images, streamed (.h5) and in memory (.npz),
-    each the fastest of `REPEATS` runs, with the highest peak.
+    each the fastest of `REPEATS` runs, with the highest peak; and in memory over `BASELINE_ROWS`, the
+    baseline that in-memory peaks are measured from. `trees`: label -> a kdcli source tree (default: this one).
 
-    Returns `{"rows": [small, large], "runs": [{command, form, rows, seconds, peak_mb}, ...]}`.
+    Returns `{"rows": [small, large], "baseline_rows": n, "trees": {label: [{command, form, rows, seconds,
+    peak_mb}, ...]}}`.
     """
-    workdir = Path(workdir)
+    workdir, trees = Path(workdir), trees or {"after": ROOT}
     sizes = (rows // 10, rows)
     teacher = workdir / "scale-teacher.keras"
-    runs = []
-    for n in sizes:
+    runs = {label: [] for label in trees}
+    for n in (BASELINE_ROWS, *sizes):
         data = {"streamed": workdir / f"scale-{n}.h5", "in memory": workdir / f"scale-{n}.npz"}
         write_images(data["streamed"], data["in memory"], n)
-        if not teacher.exists():  # a small mlp teacher, one epoch on the smaller set: only its speed matters
+        if not teacher.exists():  # a small mlp teacher, one epoch on the baseline set: only its speed matters
             kdcli("train-teacher", "--data", data["in memory"], "--arch", "mlp", "--epochs", "1", "--out", teacher)
+        forms = {"in memory": data["in memory"]} if n == BASELINE_ROWS else data
         best = {}
-        for _ in range(REPEATS):  # interleaved, so that drifts in machine load hit both forms alike
-            for form, path in data.items():
-                soft, student = workdir / f"scale-soft-{n}.h5", workdir / f"scale-student-{n}.keras"
-                for command, args in (("soft-labels", ("--teacher", teacher, "--data", path, "--out", soft)),
-                                      ("distill", ("--soft-labels", soft, "--student", "mlp", "--epochs", "1",
-                                                   "--out", student))):
-                    seconds, peak = measured(path, command, *args)
-                    kept = best.setdefault((command, form), {"command": command, "form": form, "rows": n,
-                                                             "seconds": seconds, "peak_mb": peak})
-                    kept.update(seconds=min(kept["seconds"], seconds), peak_mb=max(kept["peak_mb"], peak))
-                soft.unlink()
-        runs += best.values()
+        for _ in range(REPEATS):  # interleaved, so that drifts in machine load hit every tree and form alike
+            for label, tree in trees.items():
+                for form, path in forms.items():
+                    soft, student = workdir / f"scale-soft-{n}.h5", workdir / f"scale-student-{n}.keras"
+                    for command, args in (("soft-labels", ("--teacher", teacher, "--data", path, "--out", soft)),
+                                          ("distill", ("--soft-labels", soft, "--student", "mlp", "--epochs", "1",
+                                                       "--out", student))):
+                        seconds, peak = measured(path, command, *args, tree=tree)
+                        kept = best.setdefault((label, command, form), {"command": command, "form": form, "rows": n,
+                                                                        "seconds": seconds, "peak_mb": peak})
+                        kept.update(seconds=min(kept["seconds"], seconds), peak_mb=max(kept["peak_mb"], peak))
+                    soft.unlink()
+        for (label, *_), kept in best.items():
+            runs[label].append(kept)
         for path in data.values():
             path.unlink()
-    return {"rows": list(sizes), "runs": runs}
+    return {"rows": list(sizes), "baseline_rows": BASELINE_ROWS, "trees": runs}
 
 
-def summary(result):
-    """Per (command, form): the full size's seconds and whole rows/s, the marginal rows/s, both peaks."""
+def summary(result, label="after"):
+    """Per (command, form) of tree `label`: the full size's seconds and whole rows/s, the marginal rows/s,
+    both peaks, and in memory the peak above the baseline's as a multiple of the inputs' bytes."""
     small, large = result["rows"]
     found = {}
-    for r in result["runs"]:
+    for r in result["trees"][label]:
         found.setdefault((r["command"], r["form"]), {})[r["rows"]] = r
+    baseline = {command: by[result["baseline_rows"]]["peak_mb"] for (command, form), by in found.items()
+                if form == "in memory"}
+    inputs_mb = large * 28 * 28 / 2**20
     return {key: {"seconds": by[large]["seconds"], "whole_rows_s": large / by[large]["seconds"],
                   "marginal_rows_s": (large - small) / max(by[large]["seconds"] - by[small]["seconds"], 1e-9),
                   "peak_small_mb": by[small]["peak_mb"], "peak_mb": by[large]["peak_mb"],
-                  "growth": by[large]["peak_mb"] / by[small]["peak_mb"] - 1}
+                  "growth": by[large]["peak_mb"] / by[small]["peak_mb"] - 1,
+                  "above_baseline": (by[large]["peak_mb"] - baseline[key[0]]) / inputs_mb}
             for key, by in found.items()}
 
 
 def markdown(result):
-    """The BENCHMARKS.md section of `bench_scale`'s result, as a list of lines."""
+    """The BENCHMARKS.md section of `bench_scale`'s result (its "after" tree, and "before" beside it when
+    measured), as a list of lines."""
     small, large = result["rows"]
     table = summary(result)
-    native = f"{NATIVE_BYTES / 2**20:.0f} MiB"
     lines = [
         f"## {large:,} rows: soft-labels and one distill epoch, streamed from disk against in memory",
         "",
         f"`benchmarks/scale.py`: {large:,} random 28x28 uint8 images ({large * 784 / 2**20:,.0f} MiB of inputs) "
         "with 10 labels, written once as an .h5 (chunks of 1,024 rows), which kdcli streams, and once as an .npz, "
-        f"which kdcli loads whole (arrays up to {native} are then batched by TensorFlow ops, larger ones gathered "
-        "by NumPy a window at a time). Commands: `kdcli soft-labels` (an mlp teacher) and `kdcli distill "
-        "--student mlp --epochs 1` (batch 64, a checkpoint a minute), each a whole process, its data file evicted "
-        f"from the page cache first (read cold from the disk), at {small:,} and {large:,} rows, the fastest of "
-        f"{REPEATS} runs each (interleaved) and the highest peak. Whole "
-        f"rows/s: the rows over the whole command at {large:,}, start-up and loading included; marginal rows/s "
-        "(streamed only: in memory, arrays over the threshold take another path): the slope between the two sizes. Peak: "
-        "the process's own peak resident memory (`VmHWM`), TensorFlow included; flat when the peak at 10x the "
-        "rows is within 20% of the peak at a tenth.",
+        "which kdcli loads whole and batches with TensorFlow ops over the arrays themselves. Commands: "
+        "`kdcli soft-labels` (an mlp teacher) and `kdcli distill --student mlp --epochs 1` (batch 64, a "
+        "checkpoint a minute), each a whole process, its data file evicted from the page cache first (read cold "
+        f"from the disk), at {small:,} and {large:,} rows, the fastest of {REPEATS} runs each (interleaved) and the "
+        f"highest peak. Whole rows/s: the rows over the whole command at {large:,}, start-up and loading included; "
+        "marginal rows/s (streamed): the slope between the two sizes. Peak: the process's own peak resident "
+        "memory (`VmHWM`), TensorFlow included; streamed, flat when the peak at 10x the rows is within 20% of "
+        f"the peak at a tenth; in memory, the peak above that of the same command on {result['baseline_rows']:,} "
+        "rows, as a multiple of the inputs' size (at most 1.3x: one copy of the data).",
         "",
         f"| command | data | wall (s) at {large:,} | whole rows/s | marginal rows/s | peak (MiB) at {small:,} "
-        f"| peak (MiB) at {large:,} | peak growth at 10x |",
+        f"| peak (MiB) at {large:,} | peak |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for (command, form), t in table.items():
         streamed = form == "streamed"
-        growth = f"{100 * t['growth']:+.0f}%" + (f" ({verdict(t['growth'] < 0.2)}: flat)" if streamed else "")
+        peak = f"{100 * t['growth']:+.0f}% at 10x ({verdict(t['growth'] < 0.2)}: flat)" if streamed else \
+            f"{t['above_baseline']:.2f}x the inputs above the baseline ({verdict(t['above_baseline'] <= 1.3)})"
         marginal = f"{t['marginal_rows_s']:,.0f}" if streamed else "—"
         lines.append(f"| {command} | {form} | {t['seconds']:.1f} | {t['whole_rows_s']:,.0f} | {marginal} | "
-                     f"{t['peak_small_mb']:,.0f} | {t['peak_mb']:,.0f} | {growth} |")
+                     f"{t['peak_small_mb']:,.0f} | {t['peak_mb']:,.0f} | {peak} |")
     lines.append("")
     for command in ("soft-labels", "distill"):
         streamed, memory = table[(command, "streamed")], table[(command, "in memory")]
         lines.append(f"- {command}: streamed at {streamed['whole_rows_s'] / memory['whole_rows_s']:.2f}x the "
                      f"in-memory rate (whole commands), peak {streamed['peak_mb']:,.0f} MiB against "
                      f"{memory['peak_mb']:,.0f} MiB.")
+    if "before" in result["trees"]:
+        before = summary(result, "before")
+        lines += ["", f"Before and after, the same runs interleaved ({result['commits']['before']}: TensorFlow "
+                  "copies of in-memory arrays, which above 256 MiB were read by NumPy a window at a time, one "
+                  f"batch a call; {result['commits']['after']}: the arrays shared, several batches a call):", "",
+                  "| command | data | whole rows/s before | after | after ÷ before | peak (MiB) before | after | "
+                  "in memory, above the baseline: before | after |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for key, t in table.items():
+            b = before[key]
+            above = f"{b['above_baseline']:.2f}x | {t['above_baseline']:.2f}x" if key[1] == "in memory" else "— | —"
+            lines.append(f"| {key[0]} | {key[1]} | {b['whole_rows_s']:,.0f} | {t['whole_rows_s']:,.0f} | "
+                         f"{t['whole_rows_s'] / b['whole_rows_s']:.2f}x | {b['peak_mb']:,.0f} | {t['peak_mb']:,.0f} "
+                         f"| {above} |")
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--before", metavar="COMMIT", help="also measure kdcli at COMMIT (a git worktree), "
+                        "interleaved with this tree's runs")
     parser.add_argument("--markdown", help="write the section to this file")
     parser.add_argument("--json", help="also keep the raw numbers here")
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: write --markdown from kept numbers")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = bench_scale(tmp, args.rows)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            trees = {"after": ROOT}
+            if args.before:
+                trees = {"before": Path(tmp) / "before", **trees}
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(trees["before"]),
+                                args.before], check=True, capture_output=True)
+            try:
+                result = bench_scale(tmp, args.rows, trees)
+                result["commits"] = {label: _commit(tree) for label, tree in trees.items()}
+            finally:
+                if args.before:
+                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"])],
+                                   capture_output=True)
     text = "\n".join(markdown(result)) + "\n"
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
-    if args.json:
+    if args.json and not args.render:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _commit(tree):
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 if __name__ == "__main__":

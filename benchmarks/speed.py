@@ -7,9 +7,9 @@ absolute times mean little and ratios from one run are what to compare.
     python benchmarks/speed.py [--out BENCHMARKS.md] [--quick]
 
 Data: the MNIST benchmark split of ../shared/data (8,000 training and 2,000
-test images, 28x28) when it is there, else the bundled digits; 1,000,000
-synthetic images streamed from an .h5 file, against the same in memory, for
-the scale section (`scale.py`).
+test images, 28x28) when it is there, else the bundled digits. The sections
+of the other benchmarks (`scale.py`'s 1,000,000 rows, `steps.py`, the
+accuracy benchmarks) follow from their own markdown files.
 """
 
 import argparse
@@ -30,7 +30,6 @@ import kdcli
 from kdcli.options import Budget
 from kdcli.soft_labels import teacher_logits
 
-import scale
 from common import ROOT, mnist_split, timed_process, verdict
 
 REPEATS = 3
@@ -345,8 +344,6 @@ def markdown(results, machine):
         "| ---: | ---: | ---: | --- |",
         f"| {s['soft_labels_s']:.2f} | {s['predict_s']:.2f} | {s['ratio']:.2f}x | {ok(s['ratio'] <= 1.15)} |",
         "",
-        *scale.markdown(results["scale"]),
-        "",
         "## kdcli --help",
         "",
         f"Median of 5 runs of `python -m kdcli --help`: {results['help']['help_s']:.2f} s "
@@ -372,7 +369,7 @@ def markdown(results, machine):
         out.append(f"| {r['model']} | {r['precision']} | {r['epoch_s']:.2f} | {100 * r['accuracy']:.2f}% |")
     for name in ("defaults.md", "stopping.md", "teacher_arch.md", "accuracy.md", "budgets.md", "teachers.md",
                  "paying.md", "teacher_kinds.md",
-                 "compress.md", "tune_engine.md", "steps.md"):  # `make bench-accuracy`'s; one not written yet is left out
+                 "compress.md", "tune_engine.md", "steps.md", "scale.md"):  # the other benchmarks' sections; one not written yet is left out
         section = ROOT / "benchmarks" / name
         if section.exists():
             out += ["", section.read_text().strip()]
@@ -425,8 +422,6 @@ def main():
         results["soft_vs_predict"] = bench_soft_labels_vs_predict(data, teacher, tmp)
         step("vs Distiller")
         results["vs_distiller"] = bench_vs_distiller(data, soft, "mlp", epochs)
-        step("scale")
-        results["scale"] = scale.bench_scale(tmp, 20_000 if args.quick else 1_000_000)
         step("help")
         results["help"] = bench_help()
         step("compact soft labels")

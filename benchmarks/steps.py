@@ -1,14 +1,16 @@
-"""Several steps per compiled call, as whole processes: offline `kdcli distill` before and after the
-change (f23b1c5: one step a call, the pipeline rebuilt every epoch; HEAD: a while loop of K steps a call
-over one pipeline for the run, K automatic) against plain Keras `model.fit` with steps_per_execution 1, 32
-and 128 (`processes.py fit`), per epoch as slopes between two epoch counts.
+"""Several steps per compiled call, as whole processes: offline `kdcli distill` before and after
+(f23b1c5: one step a call, the pipeline rebuilt every epoch; HEAD: a while loop of K steps a call over
+one pipeline for the run, K automatic, and HEAD with `--xla`) against plain Keras `model.fit` with
+steps_per_execution 1, 32 and 128, and 128 with jit_compile (`processes.py fit`), and for the mlp student
+against keras.distillation's online Distiller, per epoch as slopes between two epoch counts; then
+`kdcli soft-labels` before and after against the teacher's own `predict`.
 
     python benchmarks/steps.py [--workdir DIR] [--students mlp shrink:0.25 cnn] [--low 4 --high 24]
                                [--json steps.json --markdown steps.md] [--render steps.json]
 
 Each kdcli version runs from its own git worktree (`git worktree add --detach`), as
 `PYTHONPATH=WORKTREE python -m kdcli ...` from a directory outside the repository, so that it imports
-that worktree's kdcli; the fit processes import HEAD's. Every process is timed from its start to its exit;
+that worktree's kdcli; the Keras processes import HEAD's. Every process is timed from its start to its exit;
 the per-epoch cost is (t_high − t_low) / (high − low), each t the best of 2 runs. The runs of one student
 are interleaved (every configuration at low, then every one at high, twice), so drifts in the load of this
 shared machine hit all of them alike; the load average is recorded beside every run.
@@ -113,11 +115,34 @@ def configurations(spec, fit_spec, trees, data, teacher, soft, workdir, steps_pe
                                       spe)
 
     runs = {f"fit_spe{spe}": fit(spe) for spe in FITS}
+    runs["fit_spe128_jit"] = lambda epochs: process(trees["after"], workdir, HERE / "processes.py", "fit", data,
+                                                    fit_spec, epochs, 128, "true")
     runs["distill_before"] = distill(trees["before"])
     runs["distill_after"] = distill(trees["after"])
+    runs["distill_after_xla"] = distill(trees["after"], "--xla")
     if steps_per_call_one:
         runs["distill_after_spc1"] = distill(trees["after"], "--steps-per-call", 1)
+    if spec == "mlp":  # keras.distillation's online Distiller, with the same student and teacher
+        runs["distiller"] = lambda epochs: process(trees["after"], workdir, HERE / "processes.py", "distiller", data,
+                                                   teacher, epochs)
     return runs
+
+
+def soft_labels_against_predict(trees, data, teacher, workdir, repeats=3):
+    """`kdcli soft-labels` before and after against the teacher's own `predict` (batch 256), whole
+    processes, interleaved, `repeats` times: every run's seconds and load."""
+    runs = {"predict": lambda: process(trees["after"], workdir, HERE / "processes.py", "predict", data, teacher)}
+    for name in ("before", "after"):
+        runs[f"soft_labels_{name}"] = lambda tree=trees[name]: process(
+            tree, workdir, "-m", "kdcli", "soft-labels", "--teacher", teacher, "--data", data,
+            "--out", workdir / "soft-out.h5", "--quiet")
+    raw = {name: [] for name in runs}
+    for repeat in range(repeats):
+        for name, run in runs.items():
+            seconds, load = run()
+            raw[name].append({"s": seconds, "load": load})
+            log(f"  {name} (repeat {repeat + 1}): {seconds:.1f} s, load {load:.2f}")
+    return {name: {"best_s": min(r["s"] for r in runs_), "runs": runs_} for name, runs_ in raw.items()}
 
 
 def measure(runs, low, high, repeats):
@@ -147,75 +172,78 @@ def cpu_name():
 
 def markdown(kept):
     m, rows = kept["machine"], kept["rows"]
-    pairs = sorted({tuple(row.get("epochs", kept["epochs"])) for row in rows})
-
-    def named(pair):
-        return ", ".join(f"`{r['student']}`" for r in rows if tuple(r.get("epochs", kept["epochs"])) == pair)
-
-    where = "; ".join(f"{lo} and {hi} for {named((lo, hi))}" for lo, hi in pairs)
-    commits = sorted({row.get("after", kept["after"]) for row in rows})
-    afters = " or ".join(commits) + (" (which row ran at which: the last paragraph)" if len(commits) > 1 else "")
+    lo, hi = kept["epochs"]
     loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
+    soft = kept.get("soft_labels")
+    loads += [x["load"] for v in (soft or {}).values() for x in v["runs"]]
     out = [
-        "## Several steps per call: offline distill against Keras' fastest fit",
+        "## Several steps per call: offline distill against Keras' fastest fit, the Distiller and predict",
         "",
         f"Whole processes, timed from start to exit (`benchmarks/steps.py`, {m['date']}): "
         f"`kdcli distill --soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... "
         f"--quiet` (with `--teacher T.keras` beside it for `shrink:0.25`), once at {kept['before']} (\"before\": one "
-        f"step a compiled call, the input pipeline rebuilt every epoch) and once at {afters} (\"after\": "
-        f"several steps a call over one pipeline for the run, the count chosen automatically), each from its own "
-        f"git worktree; and plain Keras `model.fit` of the same student on the hard labels, batch 64, Adam 1e-3, "
-        f"the data in memory, compiled with `steps_per_execution` 1, 32 and 128 (`benchmarks/processes.py fit "
-        f"mnist.npz S N SPE`; for `shrink:0.25` the same architecture, saved as a .keras file). Data: the MNIST "
-        f"benchmark split (8,000 training images). Teacher: `kdcli train-teacher --epochs 5`; soft labels from "
-        f"`kdcli soft-labels`. Seconds per epoch are the slope (t_high − t_low) / (high − low) between runs of "
-        f"low and high epoch counts ({where}), each the best of {kept['repeats']}; a student's runs were "
-        f"interleaved (every configuration at the low count, then at the high, twice) so that drifts in load hit "
-        f"them alike. Machine: "
-        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}, shared: other "
-        f"benchmarks (a long `kdcli compress`, a `kdcli distill --tune`) ran beside these, and the 1-minute load "
-        f"average before a run ranged {min(loads):.1f}–{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}), "
-        f"so absolute times are inflated and noisy; compare within a row.",
+        f"step a compiled call, the input pipeline rebuilt every epoch, TensorFlow's copies of the arrays) and "
+        f"once at {kept['after']} (\"after\": several steps a call, the count chosen automatically, one pipeline "
+        f"for the run over the arrays themselves; and with `--xla`), each from its own git worktree; plain Keras "
+        f"`model.fit` of the same student on the hard labels, batch 64, Adam 1e-3, the data in memory, compiled "
+        f"with `steps_per_execution` 1, 32 and 128, and 128 with `jit_compile=True` (`benchmarks/processes.py "
+        f"fit`; for `shrink:0.25` the same architecture saved as a .keras file); for `mlp`, keras.distillation's "
+        f"online `Distiller` with the same teacher and student (`processes.py distiller`). Data: the MNIST "
+        f"benchmark split (8,000 training images); teacher: `kdcli train-teacher --epochs 5`. Seconds per epoch "
+        f"are the slope (t_{hi} − t_{lo}) / {hi - lo} between runs of {lo} and {hi} epochs, each the best of "
+        f"{kept['repeats']}; a student's runs were interleaved (every configuration at {lo} epochs, then at "
+        f"{hi}, {kept['repeats']} times) so that drifts in load hit them alike. Machine: {m['cpu']}, "
+        f"{m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}; the 1-minute load average "
+        f"before a run ranged {min(loads):.1f}–{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}).",
         "",
-        "| student | params | fit spe=1 | fit spe=32 | fit spe=128 | distill before | distill after (auto) | "
-        "after ÷ fastest fit | after ÷ before |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| student | params | fit spe=1 | fit spe=32 | fit spe=128 | fit spe=128, XLA | distill before | "
+        "distill after | after, --xla | after ÷ fastest fit | after ÷ before | --xla ÷ after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        c = row["configs"]
-        per = {name: v["per_epoch_s"] for name, v in c.items()}
-        fastest = min(per[f"fit_spe{spe}"] for spe in FITS)
-        out.append(f"| {row['student']} | {row['params']:,} | "
-                   + " | ".join(f"{per[f'fit_spe{spe}']:.3f}" for spe in FITS)
-                   + f" | {per['distill_before']:.3f} | {per['distill_after']:.3f} | "
-                   f"{per['distill_after'] / fastest:.2f}x | {per['distill_after'] / per['distill_before']:.2f}x |")
+        per = {name: v["per_epoch_s"] for name, v in row["configs"].items()}
+        fastest = min(v for k, v in per.items() if k.startswith("fit"))
+        out.append(f"| {row['student']} | {row['params']:,} | " + " | ".join(
+            f"{per[n]:.3f}" for n in ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_before",
+                                      "distill_after", "distill_after_xla"))
+            + f" | {per['distill_after'] / fastest:.2f}x | {per['distill_after'] / per['distill_before']:.2f}x | "
+            f"{per['distill_after_xla'] / per['distill_after']:.2f}x |")
     order = [n for n in NAMES if any(n in row["configs"] for row in rows)]
-    out += ["", "Seconds per epoch. The bests behind each slope (low / high epochs, whole process, s):", "",
-            "| student | epochs | load before a run | " + " | ".join(NAMES[n] for n in order) + " |",
-            "| --- | --- | --- |" + " ---: |" * len(order)]
+    out += ["", f"Seconds per epoch. The bests behind each slope ({lo} / {hi} epochs, whole process, s):", "",
+            "| student | load before a run | " + " | ".join(NAMES[n] for n in order) + " |",
+            "| --- | --- |" + " ---: |" * len(order)]
     for row in rows:
         c = row["configs"]
-        lo, hi = row.get("epochs", kept["epochs"])
         here = [x["load"] for v in c.values() for p in ("low", "high") for x in v["runs"][p]]
-        out.append(f"| {row['student']} | {lo} / {hi} | {min(here):.1f}–{max(here):.1f} | " + " | ".join(
+        out.append(f"| {row['student']} | {min(here):.1f}–{max(here):.1f} | " + " | ".join(
             f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in order) + " |")
-    spc1 = [row for row in rows if "distill_after_spc1" in row["configs"]]
-    if spc1:
-        out += ["", f"To part the one pipeline from the steps a call: {afters} with `--steps-per-call 1` "
-                "(one pipeline for the run, one step a call), seconds per epoch:", "",
-                "| student | distill before | after, --steps-per-call 1 | after (auto) |", "| --- | ---: | ---: | ---: |"]
-        for row in spc1:
-            c = row["configs"]
-            out.append(f"| {row['student']} | {c['distill_before']['per_epoch_s']:.3f} | "
-                       f"{c['distill_after_spc1']['per_epoch_s']:.3f} | {c['distill_after']['per_epoch_s']:.3f} |")
+    for row in rows:
+        c = row["configs"]
+        if "distiller" in c:
+            ratio = c["distiller"]["per_epoch_s"] / c["distill_after"]["per_epoch_s"]
+            out += ["", f"keras.distillation's `Distiller` ({row['student']}, online, the teacher run on every "
+                    f"batch) costs {c['distiller']['per_epoch_s']:.3f} s an epoch: {ratio:.1f}x offline `distill` "
+                    f"after ({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
+    if soft:
+        best = {name: v["best_s"] for name, v in soft.items()}
+        out += ["", f"`kdcli soft-labels --teacher T.keras --data mnist.npz` (8,000 images, batches of 256) against "
+                f"the teacher's own `predict(x, batch_size=256)` in a process that loads the same data "
+                f"(`processes.py predict`), whole processes, interleaved, the best of {len(soft['predict']['runs'])} "
+                f"(s):", "",
+                "| soft-labels before | soft-labels after | predict | after ÷ predict | after ÷ before |",
+                "| ---: | ---: | ---: | ---: | ---: |",
+                f"| {best['soft_labels_before']:.2f} | {best['soft_labels_after']:.2f} | {best['predict']:.2f} | "
+                f"{best['soft_labels_after'] / best['predict']:.2f}x | "
+                f"{best['soft_labels_after'] / best['soft_labels_before']:.2f}x |"]
     if kept.get("notes"):
         out += ["", kept["notes"]]
     return "\n".join(out) + "\n"
 
 
 NAMES = {"fit_spe1": "fit spe=1", "fit_spe32": "fit spe=32", "fit_spe128": "fit spe=128",
-         "distill_before": "distill before", "distill_after": "distill after (auto)",
-         "distill_after_spc1": "after, --steps-per-call 1"}
+         "fit_spe128_jit": "fit spe=128, XLA", "distill_before": "distill before", "distill_after": "distill after",
+         "distill_after_xla": "after, --xla", "distill_after_spc1": "after, --steps-per-call 1",
+         "distiller": "Distiller"}
 
 
 def main():
@@ -226,7 +254,8 @@ def main():
     parser.add_argument("--low", type=int, default=4)
     parser.add_argument("--high", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--no-spc1", action="store_true", help="skip HEAD with --steps-per-call 1")
+    parser.add_argument("--spc1", action="store_true", help="also HEAD with --steps-per-call 1")
+    parser.add_argument("--no-soft-labels", action="store_true", help="skip soft-labels against predict")
     parser.add_argument("--before", default=BEFORE)
     parser.add_argument("--trees", default="/tmp", help="where the two worktrees go (kd-before, kd-after)")
     parser.add_argument("--keep-worktrees", action="store_true")
@@ -255,23 +284,26 @@ def main():
         log("teacher and soft labels")
         data, teacher, soft = prepare(workdir, trees["after"])
         info = students(args.students, data, teacher, workdir)
-        order = [f"fit_spe{spe}" for spe in FITS] + ["distill_before", "distill_after"]
-        order += [] if args.no_spc1 else ["distill_after_spc1"]
         kept = {"machine": {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
                             "python": platform.python_version(), "tensorflow": tf.__version__},
                 "before": commits["before"], "after": commits["after"], "epochs": [args.low, args.high],
-                "repeats": args.repeats, "order": order, "rows": []}
+                "repeats": args.repeats, "rows": []}
         if args.append and Path(args.json).exists():  # another run's students, kept beside this one's
             kept["rows"] = json.loads(Path(args.json).read_text())["rows"]
         for spec in args.students:
             log(f"student {spec}")
-            runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, not args.no_spc1)
+            runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, args.spc1)
             label = f"{spec} ({args.tag})" if args.tag else spec
             kept["rows"] = [r for r in kept["rows"] if r["student"] != label]
             kept["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
                                  "params": info[spec]["params"], "epochs": [args.low, args.high],
                                  "configs": measure(runs, args.low, args.high, args.repeats)})
             Path(args.json).write_text(json.dumps(kept, indent=2))  # kept after each student
+            Path(args.markdown).write_text(markdown(kept))
+        if not args.no_soft_labels:
+            log("soft-labels against predict")
+            kept["soft_labels"] = soft_labels_against_predict(trees, data, teacher, workdir)
+            Path(args.json).write_text(json.dumps(kept, indent=2))
             Path(args.markdown).write_text(markdown(kept))
     finally:
         if not args.keep_worktrees:

@@ -53,7 +53,7 @@ class SoftLabels:
     @property
     def logits(self):
         """All the logits as one float32 `(N, C)` array."""
-        return self.column.read(np.arange(self.column.n)).astype(np.float32)
+        return self.column.read(np.arange(self.column.n)).astype(np.float32, copy=False)
 
     @property
     def fingerprint(self):
