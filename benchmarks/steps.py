@@ -38,12 +38,17 @@ def log(message):
 
 
 def worktree(path, commit):
-    """A detached worktree of ROOT at `commit` in `path` (made when absent); its HEAD commit."""
-    if not (path / "kdcli" / "__init__.py").exists():
+    """A detached worktree of ROOT at `commit` in `path` (made afresh unless one at that commit is there);
+    its HEAD commit."""
+    def head(where, name="HEAD"):
+        return subprocess.run(["git", "-C", str(where), "rev-parse", "--short", name], capture_output=True,
+                              text=True).stdout.strip()
+
+    if not (path / "kdcli" / "__init__.py").exists() or head(path) != head(ROOT, commit):
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit], check=True,
                        capture_output=True)
-    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return head(path)
 
 
 def process(tree, workdir, *args):
@@ -174,75 +179,97 @@ def markdown(kept):
     m, rows = kept["machine"], kept["rows"]
     lo, hi = kept["epochs"]
     loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
-    soft = kept.get("soft_labels")
-    loads += [x["load"] for v in (soft or {}).values() for x in v["runs"]]
     out = [
         "## Several steps per call: offline distill against Keras' fastest fit, the Distiller and predict",
         "",
-        f"Whole processes, timed from start to exit (`benchmarks/steps.py`, {m['date']}): "
-        f"`kdcli distill --soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... "
-        f"--quiet` (with `--teacher T.keras` beside it for `shrink:0.25`), once at {kept['before']} (\"before\": one "
-        f"step a compiled call, the input pipeline rebuilt every epoch, TensorFlow's copies of the arrays) and "
-        f"once at {kept['after']} (\"after\": several steps a call, the count chosen automatically, one pipeline "
-        f"for the run over the arrays themselves; and with `--xla`), each from its own git worktree; plain Keras "
-        f"`model.fit` of the same student on the hard labels, batch 64, Adam 1e-3, the data in memory, compiled "
-        f"with `steps_per_execution` 1, 32 and 128, and 128 with `jit_compile=True` (`benchmarks/processes.py "
-        f"fit`; for `shrink:0.25` the same architecture saved as a .keras file); for `mlp`, keras.distillation's "
-        f"online `Distiller` with the same teacher and student (`processes.py distiller`). Data: the MNIST "
-        f"benchmark split (8,000 training images); teacher: `kdcli train-teacher --epochs 5`. Seconds per epoch "
-        f"are the slope (t_{hi} − t_{lo}) / {hi - lo} between runs of {lo} and {hi} epochs, each the best of "
-        f"{kept['repeats']}; a student's runs were interleaved (every configuration at {lo} epochs, then at "
-        f"{hi}, {kept['repeats']} times) so that drifts in load hit them alike. Machine: {m['cpu']}, "
-        f"{m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}; the 1-minute load average "
-        f"before a run ranged {min(loads):.1f}–{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}).",
+        f"Whole processes, timed from start to exit (`benchmarks/steps.py`, {m['date']}): `kdcli distill "
+        f"--soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... --quiet` (with "
+        f"`--teacher T.keras` beside it for `shrink:0.25`) at {kept['after']} (several steps a compiled call, the "
+        f"count chosen automatically, one input pipeline for the run over the arrays themselves), and the same "
+        f"with `--xla`, from a git worktree; plain Keras `model.fit` of the same student on the hard labels, batch "
+        f"64, Adam 1e-3, the data in memory, compiled with `steps_per_execution` 1, 32 and 128, and 128 with "
+        f"`jit_compile=True` (`benchmarks/processes.py fit`; for `shrink:0.25` the same architecture saved as a "
+        f".keras file); for `mlp`, keras.distillation's online `Distiller` with the same teacher and student "
+        f"(`processes.py distiller`). Data: the MNIST benchmark split (8,000 training images); teacher: `kdcli "
+        f"train-teacher --epochs 5`. Seconds per epoch are the slope (t_{hi} − t_{lo}) / {hi - lo} between runs "
+        f"of {lo} and {hi} epochs, each the best of {kept['repeats']}; a student's runs were interleaved (every "
+        f"configuration at {lo} epochs, then at {hi}, {kept['repeats']} times) so that drifts in load hit them "
+        f"alike. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}; "
+        f"nothing else ran, and the 1-minute load average before a run ranged {min(loads):.1f}–{max(loads):.1f} "
+        f"(the runs' own).",
         "",
-        "| student | params | fit spe=1 | fit spe=32 | fit spe=128 | fit spe=128, XLA | distill before | "
-        "distill after | after, --xla | after ÷ fastest fit | after ÷ before | --xla ÷ after |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| student | params | fit spe=1 | fit spe=32 | fit spe=128 | fit spe=128, XLA | distill | distill --xla | "
+        "distill ÷ fastest fit | --xla ÷ distill |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         per = {name: v["per_epoch_s"] for name, v in row["configs"].items()}
         fastest = min(v for k, v in per.items() if k.startswith("fit"))
         out.append(f"| {row['student']} | {row['params']:,} | " + " | ".join(
-            f"{per[n]:.3f}" for n in ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_before",
-                                      "distill_after", "distill_after_xla"))
-            + f" | {per['distill_after'] / fastest:.2f}x | {per['distill_after'] / per['distill_before']:.2f}x | "
-            f"{per['distill_after_xla'] / per['distill_after']:.2f}x |")
-    order = [n for n in NAMES if any(n in row["configs"] for row in rows)]
+            f"{per[n]:.3f}" for n in ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_after",
+                                      "distill_after_xla"))
+            + f" | {per['distill_after'] / fastest:.2f}x | {per['distill_after_xla'] / per['distill_after']:.2f}x |")
+    shown = [n for n in NAMES if n != "distill_before" and any(n in row["configs"] for row in rows)]
     out += ["", f"Seconds per epoch. The bests behind each slope ({lo} / {hi} epochs, whole process, s):", "",
-            "| student | load before a run | " + " | ".join(NAMES[n] for n in order) + " |",
-            "| --- | --- |" + " ---: |" * len(order)]
+            "| student | " + " | ".join(NAMES[n] for n in shown) + " |", "| --- |" + " ---: |" * len(shown)]
     for row in rows:
         c = row["configs"]
-        here = [x["load"] for v in c.values() for p in ("low", "high") for x in v["runs"][p]]
-        out.append(f"| {row['student']} | {min(here):.1f}–{max(here):.1f} | " + " | ".join(
-            f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in order) + " |")
+        out.append(f"| {row['student']} | " + " | ".join(
+            f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in shown) + " |")
     for row in rows:
         c = row["configs"]
         if "distiller" in c:
             ratio = c["distiller"]["per_epoch_s"] / c["distill_after"]["per_epoch_s"]
             out += ["", f"keras.distillation's `Distiller` ({row['student']}, online, the teacher run on every "
                     f"batch) costs {c['distiller']['per_epoch_s']:.3f} s an epoch: {ratio:.1f}x offline `distill` "
-                    f"after ({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
-    if soft:
-        best = {name: v["best_s"] for name, v in soft.items()}
-        out += ["", f"`kdcli soft-labels --teacher T.keras --data mnist.npz` (8,000 images, batches of 256) against "
-                f"the teacher's own `predict(x, batch_size=256)` in a process that loads the same data "
-                f"(`processes.py predict`), whole processes, interleaved, the best of {len(soft['predict']['runs'])} "
-                f"(s):", "",
-                "| soft-labels before | soft-labels after | predict | after ÷ predict | after ÷ before |",
-                "| ---: | ---: | ---: | ---: | ---: |",
-                f"| {best['soft_labels_before']:.2f} | {best['soft_labels_after']:.2f} | {best['predict']:.2f} | "
-                f"{best['soft_labels_after'] / best['predict']:.2f}x | "
-                f"{best['soft_labels_after'] / best['soft_labels_before']:.2f}x |"]
+                    f"({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
+    out += _before_after(kept.get("before_after"), kept.get("soft_labels"))
     if kept.get("notes"):
         out += ["", kept["notes"]]
     return "\n".join(out) + "\n"
 
 
+def _spread(runs):
+    seconds = [r["s"] for r in runs]
+    return f"{min(seconds):.1f}–{max(seconds):.1f}"
+
+
+def _before_after(ba, soft):
+    """The before-and-after tables of a `--before-after` sitting, and soft-labels against predict."""
+    out = []
+    if ba:
+        lo, hi = ba["epochs"]
+        out += ["", f"Before and after, side by side in one later sitting ({ba['machine']['date']}, the same "
+                f"interleaving, {lo} and {hi} epochs, best of {ba['repeats']}): offline `distill` at {ba['before']} "
+                f"(one step a compiled call, the input pipeline rebuilt every epoch, TensorFlow's copies of "
+                f"in-memory arrays, one batch a call in inference) and at {ba['after']}, seconds per epoch:", "",
+                "| student | before | after | after ÷ before | bests before (s) | bests after (s) |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for row in ba["rows"]:
+            b, a = row["configs"]["distill_before"], row["configs"]["distill_after"]
+            out.append(f"| {row['student']} | {b['per_epoch_s']:.3f} | {a['per_epoch_s']:.3f} | "
+                       f"{a['per_epoch_s'] / b['per_epoch_s']:.2f}x | {b['low_s']:.1f} / {b['high_s']:.1f} | "
+                       f"{a['low_s']:.1f} / {a['high_s']:.1f} |")
+        soft = ba.get("soft_labels", soft)
+    if soft:
+        best = {name: v["best_s"] for name, v in soft.items()}
+        out += ["", "`kdcli soft-labels --teacher T.keras --data mnist.npz` (8,000 images, batches of 256) before "
+                "and after, against the teacher's own `predict(x, batch_size=256)` in a process that loads the "
+                f"same data (`processes.py predict`), whole processes, interleaved, the best of "
+                f"{len(soft['predict']['runs'])} (s):", "",
+                "| soft-labels before | soft-labels after | predict | after ÷ predict | after ÷ before |",
+                "| ---: | ---: | ---: | ---: | ---: |",
+                f"| {best['soft_labels_before']:.2f} | {best['soft_labels_after']:.2f} | {best['predict']:.2f} | "
+                f"{best['soft_labels_after'] / best['predict']:.2f}x | "
+                f"{best['soft_labels_after'] / best['soft_labels_before']:.2f}x |",
+                "| " + " | ".join(_spread(soft[n]["runs"]) for n in ("soft_labels_before", "soft_labels_after",
+                                                                    "predict")) + " | (every run) | |"]
+    return out
+
+
 NAMES = {"fit_spe1": "fit spe=1", "fit_spe32": "fit spe=32", "fit_spe128": "fit spe=128",
-         "fit_spe128_jit": "fit spe=128, XLA", "distill_before": "distill before", "distill_after": "distill after",
-         "distill_after_xla": "after, --xla", "distill_after_spc1": "after, --steps-per-call 1",
+         "fit_spe128_jit": "fit spe=128, XLA", "distill_before": "distill before", "distill_after": "distill",
+         "distill_after_xla": "distill --xla", "distill_after_spc1": "after, --steps-per-call 1",
          "distiller": "Distiller"}
 
 
@@ -255,6 +282,8 @@ def main():
     parser.add_argument("--high", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--spc1", action="store_true", help="also HEAD with --steps-per-call 1")
+    parser.add_argument("--before-after", action="store_true", help="only distill and soft-labels before and "
+                        "after, interleaved, kept beside the rows already in --json")
     parser.add_argument("--no-soft-labels", action="store_true", help="skip soft-labels against predict")
     parser.add_argument("--before", default=BEFORE)
     parser.add_argument("--trees", default="/tmp", help="where the two worktrees go (kd-before, kd-after)")
@@ -288,21 +317,28 @@ def main():
                             "python": platform.python_version(), "tensorflow": tf.__version__},
                 "before": commits["before"], "after": commits["after"], "epochs": [args.low, args.high],
                 "repeats": args.repeats, "rows": []}
-        if args.append and Path(args.json).exists():  # another run's students, kept beside this one's
-            kept["rows"] = json.loads(Path(args.json).read_text())["rows"]
+        if (args.append or args.before_after) and Path(args.json).exists():  # another run's, kept beside this one's
+            kept = {**json.loads(Path(args.json).read_text()), **({} if args.before_after else
+                                                                   {k: v for k, v in kept.items() if k != "rows"})}
+        into = kept
+        if args.before_after:
+            into = kept["before_after"] = {"machine": {"date": datetime.date.today().isoformat()}, **commits,
+                                           "epochs": [args.low, args.high], "repeats": args.repeats, "rows": []}
         for spec in args.students:
             log(f"student {spec}")
             runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, args.spc1)
+            if args.before_after:
+                runs = {name: runs[name] for name in ("distill_before", "distill_after")}
             label = f"{spec} ({args.tag})" if args.tag else spec
-            kept["rows"] = [r for r in kept["rows"] if r["student"] != label]
-            kept["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
+            into["rows"] = [r for r in into["rows"] if r["student"] != label]
+            into["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
                                  "params": info[spec]["params"], "epochs": [args.low, args.high],
                                  "configs": measure(runs, args.low, args.high, args.repeats)})
             Path(args.json).write_text(json.dumps(kept, indent=2))  # kept after each student
             Path(args.markdown).write_text(markdown(kept))
         if not args.no_soft_labels:
             log("soft-labels against predict")
-            kept["soft_labels"] = soft_labels_against_predict(trees, data, teacher, workdir)
+            into["soft_labels"] = soft_labels_against_predict(trees, data, teacher, workdir)
             Path(args.json).write_text(json.dumps(kept, indent=2))
             Path(args.markdown).write_text(markdown(kept))
     finally:

@@ -166,3 +166,21 @@ def test_multi_worker_trains_with_a_batch_statistic_method(pipeline, tmp_path):
     assert record["hyperparameters"]["method"]["name"] == "dist"
     assert record["hyperparameters"]["replicas"] == 2
     assert record["metrics"]["test_accuracy"] > 0.3
+
+
+@pytest.mark.slow
+def test_xla_trains_the_same_student_up_to_rounding_and_is_refused_with_replicas(pipeline, tmp_path):
+    args = ["distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "3", "--seed", "1"]
+    finish(start_kdcli(*args, "--out", tmp_path / "plain.keras"))
+    finish(start_kdcli(*args, "--xla", "--out", tmp_path / "xla.keras"))
+    plain, xla = (kdcli.read_provenance(tmp_path / f"{n}.keras") for n in ("plain", "xla"))
+    assert "xla" not in plain["hyperparameters"] and xla["hyperparameters"]["xla"] is True
+    # XLA fuses the step's ops: the same sums in another order, so float rounding differs a little
+    for wa, wb in zip(kdcli.load_model(tmp_path / "plain.keras").get_weights(),
+                      kdcli.load_model(tmp_path / "xla.keras").get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-3)
+    assert abs(xla["metrics"]["test_accuracy"] - plain["metrics"]["test_accuracy"]) <= 0.02
+    for strategy in ("mirrored", "auto"):
+        r = run_cli(*args, "--xla", "--strategy", strategy, "--out", tmp_path / "m.keras")
+        assert_one_line_error(r, 2, f"--xla runs with --strategy default only, got --strategy {strategy}")
+    assert not (tmp_path / "m.keras").exists()

@@ -46,9 +46,15 @@ def test_npz_members_of_every_layout_read_back_as_saved(tmp_path):
     x = np.asfortranarray(rng.normal(size=(60, 5)).astype(np.float64))
     y = np.arange(60) % 3
     np.savez_compressed(tmp_path / "c.npz", x=x, y=y)
+    np.savez(tmp_path / "big-endian.npz", x=x.astype(">f4"), y=y)  # read aligned, but copied into TensorFlow
     data = kdcli.load_data(str(tmp_path / "c.npz"))
     read = np.concatenate([data.train.arrays()[0], data.test.arrays()[0]])
     assert read.shape == (60, 5) and sorted(map(tuple, read)) == sorted(map(tuple, x))
+    swapped = kdcli.load_data(str(tmp_path / "big-endian.npz"))
+    batches = np.concatenate([b[0].numpy() for b in swapped.train.batches(16)])
+    np.testing.assert_array_equal(batches, swapped.train.arrays()[0].astype(np.float32))
+    assert sorted(map(tuple, np.concatenate([batches, swapped.test.arrays()[0]]))) == \
+        sorted(map(tuple, x.astype(np.float32)))
 
 
 def test_a_cut_npz_member_is_a_one_line_error(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 
 import kdcli
 import kdcli.training
-from kdcli.options import Budget
 from kdcli.inference import StepsPerCall
+from kdcli.options import Budget
 
 from conftest import assert_one_line_error, run_cli
 

@@ -35,10 +35,10 @@ def aligned_empty(shape, dtype):
 
 
 def shares_memory(array):
-    """Whether TensorFlow can take `array` without a copy (through DLPack): numbers, C-ordered,
-    writable and aligned."""
-    return (array.dtype.kind in "biuf" and array.flags.c_contiguous and array.flags.writeable
-            and array.ctypes.data % ALIGNMENT == 0)
+    """Whether TensorFlow can take `array` without a copy (through DLPack): numbers in the machine's
+    byte order, C-ordered, writable and aligned."""
+    return (array.dtype.kind in "biuf" and array.dtype.isnative and array.flags.c_contiguous
+            and array.flags.writeable and array.ctypes.data % ALIGNMENT == 0)
 
 
 def is_text(dtype):
