@@ -242,7 +242,7 @@ def bench_mixed_precision(data, soft, student_spec, epochs):
     for precision in ("off", "bf16"):
         teacher = kdcli.build_from_spec("cnn", data, role="teacher", seed=0, mixed_precision=precision)
         history = kdcli.train(teacher, data, epochs=epochs, seed=0)
-        from kdcli.training import accuracy
+        from kdcli.inference import accuracy
 
         teacher_row = {"precision": precision, "model": "teacher cnn", "epoch_s": min(history["epoch_seconds"][1:]),
                        "accuracy": accuracy(teacher, data.test)}

@@ -344,7 +344,7 @@ StepsPerCallOption = Annotated[Optional[int], typer.Option(
     help="Training steps per compiled call (default: chosen, about 0.2 s of work a call); the result is the same.",
     metavar="K", rich_help_panel=RUNTIME_PANEL)]
 Xla = Annotated[bool, typer.Option(
-    "--xla", help="Compile the training step with XLA (jit_compile; --strategy default only). Off by default: "
+    "--xla", help="Compile the training step with XLA (jit_compile; one replica, not text). Off by default: "
                   "slower on CPUs.",
     rich_help_panel=RUNTIME_PANEL)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel=RUNTIME_PANEL)]

@@ -19,6 +19,8 @@ from kdcli.data import ArrayColumn, Split, data_errors
 
 # Samples per inference batch, unless told otherwise.
 INFERENCE_BATCH = 256
+# The most bytes of outputs one inference call returns (it holds them twice: its batches, then joined).
+CALL_OUTPUT_BYTES = 64 << 20
 
 
 class StepsPerCall:
@@ -65,7 +67,9 @@ class Inference:
     """
 
     def __init__(self, model, steps_per_call=None):
-        self.model, self.calls = model, StepsPerCall(steps_per_call)
+        if steps_per_call is not None and not (isinstance(steps_per_call, int) and steps_per_call >= 1):
+            raise ValueError(f"steps_per_call must be 1 or more, or None, got {steps_per_call!r}")
+        self.model, self.calls, self.most = model, StepsPerCall(steps_per_call), None
         self._compiled = tf.function(self._run, reduce_retracing=True)
 
     def _run(self, iterator, count):
@@ -86,10 +90,13 @@ class Inference:
                 iterator = iter(split.batches(batch_size))
             done = 0
             while done < total:
-                count = self.calls.size(total - done)
+                # the first call runs one batch: it traces, and shows how wide the outputs are
+                count = min(self.calls.size(total - done), self.most or 1)
                 with self.calls.timed(count), data_errors():
                     outputs = self._compiled(iterator, tf.constant(count, tf.int32)).numpy()
                 done += count
+                # a call's outputs stay within CALL_OUTPUT_BYTES, whatever the batch and the outputs' width
+                self.most = max(1, CALL_OUTPUT_BYTES // max(outputs[:batch_size].nbytes, 1))
                 for start in range(0, len(outputs), batch_size):
                     yield outputs[start:start + batch_size]
                     if progress is not None:
@@ -98,9 +105,9 @@ class Inference:
             if progress is not None:
                 progress.stop()
 
-    def __call__(self, split, batch_size=INFERENCE_BATCH):
+    def __call__(self, split, batch_size=INFERENCE_BATCH, progress=None):
         """The outputs for all of `split`, as one array."""
-        return np.concatenate(list(self.batches(split, batch_size)), axis=0)
+        return np.concatenate(list(self.batches(split, batch_size, progress)), axis=0)
 
 
 def as_split(x):
@@ -134,7 +141,7 @@ def predict_logits(model, x, batch_size=INFERENCE_BATCH, progress=None, steps_pe
     Returns:
         A NumPy array of shape `(len(x), outputs)`.
     """
-    return np.concatenate(list(iter_logits(model, x, batch_size, progress, steps_per_call)), axis=0)
+    return Inference(model, steps_per_call)(as_split(x), batch_size, progress)
 
 
 def accuracy(model, split, batch_size=INFERENCE_BATCH):

@@ -179,8 +179,8 @@ class Runtime:
         log_dir: a folder for training logs (TensorBoard and CSV), or None.
         steps_per_call: training steps one compiled call runs; None: chosen
             as the run goes (`kdcli.inference.StepsPerCall`).
-        xla: compile the training step with XLA (`jit_compile`); with the
-            default strategy only.
+        xla: compile the training step with XLA (`jit_compile`); one replica
+            and numeric inputs only (`kdcli.training.train`).
     """
 
     strategy: str = "default"
@@ -200,8 +200,6 @@ class Runtime:
             raise UsageError(f"--checkpoint-every must be a number of seconds of 0 or more, got {self.checkpoint_every}")
         if self.strategy not in STRATEGIES:
             raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.xla and self.strategy != "default":  # XLA cannot compile a step over replicas' variables
-            raise UsageError(f"--xla runs with --strategy default only, got --strategy {self.strategy}")
         if self.mixed_precision not in PRECISIONS:
             raise UsageError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
 

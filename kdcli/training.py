@@ -145,7 +145,8 @@ def train(model, data, budget=None, *, progress=None, checkpoint_dir=None, resum
             as the run goes (see `StepsPerCall`). The result is the same.
         xla: compile the training step with XLA (`jit_compile`); off by
             default: on a CPU it measured slower for kdcli's students (see
-            the speed guide).
+            the speed guide). Refused (`UsageError`) for text, and under a
+            strategy with several replicas.
 
     Returns:
         A dict: per-epoch `loss`, `accuracy` (on the training split) and
@@ -252,6 +253,8 @@ def _fit(model, data, budget, method, options, teacher_logits=None, teacher=None
     kdcli's own). Returns the history.
     """
     setup = _Setup.of(data, budget, method, options, teacher_logits)
+    if options.xla:
+        _check_xla(setup)
     step = build_step(model, method, budget, setup, teacher=teacher, log_terms=options.log_dir is not None,
                       xla=options.xla)
     state = TrainState(setup.epochs, setup.steps, len(setup.split), checkpointed=options.checkpoint_dir is not None)
@@ -292,6 +295,17 @@ def _fit(model, data, budget, method, options, teacher_logits=None, teacher=None
         hooks.on_train_end(state)
     state.history["seconds"] = time.perf_counter() - started
     return state.history
+
+
+def _check_xla(setup):
+    """Refuse the runs whose step XLA cannot compile: one over several replicas (their variables live
+    on other devices) or one of text (string operations)."""
+    replicas = setup.strategy.num_replicas_in_sync
+    if replicas > 1:
+        raise UsageError(f"--xla compiles a step for one replica, and this run has {replicas}: leave --xla out, "
+                         "or train with --strategy default")
+    if setup.split.is_text:
+        raise UsageError("--xla cannot compile a text model's string operations: leave --xla out")
 
 
 @dataclasses.dataclass

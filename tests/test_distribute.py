@@ -169,7 +169,7 @@ def test_multi_worker_trains_with_a_batch_statistic_method(pipeline, tmp_path):
 
 
 @pytest.mark.slow
-def test_xla_trains_the_same_student_up_to_rounding_and_is_refused_with_replicas(pipeline, tmp_path):
+def test_xla_trains_the_same_student_up_to_rounding_and_is_refused_over_replicas(pipeline, tmp_path):
     args = ["distill", "--teacher", pipeline["teacher"], "--student", "mlp", "--epochs", "3", "--seed", "1"]
     finish(start_kdcli(*args, "--out", tmp_path / "plain.keras"))
     finish(start_kdcli(*args, "--xla", "--out", tmp_path / "xla.keras"))
@@ -180,7 +180,15 @@ def test_xla_trains_the_same_student_up_to_rounding_and_is_refused_with_replicas
                       kdcli.load_model(tmp_path / "xla.keras").get_weights()):
         np.testing.assert_allclose(wa, wb, atol=1e-3)
     assert abs(xla["metrics"]["test_accuracy"] - plain["metrics"]["test_accuracy"]) <= 0.02
-    for strategy in ("mirrored", "auto"):
-        r = run_cli(*args, "--xla", "--strategy", strategy, "--out", tmp_path / "m.keras")
-        assert_one_line_error(r, 2, f"--xla runs with --strategy default only, got --strategy {strategy}")
-    assert not (tmp_path / "m.keras").exists()
+    two = start_kdcli(*args, "--xla", "--strategy", "mirrored", "--out", tmp_path / "m.keras",
+                      env={"KDCLI_CPU_DEVICES": "2"})
+    out, err = two.communicate(timeout=300)
+    assert two.returncode == 2 and out == "" and not (tmp_path / "m.keras").exists()
+    assert err.strip().splitlines()[0] == ("error: --xla compiles a step for one replica, and this run has 2: "
+                                           "leave --xla out, or train with --strategy default")
+
+
+def test_xla_refuses_text(tmp_path):
+    r = run_cli("train-teacher", "--data", "texts", "--epochs", "1", "--xla", "--out", tmp_path / "t.keras")
+    assert_one_line_error(r, 2, "--xla cannot compile a text model's string operations: leave --xla out")
+    assert not (tmp_path / "t.keras").exists()

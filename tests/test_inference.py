@@ -50,8 +50,8 @@ def test_batches_come_one_at_a_time_and_progress_is_told_once_per_batch(digits, 
 
 def test_a_given_count_runs_that_many_batches_a_call_and_the_last_call_the_rest(digits, model):
     inference = Inference(model, steps_per_call=4)
-    inference(digits.train, 100)  # 15 batches: calls of 4, 4, 4 and 3
-    assert inference.calls.calls == 4
+    inference(digits.train, 100)  # 15 batches: a first call of 1, then 4, 4, 4 and 2
+    assert inference.calls.calls == 5
 
 
 def test_the_validation_pass_is_traced_once_across_epochs(digits, model):
@@ -60,3 +60,19 @@ def test_the_validation_pass_is_traced_once_across_epochs(digits, model):
     for _ in range(3):
         assert validate() == first
     assert validate._infer._compiled.experimental_get_tracing_count() == 1
+
+
+def test_a_call_returns_at_most_call_output_bytes_of_outputs(digits, model, monkeypatch):
+    import kdcli.inference
+
+    monkeypatch.setattr(kdcli.inference, "CALL_OUTPUT_BYTES", 3 * 100 * 10 * 4)  # three batches of 100 x 10
+    inference = Inference(model, steps_per_call=128)
+    outputs = inference(digits.train, 100)  # 15 batches: a first call of 1, then calls of 3
+    assert inference.calls.calls == 1 + 5
+    np.testing.assert_array_equal(outputs, predict_logits(model, digits.train, 100, steps_per_call=1))
+
+
+@pytest.mark.parametrize("count", [0, -2, 1.5])
+def test_a_count_below_one_is_refused(model, count):
+    with pytest.raises(ValueError, match="steps_per_call must be 1 or more"):
+        Inference(model, steps_per_call=count)

@@ -23,6 +23,8 @@ TEXT_KINDS = "USO"
 TEXT_DTYPE = np.dtype(object)
 # The alignment (bytes) under which TensorFlow can use an array's memory as it is (see `shares_memory`).
 ALIGNMENT = 64
+# NumPy dtype kinds of numbers: bool, signed and unsigned integers, floats.
+NUMBER_KINDS = "biuf"
 
 
 def aligned_empty(shape, dtype):
@@ -37,7 +39,7 @@ def aligned_empty(shape, dtype):
 def shares_memory(array):
     """Whether TensorFlow can take `array` without a copy (through DLPack): numbers in the machine's
     byte order, C-ordered, writable and aligned."""
-    return (array.dtype.kind in "biuf" and array.dtype.isnative and array.flags.c_contiguous
+    return (array.dtype.kind in NUMBER_KINDS and array.dtype.isnative and array.flags.c_contiguous
             and array.flags.writeable and array.ctypes.data % ALIGNMENT == 0)
 
 
@@ -115,21 +117,24 @@ class ArrayColumn(Column):
     def __init__(self, array, label="x"):
         self.array, self.label = array, label
         self.n, self.sample_shape, self.dtype = len(array), tuple(array.shape[1:]), array.dtype
-        self._tensor = None
+        self._tensor = (None, None)  # (the array, its tensor)
 
     def read(self, rows):
         return self.array[rows]
 
     def tensor(self):
-        """The array as a TensorFlow tensor, made once: the array's own memory where TensorFlow can
-        share it (`shares_memory`: .npz files are read so), else a copy."""
-        if self._tensor is None:
+        """The array as a TensorFlow tensor, made once per array: the array's own memory where
+        TensorFlow can share it (`shares_memory`: .npz files are read so; a change made to the array in
+        place is then seen), else a copy."""
+        array, tensor = self._tensor
+        if array is not self.array:
             from kdcli._tf import tf
 
             shared = shares_memory(self.array)
-            self._tensor = tf.experimental.dlpack.from_dlpack(self.array.__dlpack__()) if shared else \
+            tensor = tf.experimental.dlpack.from_dlpack(self.array.__dlpack__()) if shared else \
                 tf.constant(self.array)
-        return self._tensor
+            self._tensor = (self.array, tensor)
+        return tensor
 
 
 class RowsColumn(Column):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdcli.data.columns import ArrayColumn, H5Column, ImageColumn, TextColumn, aligned_empty
+from kdcli.data.columns import NUMBER_KINDS, ArrayColumn, H5Column, ImageColumn, TextColumn, aligned_empty
 from kdcli.data.dataset import KERAS_DATASETS, KNOWN_NAMES, SAMPLES, make_dataset
 from kdcli.data.validation import check_image, check_inputs
 from kdcli.errors import KdcliError, UsageError, first_line as _first_line
@@ -139,7 +139,7 @@ def _read_aligned(npz, key):
         version = np.lib.format.read_magic(f)
         header = np.lib.format.read_array_header_2_0 if version >= (2, 0) else np.lib.format.read_array_header_1_0
         shape, fortran, dtype = header(f)
-        if fortran or dtype.kind not in "biuf" or dtype.hasobject:
+        if fortran or dtype.kind not in NUMBER_KINDS:
             return npz[key]
         array = aligned_empty(shape, dtype)
         view = memoryview(array.reshape(-1).view(np.uint8))
@@ -147,7 +147,7 @@ def _read_aligned(npz, key):
         while filled < len(view):
             read = f.readinto(view[filled:filled + READ_BYTES])  # a zip member reads a copy of what is asked
             if not read:
-                raise ValueError(f"{key}: the file ends {len(view) - filled} bytes early")
+                raise ValueError(f"{key}.npy ends {len(view) - filled} bytes early; is the file cut short?")
             filled += read
         return array
 
