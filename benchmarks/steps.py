@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -53,15 +54,18 @@ def worktree(path, commit):
 
 def process(tree, workdir, *args):
     """Run `python ARGS` with `tree`'s kdcli first on the path, from `workdir`: the whole wall time, start to
-    exit, and the 1-minute load average just before it started."""
+    exit, the 1-minute load average just before it started, and the CPU seconds (user and system, all its
+    threads) it used."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=workdir, env=env)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, args))} failed: {r.stderr.strip().splitlines()[-3:]}")
-    return seconds, load
+    return seconds, load, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def imported_from(tree, workdir):
@@ -144,8 +148,8 @@ def soft_labels_against_predict(trees, data, teacher, workdir, repeats=3):
     raw = {name: [] for name in runs}
     for repeat in range(repeats):
         for name, run in runs.items():
-            seconds, load = run()
-            raw[name].append({"s": seconds, "load": load})
+            seconds, load, cpu = run()
+            raw[name].append({"s": seconds, "load": load, "cpu_s": cpu})
             log(f"  {name} (repeat {repeat + 1}): {seconds:.1f} s, load {load:.2f}")
     return {name: {"best_s": min(r["s"] for r in runs_), "runs": runs_} for name, runs_ in raw.items()}
 
@@ -157,14 +161,16 @@ def measure(runs, low, high, repeats):
     for repeat in range(repeats):
         for point, epochs in (("low", low), ("high", high)):
             for name, run in runs.items():
-                seconds, load = run(epochs)
-                raw[name][point].append({"s": seconds, "load": load})
-                log(f"  {name} {epochs} epochs (repeat {repeat + 1}): {seconds:.1f} s, load {load:.2f}")
+                seconds, load, cpu = run(epochs)
+                raw[name][point].append({"s": seconds, "load": load, "cpu_s": cpu})
+                log(f"  {name} {epochs} epochs (repeat {repeat + 1}): {seconds:.1f} s ({cpu:.1f} CPU s), "
+                    f"load {load:.2f}")
     out = {}
     for name, r in raw.items():
         best_low, best_high = (min(x["s"] for x in r[p]) for p in ("low", "high"))
+        cpu_low, cpu_high = (min(x["cpu_s"] for x in r[p]) for p in ("low", "high"))
         out[name] = {"per_epoch_s": (best_high - best_low) / (high - low), "low_s": best_low, "high_s": best_high,
-                     "runs": r}
+                     "per_epoch_cpu_s": (cpu_high - cpu_low) / (high - low), "runs": r}
     return out
 
 
@@ -178,7 +184,8 @@ def cpu_name():
 def markdown(kept):
     m, rows = kept["machine"], kept["rows"]
     lo, hi = kept["epochs"]
-    loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
+    full = [row for row in rows if all(n in row["configs"] for n in MAIN)]
+    loads = [x["load"] for row in full for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
     out = [
         "## Several steps per call: offline distill against Keras' fastest fit, the Distiller and predict",
         "",
@@ -202,17 +209,16 @@ def markdown(kept):
         "distill ÷ fastest fit | --xla ÷ distill |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in rows:
+    for row in full:
         per = {name: v["per_epoch_s"] for name, v in row["configs"].items()}
         fastest = min(v for k, v in per.items() if k.startswith("fit"))
         out.append(f"| {row['student']} | {row['params']:,} | " + " | ".join(
-            f"{per[n]:.3f}" for n in ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_after",
-                                      "distill_after_xla"))
+            f"{per[n]:.3f}" for n in MAIN)
             + f" | {per['distill_after'] / fastest:.2f}x | {per['distill_after_xla'] / per['distill_after']:.2f}x |")
-    shown = [n for n in NAMES if n != "distill_before" and any(n in row["configs"] for row in rows)]
+    shown = [n for n in NAMES if n != "distill_before" and any(n in row["configs"] for row in full)]
     out += ["", f"Seconds per epoch. The bests behind each slope ({lo} / {hi} epochs, whole process, s):", "",
             "| student | " + " | ".join(NAMES[n] for n in shown) + " |", "| --- |" + " ---: |" * len(shown)]
-    for row in rows:
+    for row in full:
         c = row["configs"]
         out.append(f"| {row['student']} | " + " | ".join(
             f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in shown) + " |")
@@ -223,10 +229,38 @@ def markdown(kept):
             out += ["", f"keras.distillation's `Distiller` ({row['student']}, online, the teacher run on every "
                     f"batch) costs {c['distiller']['per_epoch_s']:.3f} s an epoch: {ratio:.1f}x offline `distill` "
                     f"({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
+    out += _focused([row for row in rows if row not in full])
     out += _before_after(kept.get("before_after"), kept.get("soft_labels"))
     if kept.get("notes"):
         out += ["", kept["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _focused(rows):
+    """The rows of a sitting of a few configurations (`--configs`): distill against fit's fastest, by the wall
+    clock and by the CPU seconds the processes used."""
+    if not rows:
+        return []
+    out = ["", "Distill against fit alone, in later sittings of their own (the same processes and interleaving, "
+           "more repeats), by the wall clock and by the CPU seconds each process used (user and system, all its "
+           "threads; less sensitive to other work on the machine):", "",
+           "| student, kdcli commit, date | epochs | best of | fit spe=32 | fit spe=128 | distill | distill ÷ fastest fit | "
+           "CPU s per epoch: fastest fit | distill | distill ÷ fastest fit |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        c = row["configs"]
+        fits = [n for n in c if n.startswith("fit")]
+        wall = min(c[n]["per_epoch_s"] for n in fits)
+        cpu = min(c[n]["per_epoch_cpu_s"] for n in fits)
+        d = c["distill_after"]
+        lo, hi = row["epochs"]
+        out.append(f"| {row['student']}, {row['after']}, {row['date']} | {lo} / {hi} | {row['repeats']} | " + " | ".join(
+            f"{c[n]['per_epoch_s']:.3f}" if n in c else "–" for n in ("fit_spe32", "fit_spe128"))
+            + f" | {d['per_epoch_s']:.3f} | {d['per_epoch_s'] / wall:.2f}x | {cpu:.3f} | {d['per_epoch_cpu_s']:.3f} | "
+            f"{d['per_epoch_cpu_s'] / cpu:.2f}x |")
+    loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
+    out += ["", f"The 1-minute load average before a run ranged {min(loads):.1f}–{max(loads):.1f} (the runs' own)."]
+    return out
 
 
 def _spread(runs):
@@ -267,6 +301,7 @@ def _before_after(ba, soft):
     return out
 
 
+MAIN = ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_after", "distill_after_xla")
 NAMES = {"fit_spe1": "fit spe=1", "fit_spe32": "fit spe=32", "fit_spe128": "fit spe=128",
          "fit_spe128_jit": "fit spe=128, XLA", "distill_before": "distill before", "distill_after": "distill",
          "distill_after_xla": "distill --xla", "distill_after_spc1": "after, --steps-per-call 1",
@@ -282,6 +317,8 @@ def main():
     parser.add_argument("--high", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--spc1", action="store_true", help="also HEAD with --steps-per-call 1")
+    parser.add_argument("--configs", nargs="+", choices=sorted(NAMES), help="only these configurations (kept as "
+                        "rows of their own, under --tag)")
     parser.add_argument("--before-after", action="store_true", help="only distill and soft-labels before and "
                         "after, interleaved, kept beside the rows already in --json")
     parser.add_argument("--no-soft-labels", action="store_true", help="skip soft-labels against predict")
@@ -317,8 +354,9 @@ def main():
                             "python": platform.python_version(), "tensorflow": tf.__version__},
                 "before": commits["before"], "after": commits["after"], "epochs": [args.low, args.high],
                 "repeats": args.repeats, "rows": []}
-        if (args.append or args.before_after) and Path(args.json).exists():  # another run's, kept beside this one's
-            kept = {**json.loads(Path(args.json).read_text()), **({} if args.before_after else
+        if (args.append or args.before_after or args.configs) and Path(args.json).exists():
+            # another run's, kept beside this one's (a sitting of a few configurations keeps its own facts)
+            kept = {**json.loads(Path(args.json).read_text()), **({} if args.before_after or args.configs else
                                                                    {k: v for k, v in kept.items() if k != "rows"})}
         into = kept
         if args.before_after:
@@ -329,10 +367,13 @@ def main():
             runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, args.spc1)
             if args.before_after:
                 runs = {name: runs[name] for name in ("distill_before", "distill_after")}
+            elif args.configs:
+                runs = {name: runs[name] for name in args.configs}
             label = f"{spec} ({args.tag})" if args.tag else spec
             into["rows"] = [r for r in into["rows"] if r["student"] != label]
             into["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
                                  "params": info[spec]["params"], "epochs": [args.low, args.high],
+                                 "repeats": args.repeats, "date": datetime.date.today().isoformat(),
                                  "configs": measure(runs, args.low, args.high, args.repeats)})
             Path(args.json).write_text(json.dumps(kept, indent=2))  # kept after each student
             Path(args.markdown).write_text(markdown(kept))
