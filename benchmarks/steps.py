@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -76,12 +77,11 @@ def imported_from(tree, workdir):
                           check=True).stdout.strip()
 
 
-def prepare(workdir, after):
-    """The MNIST split, a teacher (5 epochs), its soft labels, and the shrink:0.25 student as a .keras
-    architecture for `processes.py fit` (which builds no shrink student itself)."""
-    data = workdir / "mnist.npz"
+def prepare(workdir, after, data=None):
+    """The MNIST split (or `data`), a teacher (5 epochs) and its soft labels."""
+    data = Path(data).resolve() if data else workdir / "mnist.npz"
     if not data.exists() and mnist_split(data) is None:
-        raise SystemExit("../shared/data/mnist-t10k is not here")
+        raise SystemExit("../shared/data/mnist-t10k is not here: give --data")
     teacher, soft = workdir / "T.keras", workdir / "soft.h5"
     if not teacher.exists():
         process(after, workdir, "-m", "kdcli", "train-teacher", "--data", data, "--epochs", 5, "--out", teacher,
@@ -108,7 +108,7 @@ def students(specs, data, teacher, workdir):
     return out
 
 
-def configurations(spec, fit_spec, trees, data, teacher, soft, workdir, steps_per_call_one):
+def configurations(spec, fit_spec, trees, data, teacher, soft, workdir, steps_per_call_one, bf16=False):
     """name -> a function of the epoch count that runs the whole process once: (seconds, load)."""
 
     def distill(tree, *extra):
@@ -126,9 +126,14 @@ def configurations(spec, fit_spec, trees, data, teacher, soft, workdir, steps_pe
     runs = {f"fit_spe{spe}": fit(spe) for spe in FITS}
     runs["fit_spe128_jit"] = lambda epochs: process(trees["after"], workdir, HERE / "processes.py", "fit", data,
                                                     fit_spec, epochs, 128, "true")
-    runs["distill_before"] = distill(trees["before"])
+    if "before" in trees:
+        runs["distill_before"] = distill(trees["before"])
     runs["distill_after"] = distill(trees["after"])
     runs["distill_after_xla"] = distill(trees["after"], "--xla")
+    if bf16:  # both in bfloat16, the logits float32 (kdcli's --mixed-precision bf16)
+        runs["fit_spe128_bf16"] = lambda epochs: process(trees["after"], workdir, HERE / "processes.py", "fit", data,
+                                                         fit_spec, epochs, 128, "auto", "bf16")
+        runs["distill_after_bf16"] = distill(trees["after"], "--mixed-precision", "bf16")
     if steps_per_call_one:
         runs["distill_after_spc1"] = distill(trees["after"], "--steps-per-call", 1)
     if spec == "mlp":  # keras.distillation's online Distiller, with the same student and teacher
@@ -141,7 +146,7 @@ def soft_labels_against_predict(trees, data, teacher, workdir, repeats=3):
     """`kdcli soft-labels` before and after against the teacher's own `predict` (batch 256), whole
     processes, interleaved, `repeats` times: every run's seconds and load."""
     runs = {"predict": lambda: process(trees["after"], workdir, HERE / "processes.py", "predict", data, teacher)}
-    for name in ("before", "after"):
+    for name in trees:
         runs[f"soft_labels_{name}"] = lambda tree=trees[name]: process(
             tree, workdir, "-m", "kdcli", "soft-labels", "--teacher", teacher, "--data", data,
             "--out", workdir / "soft-out.h5", "--quiet")
@@ -174,6 +179,14 @@ def measure(runs, low, high, repeats):
     return out
 
 
+def gpu_names():
+    """The GPUs TensorFlow sees, by name (empty on a machine without one)."""
+    import tensorflow as tf
+
+    return [tf.config.experimental.get_device_details(d).get("device_name", d.name)
+            for d in tf.config.list_physical_devices("GPU")]
+
+
 def cpu_name():
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -193,7 +206,7 @@ def markdown(kept):
         f"--soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... --quiet` (with "
         f"`--teacher T.keras` beside it for `shrink:0.25`) at {kept['after']} (several steps a compiled call, the "
         f"count chosen automatically, one input pipeline for the run over the arrays themselves), and the same "
-        f"with `--xla`, from a git worktree; plain Keras `model.fit` of the same student on the hard labels, batch "
+        f"with `--xla`, {'from a git worktree' if kept.get('before') else 'from the checkout itself'}; plain Keras `model.fit` of the same student on the hard labels, batch "
         f"64, Adam 1e-3, the data in memory, compiled with `steps_per_execution` 1, 32 and 128, and 128 with "
         f"`jit_compile=True` (`benchmarks/processes.py fit`; for `shrink:0.25` the same architecture saved as a "
         f".keras file); for `mlp`, keras.distillation's online `Distiller` with the same teacher and student "
@@ -201,7 +214,7 @@ def markdown(kept):
         f"train-teacher --epochs 5`. Seconds per epoch are the slope (t_{hi} − t_{lo}) / {hi - lo} between runs "
         f"of {lo} and {hi} epochs, each the best of {kept['repeats']}; a student's runs were interleaved (every "
         f"configuration at {lo} epochs, then at {hi}, {kept['repeats']} times) so that drifts in load hit them "
-        f"alike. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, TensorFlow {m['tensorflow']}; "
+        f"alike. Machine: {m['cpu']}, {m['cores']} cores, {', '.join(m.get('gpus') or ['no GPU'])}, Python {m['python']}, TensorFlow {m['tensorflow']}; "
         f"nothing else ran, and the 1-minute load average before a run ranged {min(loads):.1f}–{max(loads):.1f} "
         f"(the runs' own).",
         "",
@@ -229,11 +242,30 @@ def markdown(kept):
             out += ["", f"keras.distillation's `Distiller` ({row['student']}, online, the teacher run on every "
                     f"batch) costs {c['distiller']['per_epoch_s']:.3f} s an epoch: {ratio:.1f}x offline `distill` "
                     f"({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
+    out += _bf16(full)
     out += _focused([row for row in rows if row not in full])
     out += _before_after(kept.get("before_after"), kept.get("soft_labels"))
     if kept.get("notes"):
         out += ["", kept["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _bf16(rows):
+    """fit and distill computing in bfloat16 (`--bf16`), beside float32."""
+    rows = [row for row in rows if "distill_after_bf16" in row["configs"]]
+    if not rows:
+        return []
+    out = ["", "Mixed precision: the same runs with the students computing in bfloat16, their logits float32 "
+           "(`--mixed-precision bf16`; for fit, the student kdcli builds with it), seconds per epoch:", "",
+           "| student | fit spe=128 | fit spe=128, bf16 | distill | distill, bf16 | distill bf16 ÷ fit bf16 | "
+           "bf16 ÷ float32 (distill) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        per = {name: v["per_epoch_s"] for name, v in row["configs"].items()}
+        out.append(f"| {row['student']} | {per['fit_spe128']:.3f} | {per['fit_spe128_bf16']:.3f} | "
+                   f"{per['distill_after']:.3f} | {per['distill_after_bf16']:.3f} | "
+                   f"{per['distill_after_bf16'] / per['fit_spe128_bf16']:.2f}x | "
+                   f"{per['distill_after_bf16'] / per['distill_after']:.2f}x |")
+    return out
 
 
 def _focused(rows):
@@ -243,24 +275,37 @@ def _focused(rows):
         return []
     out = ["", "Distill against fit alone, in later sittings of their own (the same processes and interleaving, "
            "more repeats), by the wall clock and by the CPU seconds each process used (user and system, all its "
-           "threads; less sensitive to other work on the machine):", "",
-           "| student, kdcli commit, date | epochs | best of | fit spe=32 | fit spe=128 | distill | distill ÷ fastest fit | "
-           "CPU s per epoch: fastest fit | distill | distill ÷ fastest fit |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "threads). Beside the ratio of the bests, the ratio within each repeat (its own slope of distill over "
+           "the faster fit of that repeat), mean ± standard deviation over the repeats: the noise of one ratio.",
+           "", "| student, kdcli commit, date | epochs | best of | fit spe=32 | fit spe=128 | distill | "
+           "distill ÷ fastest fit | per repeat | CPU s per epoch: fastest fit | distill | distill ÷ fastest fit | "
+           "per repeat |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         c = row["configs"]
-        fits = [n for n in c if n.startswith("fit")]
+        fits = [n for n in c if n.startswith("fit") and not n.endswith("bf16")]
         wall = min(c[n]["per_epoch_s"] for n in fits)
         cpu = min(c[n]["per_epoch_cpu_s"] for n in fits)
         d = c["distill_after"]
         lo, hi = row["epochs"]
         out.append(f"| {row['student']}, {row['after']}, {row['date']} | {lo} / {hi} | {row['repeats']} | " + " | ".join(
             f"{c[n]['per_epoch_s']:.3f}" if n in c else "–" for n in ("fit_spe32", "fit_spe128"))
-            + f" | {d['per_epoch_s']:.3f} | {d['per_epoch_s'] / wall:.2f}x | {cpu:.3f} | {d['per_epoch_cpu_s']:.3f} | "
-            f"{d['per_epoch_cpu_s'] / cpu:.2f}x |")
+            + f" | {d['per_epoch_s']:.3f} | {d['per_epoch_s'] / wall:.2f}x | {_per_repeat(c, fits, 's', lo, hi)} | "
+            f"{cpu:.3f} | {d['per_epoch_cpu_s']:.3f} | {d['per_epoch_cpu_s'] / cpu:.2f}x | "
+            f"{_per_repeat(c, fits, 'cpu_s', lo, hi)} |")
     loads = [x["load"] for row in rows for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
     out += ["", f"The 1-minute load average before a run ranged {min(loads):.1f}–{max(loads):.1f} (the runs' own)."]
     return out
+
+
+def _per_repeat(configs, fits, key, lo, hi):
+    """distill's slope over the faster fit's within each repeat: 'mean ± sd' over the repeats."""
+    def slopes(name):
+        runs = configs[name]["runs"]
+        return [(high[key] - low[key]) / (hi - lo) for low, high in zip(runs["low"], runs["high"])]
+
+    fastest = [min(each) for each in zip(*(slopes(n) for n in fits))]
+    ratios = [d / f for d, f in zip(slopes("distill_after"), fastest)]
+    return f"{statistics.mean(ratios):.2f} ± {statistics.stdev(ratios):.2f}"
 
 
 def _spread(runs):
@@ -285,7 +330,12 @@ def _before_after(ba, soft):
                        f"{a['per_epoch_s'] / b['per_epoch_s']:.2f}x | {b['low_s']:.1f} / {b['high_s']:.1f} | "
                        f"{a['low_s']:.1f} / {a['high_s']:.1f} |")
         soft = ba.get("soft_labels", soft)
-    if soft:
+    if soft and "soft_labels_before" not in soft:  # a sitting with no before (--here)
+        best = {name: v["best_s"] for name, v in soft.items()}
+        out += ["", f"`kdcli soft-labels` against the teacher's own `predict`, the best of {len(soft['predict']['runs'])}: "
+                f"{best['soft_labels_after']:.2f} s against {best['predict']:.2f} s, "
+                f"{best['soft_labels_after'] / best['predict']:.2f}x."]
+    elif soft:
         best = {name: v["best_s"] for name, v in soft.items()}
         out += ["", "`kdcli soft-labels --teacher T.keras --data mnist.npz` (8,000 images, batches of 256) before "
                 "and after, against the teacher's own `predict(x, batch_size=256)` in a process that loads the "
@@ -305,7 +355,7 @@ MAIN = ("fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_after"
 NAMES = {"fit_spe1": "fit spe=1", "fit_spe32": "fit spe=32", "fit_spe128": "fit spe=128",
          "fit_spe128_jit": "fit spe=128, XLA", "distill_before": "distill before", "distill_after": "distill",
          "distill_after_xla": "distill --xla", "distill_after_spc1": "after, --steps-per-call 1",
-         "distiller": "Distiller"}
+         "distiller": "Distiller", "fit_spe128_bf16": "fit spe=128, bf16", "distill_after_bf16": "distill, bf16"}
 
 
 def main():
@@ -323,6 +373,10 @@ def main():
                         "after, interleaved, kept beside the rows already in --json")
     parser.add_argument("--no-soft-labels", action="store_true", help="skip soft-labels against predict")
     parser.add_argument("--before", default=BEFORE)
+    parser.add_argument("--here", action="store_true", help="this checkout alone, as it is (no git history needed, "
+                        "no before): for a machine it was copied to, such as one with a GPU")
+    parser.add_argument("--bf16", action="store_true", help="also fit and distill computing in bfloat16")
+    parser.add_argument("--data", help="the MNIST split as an .npz (default: made in --workdir from ../shared)")
     parser.add_argument("--trees", default="/tmp", help="where the two worktrees go (kd-before, kd-after)")
     parser.add_argument("--keep-worktrees", action="store_true")
     parser.add_argument("--append", action="store_true", help="keep the students already in --json")
@@ -338,8 +392,11 @@ def main():
     if workdir.is_relative_to(ROOT):
         raise SystemExit(f"--workdir must be outside {ROOT}: the current directory would shadow the worktrees")
     workdir.mkdir(parents=True, exist_ok=True)
-    trees = {"before": Path(args.trees) / "kd-before", "after": Path(args.trees) / "kd-after"}
-    commits = {"before": worktree(trees["before"], args.before), "after": worktree(trees["after"], "HEAD")}
+    if args.here:
+        trees, commits = {"after": ROOT}, {"after": "this checkout"}
+    else:
+        trees = {"before": Path(args.trees) / "kd-before", "after": Path(args.trees) / "kd-after"}
+        commits = {"before": worktree(trees["before"], args.before), "after": worktree(trees["after"], "HEAD")}
     try:
         for name, tree in trees.items():
             where = imported_from(tree, workdir)
@@ -348,11 +405,12 @@ def main():
         import tensorflow as tf
 
         log("teacher and soft labels")
-        data, teacher, soft = prepare(workdir, trees["after"])
+        data, teacher, soft = prepare(workdir, trees["after"], args.data)
         info = students(args.students, data, teacher, workdir)
         kept = {"machine": {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                            "gpus": gpu_names(),
                             "python": platform.python_version(), "tensorflow": tf.__version__},
-                "before": commits["before"], "after": commits["after"], "epochs": [args.low, args.high],
+                "before": commits.get("before"), "after": commits["after"], "epochs": [args.low, args.high],
                 "repeats": args.repeats, "rows": []}
         if (args.append or args.before_after or args.configs) and Path(args.json).exists():
             # another run's, kept beside this one's (a sitting of a few configurations keeps its own facts)
@@ -364,14 +422,14 @@ def main():
                                            "epochs": [args.low, args.high], "repeats": args.repeats, "rows": []}
         for spec in args.students:
             log(f"student {spec}")
-            runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, args.spc1)
+            runs = configurations(spec, info[spec]["fit_spec"], trees, data, teacher, soft, workdir, args.spc1, args.bf16)
             if args.before_after:
                 runs = {name: runs[name] for name in ("distill_before", "distill_after")}
             elif args.configs:
                 runs = {name: runs[name] for name in args.configs}
             label = f"{spec} ({args.tag})" if args.tag else spec
             into["rows"] = [r for r in into["rows"] if r["student"] != label]
-            into["rows"].append({"student": label, "spec": spec, "before": commits["before"], "after": commits["after"],
+            into["rows"].append({"student": label, "spec": spec, "before": commits.get("before"), "after": commits["after"],
                                  "params": info[spec]["params"], "epochs": [args.low, args.high],
                                  "repeats": args.repeats, "date": datetime.date.today().isoformat(),
                                  "configs": measure(runs, args.low, args.high, args.repeats)})
@@ -383,7 +441,7 @@ def main():
             Path(args.json).write_text(json.dumps(kept, indent=2))
             Path(args.markdown).write_text(markdown(kept))
     finally:
-        if not args.keep_worktrees:
+        if not args.keep_worktrees and not args.here:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                                capture_output=True)
