@@ -195,12 +195,25 @@ def cpu_name():
 
 
 def markdown(kept):
-    m, rows = kept["machine"], kept["rows"]
+    rows = kept["rows"]
+    full = [row for row in rows if not row.get("focused")]
+    out = ["## Several steps per call: offline distill against Keras' fastest fit, the Distiller and predict"]
+    if full:
+        out += _main_table(kept, full)
+    out += _bf16(full)
+    out += _focused([row for row in rows if row.get("focused")])
+    out += _before_after(kept.get("before_after"), kept.get("soft_labels"))
+    if kept.get("notes"):
+        out += ["", kept["notes"]]
+    return "\n".join(out) + "\n"
+
+
+def _main_table(kept, full):
+    """Every configuration of each student: the first table, its bests, and the Distiller."""
+    m = kept["machine"]
     lo, hi = kept["epochs"]
-    full = [row for row in rows if all(n in row["configs"] for n in MAIN)]
     loads = [x["load"] for row in full for c in row["configs"].values() for p in ("low", "high") for x in c["runs"][p]]
     out = [
-        "## Several steps per call: offline distill against Keras' fastest fit, the Distiller and predict",
         "",
         f"Whole processes, timed from start to exit (`benchmarks/steps.py`, {m['date']}): `kdcli distill "
         f"--soft-labels soft.h5 --data mnist.npz --student S --epochs N --batch-size 64 --out ... --quiet` (with "
@@ -214,7 +227,7 @@ def markdown(kept):
         f"train-teacher --epochs 5`. Seconds per epoch are the slope (t_{hi} − t_{lo}) / {hi - lo} between runs "
         f"of {lo} and {hi} epochs, each the best of {kept['repeats']}; a student's runs were interleaved (every "
         f"configuration at {lo} epochs, then at {hi}, {kept['repeats']} times) so that drifts in load hit them "
-        f"alike. Machine: {m['cpu']}, {m['cores']} cores, {', '.join(m.get('gpus') or ['no GPU'])}, Python {m['python']}, TensorFlow {m['tensorflow']}; "
+        f"alike. Machine: {m['cpu']}, {m['cores']} cores, {_gpus(m)}, Python {m['python']}, TensorFlow {m['tensorflow']}; "
         f"nothing else ran, and the 1-minute load average before a run ranged {min(loads):.1f}–{max(loads):.1f} "
         f"(the runs' own).",
         "",
@@ -235,19 +248,21 @@ def markdown(kept):
         c = row["configs"]
         out.append(f"| {row['student']} | " + " | ".join(
             f"{c[n]['low_s']:.1f} / {c[n]['high_s']:.1f}" if n in c else "–" for n in shown) + " |")
-    for row in rows:
+    for row in full:
         c = row["configs"]
         if "distiller" in c:
             ratio = c["distiller"]["per_epoch_s"] / c["distill_after"]["per_epoch_s"]
             out += ["", f"keras.distillation's `Distiller` ({row['student']}, online, the teacher run on every "
                     f"batch) costs {c['distiller']['per_epoch_s']:.3f} s an epoch: {ratio:.1f}x offline `distill` "
                     f"({c['distill_after']['per_epoch_s']:.3f} s), whose teacher ran once, in `soft-labels`."]
-    out += _bf16(full)
-    out += _focused([row for row in rows if row not in full])
-    out += _before_after(kept.get("before_after"), kept.get("soft_labels"))
-    if kept.get("notes"):
-        out += ["", kept["notes"]]
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _gpus(machine):
+    """The GPUs a machine entry names: 'no GPU' when it recorded none, and says so when it did not record them."""
+    if "gpus" not in machine:
+        return "GPUs not recorded"
+    return ", ".join(machine["gpus"]) or "no GPU"
 
 
 def _bf16(rows):
@@ -277,7 +292,7 @@ def _focused(rows):
            "more repeats), by the wall clock and by the CPU seconds each process used (user and system, all its "
            "threads). Beside the ratio of the bests, the ratio within each repeat (its own slope of distill over "
            "the faster fit of that repeat), mean ± standard deviation over the repeats: the noise of one ratio.",
-           "", "| student, kdcli commit, date | epochs | best of | fit spe=32 | fit spe=128 | distill | "
+           "", "| student, kdcli commit, date, machine | epochs | best of | fit spe=32 | fit spe=128 | distill | "
            "distill ÷ fastest fit | per repeat | CPU s per epoch: fastest fit | distill | distill ÷ fastest fit | "
            "per repeat |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
@@ -287,7 +302,9 @@ def _focused(rows):
         cpu = min(c[n]["per_epoch_cpu_s"] for n in fits)
         d = c["distill_after"]
         lo, hi = row["epochs"]
-        out.append(f"| {row['student']}, {row['after']}, {row['date']} | {lo} / {hi} | {row['repeats']} | " + " | ".join(
+        m = row.get("machine", {})
+        where = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores), {_gpus(m)}"
+        out.append(f"| {row['student']}, {row['after']}, {row['date']}, {where} | {lo} / {hi} | {row['repeats']} | " + " | ".join(
             f"{c[n]['per_epoch_s']:.3f}" if n in c else "–" for n in ("fit_spe32", "fit_spe128"))
             + f" | {d['per_epoch_s']:.3f} | {d['per_epoch_s'] / wall:.2f}x | {_per_repeat(c, fits, 's', lo, hi)} | "
             f"{cpu:.3f} | {d['per_epoch_cpu_s']:.3f} | {d['per_epoch_cpu_s'] / cpu:.2f}x | "
@@ -305,6 +322,8 @@ def _per_repeat(configs, fits, key, lo, hi):
 
     fastest = [min(each) for each in zip(*(slopes(n) for n in fits))]
     ratios = [d / f for d, f in zip(slopes("distill_after"), fastest)]
+    if len(ratios) < 2:
+        return "–"
     return f"{statistics.mean(ratios):.2f} ± {statistics.stdev(ratios):.2f}"
 
 
@@ -385,6 +404,17 @@ def main():
     parser.add_argument("--markdown", default=str(HERE / "steps.md"))
     parser.add_argument("--render", metavar="JSON", help="measure nothing: write --markdown from kept numbers")
     args = parser.parse_args()
+    if args.configs:
+        if not args.tag:
+            parser.error("--configs needs --tag: its rows are kept beside the main table's, under their own name")
+        if "distill_after" not in args.configs or not any(n.startswith("fit") and not n.endswith("bf16")
+                                                           for n in args.configs):
+            parser.error("--configs needs distill_after and a float32 fit to compare it with")
+        if any(n not in ("distill_after", "fit_spe1", "fit_spe32", "fit_spe128", "fit_spe128_jit", "distill_after_xla",
+                         "distill_after_spc1") for n in args.configs):
+            parser.error("--configs takes the float32 distill and fit configurations")
+    if args.before_after and (args.configs or args.here):
+        parser.error("--before-after compares two commits: not with --configs or --here")
     if args.render:
         Path(args.markdown).write_text(markdown(json.loads(Path(args.render).read_text())))
         return
@@ -404,12 +434,14 @@ def main():
                 raise SystemExit(f"{name}: kdcli imports from {where}, not {tree}")
         import tensorflow as tf
 
+        gpus = gpu_names()
+        tf.config.set_visible_devices([], "GPU")  # this process only: the timed ones get the GPU to themselves
         log("teacher and soft labels")
         data, teacher, soft = prepare(workdir, trees["after"], args.data)
         info = students(args.students, data, teacher, workdir)
-        kept = {"machine": {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
-                            "gpus": gpu_names(),
-                            "python": platform.python_version(), "tensorflow": tf.__version__},
+        machine = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus,
+                   "python": platform.python_version(), "tensorflow": tf.__version__}
+        kept = {"machine": machine,
                 "before": commits.get("before"), "after": commits["after"], "epochs": [args.low, args.high],
                 "repeats": args.repeats, "rows": []}
         if (args.append or args.before_after or args.configs) and Path(args.json).exists():
@@ -429,13 +461,15 @@ def main():
                 runs = {name: runs[name] for name in args.configs}
             label = f"{spec} ({args.tag})" if args.tag else spec
             into["rows"] = [r for r in into["rows"] if r["student"] != label]
-            into["rows"].append({"student": label, "spec": spec, "before": commits.get("before"), "after": commits["after"],
-                                 "params": info[spec]["params"], "epochs": [args.low, args.high],
-                                 "repeats": args.repeats, "date": datetime.date.today().isoformat(),
-                                 "configs": measure(runs, args.low, args.high, args.repeats)})
+            row = {"student": label, "spec": spec, "before": commits.get("before"), "after": commits["after"],
+                   "params": info[spec]["params"], "epochs": [args.low, args.high], "repeats": args.repeats,
+                   "date": datetime.date.today().isoformat()}
+            if args.configs:  # a sitting of its own: where it ran goes with it
+                row.update(focused=True, machine={k: v for k, v in machine.items() if k != "date"})
+            into["rows"].append({**row, "configs": measure(runs, args.low, args.high, args.repeats)})
             Path(args.json).write_text(json.dumps(kept, indent=2))  # kept after each student
             Path(args.markdown).write_text(markdown(kept))
-        if not args.no_soft_labels:
+        if not args.no_soft_labels and not args.configs:  # a sitting of a few configurations leaves them be
             log("soft-labels against predict")
             into["soft_labels"] = soft_labels_against_predict(trees, data, teacher, workdir)
             Path(args.json).write_text(json.dumps(kept, indent=2))
