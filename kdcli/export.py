@@ -33,6 +33,10 @@ from kdcli.model_files import load_model, read_model_provenance
 from kdcli.specs import FORMATS, QUANTIZATIONS
 
 REPRESENTATIVE_SAMPLES = 300
+# An int8 export must give its model's class on at least this share of the calibration samples: one
+# int8 scale per tensor can lose what a model reads (inputs on very different scales) and leave a
+# file that answers at chance. Legitimate int8 exports agree on 97% or more (the export tests).
+MIN_INT8_AGREEMENT = 0.9
 # Layers that are identities at inference but draw random numbers in a traced graph (ops that
 # TFLite lacks): the export replaces them by `Identity`. Besides these, every `Random*` layer of
 # keras.layers.preprocessing but RandomCrop, which crops and resizes at inference too.
@@ -48,7 +52,8 @@ _CHILD_CODE = "import sys; sys.path.append(sys.argv[1]); from kdcli.export impor
 CHILD_TIMEOUT = 1800
 
 
-def export_model(model_path, out, format="tflite", quantize="none", data=None, unsafe=False):
+def export_model(model_path, out, format="tflite", quantize="none", data=None, unsafe=False,
+                 min_agreement=MIN_INT8_AGREEMENT):
     """Export a `.keras` model for deployment.
 
     Args:
@@ -61,6 +66,10 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
             int8 weights, activations, inputs and outputs, calibrated on
             samples of `data`).
         data: the `Dataset` whose training samples calibrate `int8`.
+        unsafe: allow models that hold code (`Lambda` layers).
+        min_agreement: `int8` only: the share of the calibration samples on
+            which the export must give the model's class, else nothing is
+            written (`KdcliError`); the share is recorded as `agreement`.
 
     Returns:
         The path written.
@@ -109,6 +118,9 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
             # the quantizer has crashed on recurrent graphs: there, a child process (a few seconds more)
             guarded = recurrent and quantize != "none"
             flatbuffer = (_convert_in_child if guarded else _convert)(saved, quantize, samples, what)
+            if quantize == "int8":
+                record["agreement"] = _agreement(model, flatbuffer, samples, Path(tmp) / "check.tflite")
+                _check_agreement(record["agreement"], samples, min_agreement, what, Path(model_path).name)
     except OSError as e:
         raise KdcliError(f"{out}: cannot write ({e.strerror or first_line(e)})") from e
     with atomic_path(out) as tmp_model:
@@ -400,6 +412,33 @@ def _calibration_samples(data, tokens=False):
     idx = np.sort(np.random.default_rng(0).permutation(n)[:REPRESENTATIVE_SAMPLES])
     x = data.train.read(idx)
     return np.rint(x).astype(np.int32) if tokens else x.astype(np.float32)
+
+
+def _agreement(model, flatbuffer, samples, path):
+    """The share of `samples` on which the TFLite `flatbuffer` gives `model`'s class."""
+    from kdcli.tflite import TFLiteRunner
+
+    path.write_bytes(flatbuffer)
+    exported = TFLiteRunner(path).call(samples)  # two columns for a sigmoid head
+    expected = np.asarray(model.predict(samples, batch_size=64, verbose=0))
+    expected = (expected[:, 0] > 0.5).astype(int) if expected.shape[-1] == 1 else np.argmax(expected, axis=-1)
+    return float(np.mean(np.argmax(exported, axis=-1) == expected))
+
+
+def _check_agreement(agreement, samples, minimum, what, name):
+    """Refuse an int8 export that agrees with its model on fewer than `minimum` of the calibration samples."""
+    if agreement >= minimum:
+        return
+    why, advice = "full-integer quantization loses too much of this model", ""
+    if samples.dtype.kind == "f":
+        spread = np.ptp(samples.reshape(-1, samples.shape[-1]), axis=0)  # per feature (per channel of images)
+        spread = spread[spread > 0]
+        if spread.size > 1 and spread.max() > 100 * spread.min():
+            why = (f"its input features span from {spread.min():.3g} to {spread.max():.3g}, too wide apart for "
+                   "the input's one int8 scale")
+            advice = "scale the features in the data, or "
+    raise KdcliError(f"{what}: the int8 model gives {name}'s class on only {agreement:.0%} of {len(samples)} "
+                     f"training samples ({minimum:.0%} needed): {why}; {advice}try --quantize dynamic or float16")
 
 
 def _replace_folder(new, out):

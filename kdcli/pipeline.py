@@ -767,5 +767,7 @@ def export(model, out=None, *, format="tflite", quantize="none", data=None, data
     out = check_export_output(out or default_export_path(model, format, quantize), format)
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
     export_model(model, out, format, quantize, dataset, unsafe)
-    reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(artifact_size(out))})")
+    agreement = (read_provenance(out) or {}).get("agreement")
+    checked = f", gives {Path(model).name}'s class on {agreement:.1%} of its calibration samples" if agreement else ""
+    reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(artifact_size(out))}{checked})")
     return out

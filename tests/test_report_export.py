@@ -143,6 +143,58 @@ def test_each_tflite_quantization(pipeline, exports, quantize):
     tflite_logits = runner.predict(data.test, 64)
     agreement = np.mean(np.argmax(keras_logits, -1) == np.argmax(tflite_logits, -1))
     assert agreement >= (0.99 if quantize in ("none", "float16") else 0.9)
+    if quantize == "int8":  # checked on the calibration samples before the file was written
+        assert 0.9 <= record["agreement"] <= 1
+    else:
+        assert "agreement" not in record
+
+
+def test_int8_export_says_how_well_it_agrees(pipeline, tmp_path):
+    r = run_cli("export", pipeline["student"], "--quantize", "int8", "--out", tmp_path / "s.tflite")
+    assert r.exit_code == 0, r.stderr
+    agreement = kdcli.read_provenance(tmp_path / "s.tflite")["agreement"]
+    assert f"gives {pipeline['student'].name}'s class on {agreement:.1%} of its calibration samples" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def wide_features(tmp_path_factory):
+    """A classifier of features on very different scales (a count in the tens of thousands beside
+    fractions): the class hangs on the small ones, which one int8 input scale rounds away."""
+    d = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(0)
+    n = 600
+    x = np.stack([rng.normal(50_000, 15_000, n), rng.random(n), rng.random(n)], axis=1).astype(np.float32)
+    np.savez(d / "wide.npz", x=x, y=(x[:, 1] > x[:, 2]).astype(np.int64))
+    r = run_cli("train-teacher", "--data", d / "wide.npz", "--arch", "mlp", "--epochs", "10", "--out", d / "m.keras")
+    assert r.exit_code == 0, r.stderr
+    return d
+
+
+def test_an_int8_export_that_loses_its_inputs_is_refused(wide_features, tmp_path):
+    d = wide_features
+    before = sorted(d.iterdir())
+    r = run_cli("export", d / "m.keras", "--quantize", "int8", "--data", d / "wide.npz")
+    assert_one_line_error(r, 4, "m.keras's class on only")
+    assert "of 300 training samples (90% needed)" in r.stderr
+    assert "input features span from" in r.stderr and "scale the features in the data" in r.stderr
+    assert "--quantize dynamic" in r.stderr
+    assert sorted(d.iterdir()) == before  # no file, no sidecar, nothing half-written
+    # dynamic quantization keeps float activations, and the inputs with them
+    r = run_cli("export", d / "m.keras", "--quantize", "dynamic", "--out", tmp_path / "m.tflite")
+    assert r.exit_code == 0, r.stderr
+    report = evaluate_json(d / "m.keras", tmp_path / "m.tflite", "--data", d / "wide.npz")
+    assert report["models"][1]["agreement"] >= 0.97
+
+
+def test_the_python_api_can_keep_an_int8_export_whatever_it_agrees(wide_features, tmp_path):
+    from kdcli.export import export_model
+
+    out = export_model(wide_features / "m.keras", tmp_path / "m.tflite", quantize="int8",
+                       data=kdcli.load_data(str(wide_features / "wide.npz")), min_agreement=0)
+    record = kdcli.read_provenance(out)
+    assert record["agreement"] < 0.9  # kept, and recorded as measured
+    report = evaluate_json(wide_features / "m.keras", out, "--data", wide_features / "wide.npz")
+    assert report["models"][1]["agreement"] < 0.9
 
 
 def test_float16_is_smaller_than_float32(exports):
