@@ -950,7 +950,8 @@ def export(
     format: Annotated[ExportFormat, typer.Option(
         metavar="FORMAT", help="tflite (phones, edge) or saved_model (TF Serving).", rich_help_panel=OUTPUT)] = ExportFormat.tflite,
     quantize: Annotated[Quantization, typer.Option(
-        metavar="MODE", help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data).",
+        metavar="MODE", help="TFLite: none, float16, dynamic (int8 weights) or int8 (full integer, calibrated on --data; "
+        "refused if it disagrees with the model).",
         rich_help_panel=OUTPUT)] = Quantization.none,
     out: Annotated[Optional[Path], typer.Option(
         help="Where to write (default: beside the model, e.g. student-int8.tflite).", metavar="PATH",
