@@ -36,6 +36,7 @@ from kdcli.specs import (
     FORMATS,
     LOGIT_DTYPES,
     LR_SCHEDULES,
+    MIN_INT8_AGREEMENT,
     PRECISIONS,
     QUANTIZATIONS,
     STRATEGIES,
@@ -956,6 +957,10 @@ def export(
     out: Annotated[Optional[Path], typer.Option(
         help="Where to write (default: beside the model, e.g. student-int8.tflite).", metavar="PATH",
         rich_help_panel=OUTPUT)] = None,
+    min_agreement: Annotated[float, typer.Option(
+        min=0.0, max=1.0, metavar="FRACTION", rich_help_panel=OUTPUT,
+        help="int8: the share of its calibration samples on which the file must give the model's class, "
+        "else nothing is written (0: keep it whatever).")] = MIN_INT8_AGREEMENT,
     data: Data = None,
     val_split: ValSplit = None,
     image_size: ImageSize = None,
@@ -975,7 +980,8 @@ def export(
 
     _result(pipeline.export(
         model, out, format=format.value, quantize=quantize.value, data=data,
-        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe, reporter=_loading(quiet),
+        data_options=_data_options(val_split, image_size, color_mode, num_classes), unsafe=unsafe,
+        min_agreement=min_agreement, reporter=_loading(quiet),
     ))
 
 

@@ -28,15 +28,11 @@ import numpy as np
 from kdcli.data import rebase_data_record
 from kdcli.errors import KdcliError, UsageError, first_line
 from kdcli.export_records import sidecar
-from kdcli.files import atomic_path, check_output, provenance, relative_to_artifact, sha256_file
+from kdcli.files import atomic_path, check_output, nearest_folder, provenance, relative_to_artifact, sha256_file
 from kdcli.model_files import load_model, read_model_provenance
-from kdcli.specs import FORMATS, QUANTIZATIONS
+from kdcli.specs import FORMATS, MIN_INT8_AGREEMENT, QUANTIZATIONS
 
 REPRESENTATIVE_SAMPLES = 300
-# An int8 export must give its model's class on at least this share of the calibration samples: one
-# int8 scale per tensor can lose what a model reads (inputs on very different scales) and leave a
-# file that answers at chance. Legitimate int8 exports agree on 97% or more (the export tests).
-MIN_INT8_AGREEMENT = 0.9
 # Layers that are identities at inference but draw random numbers in a traced graph (ops that
 # TFLite lacks): the export replaces them by `Identity`. Besides these, every `Random*` layer of
 # keras.layers.preprocessing but RandomCrop, which crops and resizes at inference too.
@@ -94,7 +90,11 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         raise KdcliError(f"{Path(model_path).name}: takes strings (a TextVectorization layer or a tokenizer), which TFLite's "
                          "built-in operations cannot; export it with --format saved_model")
     params, trainable = count_params(model)
-    twin, tokens, recurrent = export_twin(model, Path(model_path).name, unroll=format == "tflite")
+    samples = expected = None
+    if quantize == "int8":  # the model's own outputs, before export_twin sets its recurrent layers to unroll
+        samples = _calibration_samples(data, _takes_token_ids(model))
+        expected = _outputs(model.predict(samples, batch_size=64, verbose=0))
+    twin, _, recurrent = export_twin(model, Path(model_path).name, unroll=format == "tflite")
     source_record = read_model_provenance(model_path) or {}
     record = provenance(
         "export", source=relative_to_artifact(model_path, out), source_sha256=sha256_file(model_path), format=format,
@@ -103,8 +103,8 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
         method=(source_record.get("hyperparameters") or {}).get("method"),
         calibration=data.describe(out) if quantize == "int8" else None,
     )
-    try:
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+    try:  # in the nearest folder that exists: a refused export leaves no new folder behind
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=nearest_folder(out)) as tmp:
             saved = Path(tmp) / "saved_model"
             signature = _signature(twin, format, recurrent)
             _write_saved_model(twin, saved, signature)
@@ -113,14 +113,13 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
                 (saved / "assets.extra" / "kdcli.json").write_text(json.dumps(record, indent=2))
                 _replace_folder(saved, out)
                 return out
-            samples = _calibration_samples(data, tokens) if quantize == "int8" else None
             what = f"{Path(model_path).name} at --quantize {quantize}"
             # the quantizer has crashed on recurrent graphs: there, a child process (a few seconds more)
             guarded = recurrent and quantize != "none"
             flatbuffer = (_convert_in_child if guarded else _convert)(saved, quantize, samples, what)
             if quantize == "int8":
-                record["agreement"] = _agreement(model, flatbuffer, samples, Path(tmp) / "check.tflite")
-                _check_agreement(record["agreement"], samples, min_agreement, what, Path(model_path).name)
+                record["agreement"] = _check_int8(flatbuffer, Path(tmp) / "check.tflite", samples, expected,
+                                                  min_agreement, what, Path(model_path).name)
     except OSError as e:
         raise KdcliError(f"{out}: cannot write ({e.strerror or first_line(e)})") from e
     with atomic_path(out) as tmp_model:
@@ -141,10 +140,8 @@ def check_export_output(out, format):
         raise KdcliError(f"{out}: exists and is not a folder; a SavedModel is a folder")
     elif out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
         raise KdcliError(f"{out}: a folder that is not a SavedModel is there; give another --out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise KdcliError(f"{out}: cannot write here ({e.strerror or e})") from e
+    elif not os.access(nearest_folder(out), os.W_OK):
+        raise KdcliError(f"{out}: cannot write in {nearest_folder(out)} (permission denied)")
     return out
 
 
@@ -188,7 +185,7 @@ def export_twin(model, name, unroll=False):
 
     if not _is_graph_model(model):
         return model, False, False
-    tokens = _reads_token_ids(model)
+    tokens = _takes_token_ids(model)
     like = model.inputs[0]
     inputs = keras.Input(batch_shape=like.shape, dtype="int32" if tokens else like.dtype, name=like.name)
     rebuilder = _TwinBuilder(name, unroll)
@@ -243,6 +240,11 @@ def _first_layers(model):
     x = model.inputs[0]
     return [op for op in model.operations
             if any(t is x for node in op._inbound_nodes for t in keras.tree.flatten(node.input_tensors))]
+
+
+def _takes_token_ids(model):
+    """Whether the export of `model` takes int32 token ids (see `export_twin`)."""
+    return _is_graph_model(model) and _reads_token_ids(model)
 
 
 def _reads_token_ids(model):
@@ -414,40 +416,54 @@ def _calibration_samples(data, tokens=False):
     return np.rint(x).astype(np.int32) if tokens else x.astype(np.float32)
 
 
-def _agreement(model, flatbuffer, samples, path):
-    """The share of `samples` on which the TFLite `flatbuffer` gives `model`'s class.
+def _outputs(y):
+    """A model's outputs, one column per class: `[1 - p, p]` for a sigmoid head, as `TFLiteRunner` gives them."""
+    y = np.asarray(y, np.float32)
+    return np.concatenate([1 - y, y], axis=-1) if y.shape[-1] == 1 else y
 
-    A tie for the top of the int8 output that includes the model's class counts as agreeing: the
-    model's margin there is below the output's resolution (1/256 of a probability), as with a
-    barely trained model, whose classes are near ties.
+
+def _check_int8(flatbuffer, path, samples, expected, minimum, what, name):
+    """The share of the calibration `samples` on which the int8 `flatbuffer` gives the model's class
+    (`expected`: the model's outputs); an export under `minimum` is refused with its likely cause.
+
+    A tie at the top of the int8 output that includes the model's class counts as agreeing where the
+    model's own margin is within one step of that output (as in a barely trained model): the file
+    cannot tell those classes apart, and does not contradict the model.
     """
     from kdcli.tflite import TFLiteRunner
 
     path.write_bytes(flatbuffer)
-    exported = TFLiteRunner(path).call(samples)  # two columns for a sigmoid head
-    expected = np.asarray(model.predict(samples, batch_size=64, verbose=0))
-    expected = (expected[:, 0] > 0.5).astype(int) if expected.shape[-1] == 1 else np.argmax(expected, axis=-1)
-    return float(np.mean(exported[np.arange(len(exported)), expected] == exported.max(axis=-1)))
-
-
-def _check_agreement(agreement, samples, minimum, what, name):
-    """Refuse an int8 export that agrees with its model on fewer than `minimum` of the calibration samples."""
+    try:
+        runner = TFLiteRunner(path)
+        exported = runner.call(samples)
+    except (KdcliError, ValueError, RuntimeError) as e:
+        raise KdcliError(f"{what}: the converted model cannot run ({first_line(e)}); {_instead('int8')}") from e
+    classes = np.argmax(expected, axis=-1)
+    top_two = np.sort(expected, axis=-1)[:, -2:]
+    tied = exported[np.arange(len(exported)), classes] == exported.max(axis=-1)
+    within_a_step = top_two[:, 1] - top_two[:, 0] <= runner.output_quantization[0]
+    agree = (np.argmax(exported, axis=-1) == classes) | (tied & within_a_step)
+    agreement = float(np.mean(agree))
     if agreement >= minimum:
-        return
+        return agreement
     why, advice = "full-integer quantization loses too much of this model", ""
-    if samples.dtype.kind == "f":
-        spread = np.ptp(samples.reshape(-1, samples.shape[-1]), axis=0)  # per feature (per channel of images)
-        spread = spread[spread > 0]
-        if spread.size > 1 and spread.max() > 100 * spread.min():
-            why = (f"its input features span from {spread.min():.3g} to {spread.max():.3g}, too wide apart for "
-                   "the input's one int8 scale")
-            advice = "scale the features in the data, or "
-    raise KdcliError(f"{what}: the int8 model gives {name}'s class on only {agreement:.0%} of {len(samples)} "
-                     f"training samples ({minimum:.0%} needed): {why}; {advice}try --quantize dynamic or float16")
+    step = runner.input_quantization[0]
+    if samples.dtype.kind == "f" and step:
+        widths = np.ptp(samples.reshape(-1, samples.shape[-1]), axis=0)  # per feature (per channel of images)
+        coarse = int(np.sum((widths > 0) & (widths < 10 * step)))
+        if coarse:
+            why = (f"its input has one int8 scale, in steps of {step:.3g}, which leaves {coarse} of its "
+                   f"{len(widths)} input features fewer than 10 steps")
+            advice = "scale the features in the data and train again, or "
+    needed = int(np.ceil(minimum * len(samples)))
+    raise KdcliError(f"{what}: the int8 model gives {name}'s class on {int(np.sum(agree))} of its {len(samples)} "
+                     f"calibration samples ({agreement:.0%}; {needed} needed): {why}; {advice}"
+                     "try --quantize dynamic or float16")
 
 
 def _replace_folder(new, out):
     """Move a finished folder to `out`, replacing what was there only once the new one is in place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     staged = out.with_name(f".{out.name}.new")
     shutil.rmtree(staged, ignore_errors=True)
     shutil.move(str(new), staged)

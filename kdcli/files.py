@@ -170,6 +170,14 @@ def rebase_recorded(path, source, artifact):
     return relative_to_artifact(found, artifact)
 
 
+def nearest_folder(path):
+    """The nearest folder above `path` that exists: where writing `path` would create folders from."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def check_output(path, suffix=None, option="--out"):
     """Refuse an output path before any work is done: a wrong suffix, a directory,
     or a folder that cannot be written.
@@ -184,9 +192,7 @@ def check_output(path, suffix=None, option="--out"):
         raise KdcliError(f"{path}: is a directory; give a file path for {option}")
     if suffix and path.suffix != suffix:
         raise KdcliError(f"{path}: give a path ending in {suffix} for {option}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_folder(path)
     if not os.access(folder, os.W_OK):
         raise KdcliError(f"{path}: cannot write in {folder} (permission denied)")
     return path

@@ -58,7 +58,7 @@ from kdcli.plan import (  # noqa: F401 - default_student_path: still importable 
     teachers_record,
 )
 from kdcli.report import format_size, gain_phrase, loss_advice
-from kdcli.specs import parse_spec, resolve_spec
+from kdcli.specs import MIN_INT8_AGREEMENT, parse_spec, resolve_spec
 
 
 def resolve_data(data, options=None, *recorded_in):
@@ -752,7 +752,7 @@ def evaluate(models, data=None, *, batch_size=256, latency_runs=200, data_option
 
 
 def export(model, out=None, *, format="tflite", quantize="none", data=None, data_options=None, unsafe=False,
-           reporter=None):
+           min_agreement=MIN_INT8_AGREEMENT, reporter=None):
     """Export a `.keras` model (see `kdcli.export.export_model`); int8 calibrates on `data`.
 
     The data defaults to the one recorded in the model's provenance; `out`
@@ -766,8 +766,8 @@ def export(model, out=None, *, format="tflite", quantize="none", data=None, data
 
     out = check_export_output(out or default_export_path(model, format, quantize), format)
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
-    export_model(model, out, format, quantize, dataset, unsafe)
+    export_model(model, out, format, quantize, dataset, unsafe, min_agreement)
     agreement = (read_provenance(out) or {}).get("agreement")
-    checked = f", gives {Path(model).name}'s class on {agreement:.1%} of its calibration samples" if agreement else ""
+    checked = "" if agreement is None else f", gives {Path(model).name}'s class on {agreement:.1%} of its calibration samples"
     reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(artifact_size(out))}{checked})")
     return out

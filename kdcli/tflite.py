@@ -35,6 +35,9 @@ class TFLiteRunner:
         self._binary = int(details["shape"][-1]) == 1
         self.num_outputs = 2 if self._binary else int(details["shape"][-1])
         self.input_shape = tuple(int(d) for d in self._single.get_input_details()[0]["shape"][1:])
+        # (scale, zero point) of a quantized input and output; a scale of 0 where one is not quantized
+        self.input_quantization = tuple(self._single.get_input_details()[0]["quantization"])
+        self.output_quantization = tuple(details["quantization"])
         # A model exported for one sample per call (kdcli's recurrent exports) cannot be resized:
         # its batches go a sample at a time.
         self._one_per_call = int(self._single.get_input_details()[0]["shape_signature"][0]) == 1

@@ -228,7 +228,7 @@ def test_an_int8_graph_xnnpack_cannot_prepare_runs_on_the_built_in_kernels():
     # XNNPACK delegate fails to prepare it, the interpreter's built-in kernels run it.
     from pathlib import Path
 
-    from kdcli.evaluation import TFLiteRunner
+    from kdcli.tflite import TFLiteRunner
 
     path = Path(__file__).parent / "data" / "xnnpack-unprepared-int8.tflite"
     try:

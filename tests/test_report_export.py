@@ -1,6 +1,7 @@
 """evaluate's outputs and gates, and export to TFLite and SavedModel."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_each_tflite_quantization(pipeline, exports, quantize):
     from kdcli.files import sha256_file
 
     assert record["source_sha256"] == sha256_file(pipeline["student"])
-    from kdcli.evaluation import TFLiteRunner
+    from kdcli.tflite import TFLiteRunner
 
     runner = TFLiteRunner(path)
     data = kdcli.load_data("digits")
@@ -156,16 +157,20 @@ def test_int8_export_says_how_well_it_agrees(pipeline, tmp_path):
     assert f"gives {pipeline['student'].name}'s class on {agreement:.1%} of its calibration samples" in r.stderr
 
 
+def _features(folder, x, y):
+    np.savez(folder / "features.npz", x=x.astype(np.float32), y=y)
+    return folder / "features.npz"
+
+
 @pytest.fixture(scope="module")
 def wide_features(tmp_path_factory):
     """A classifier of features on very different scales (a count in the tens of thousands beside
     fractions): the class hangs on the small ones, which one int8 input scale rounds away."""
     d = tmp_path_factory.mktemp("wide")
     rng = np.random.default_rng(0)
-    n = 600
-    x = np.stack([rng.normal(50_000, 15_000, n), rng.random(n), rng.random(n)], axis=1).astype(np.float32)
-    np.savez(d / "wide.npz", x=x, y=(x[:, 1] > x[:, 2]).astype(np.int64))
-    r = run_cli("train-teacher", "--data", d / "wide.npz", "--arch", "mlp", "--epochs", "10", "--out", d / "m.keras")
+    x = np.stack([rng.normal(50_000, 15_000, 600), rng.random(600), rng.random(600)], axis=1)
+    data = _features(d, x, (x[:, 1] > x[:, 2]).astype(np.int64))
+    r = run_cli("train-teacher", "--data", data, "--arch", "mlp", "--epochs", "10", "--out", d / "m.keras")
     assert r.exit_code == 0, r.stderr
     return d
 
@@ -173,28 +178,64 @@ def wide_features(tmp_path_factory):
 def test_an_int8_export_that_loses_its_inputs_is_refused(wide_features, tmp_path):
     d = wide_features
     before = sorted(d.iterdir())
-    r = run_cli("export", d / "m.keras", "--quantize", "int8", "--data", d / "wide.npz")
-    assert_one_line_error(r, 4, "m.keras's class on only")
-    assert "of 300 training samples (90% needed)" in r.stderr
-    assert "input features span from" in r.stderr and "scale the features in the data" in r.stderr
-    assert "--quantize dynamic" in r.stderr
-    assert sorted(d.iterdir()) == before  # no file, no sidecar, nothing half-written
+    out = tmp_path / "new" / "folder" / "m.tflite"
+    r = run_cli("export", d / "m.keras", "--quantize", "int8", "--data", d / "features.npz", "--out", out)
+    assert_one_line_error(r, 4, "the int8 model gives m.keras's class on ")
+    assert re.search(r"of its 300 calibration samples \(\d+%; 270 needed\)", r.stderr), r.stderr
+    assert "which leaves 2 of its 3 input features fewer than 10 steps" in r.stderr
+    assert "scale the features in the data and train again" in r.stderr and "--quantize dynamic" in r.stderr
+    assert sorted(d.iterdir()) == before and list(tmp_path.iterdir()) == []  # no file, no new folder
     # dynamic quantization keeps float activations, and the inputs with them
     r = run_cli("export", d / "m.keras", "--quantize", "dynamic", "--out", tmp_path / "m.tflite")
     assert r.exit_code == 0, r.stderr
-    report = evaluate_json(d / "m.keras", tmp_path / "m.tflite", "--data", d / "wide.npz")
+    report = evaluate_json(d / "m.keras", tmp_path / "m.tflite", "--data", d / "features.npz")
     assert report["models"][1]["agreement"] >= 0.97
 
 
-def test_the_python_api_can_keep_an_int8_export_whatever_it_agrees(wide_features, tmp_path):
+def test_min_agreement_0_keeps_an_int8_export_whatever_it_agrees(wide_features, tmp_path):
+    r = run_cli("export", wide_features / "m.keras", "--quantize", "int8", "--data", wide_features / "features.npz",
+                "--out", tmp_path / "m.tflite", "--min-agreement", "0")
+    assert r.exit_code == 0, r.stderr
+    agreement = kdcli.read_provenance(tmp_path / "m.tflite")["agreement"]
+    assert agreement < 0.9 and f"class on {agreement:.1%} of its calibration samples" in r.stderr
+    report = evaluate_json(wide_features / "m.keras", tmp_path / "m.tflite", "--data", wide_features / "features.npz")
+    assert report["models"][1]["agreement"] < 0.9  # what the check measured, the file does
+
+
+def _hand_made(folder, kernel, x, y):
+    """A `Dense` softmax classifier with the given weights (no bias), saved beside its data."""
+    from kdcli._tf import keras
+
+    model = keras.Sequential([keras.Input((kernel.shape[0],)), keras.layers.Dense(kernel.shape[1], "softmax")])
+    model.layers[0].set_weights([kernel.astype(np.float32), np.zeros(kernel.shape[1], np.float32)])
+    model.save(folder / "m.keras")
+    return folder / "m.keras", kdcli.load_data(str(_features(folder, x, y)))
+
+
+def test_an_int8_output_tied_where_the_model_is_sure_disagrees(tmp_path):
+    from kdcli.errors import KdcliError
     from kdcli.export import export_model
 
-    out = export_model(wide_features / "m.keras", tmp_path / "m.tflite", quantize="int8",
-                       data=kdcli.load_data(str(wide_features / "wide.npz")), min_agreement=0)
-    record = kdcli.read_provenance(out)
-    assert record["agreement"] < 0.9  # kept, and recorded as measured
-    report = evaluate_json(wide_features / "m.keras", out, "--data", wide_features / "wide.npz")
-    assert report["models"][1]["agreement"] < 0.9
+    # sure of x1 > x2, but the int8 input, in steps of a few hundred, keeps neither: a flat [0.5, 0.5]
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(50_000, 15_000, 400), rng.random(400), rng.random(400)], axis=1)
+    model, data = _hand_made(tmp_path, np.array([[0, 0], [50, -50], [-50, 50]]), x, (x[:, 2] > x[:, 1]).astype(int))
+    with pytest.raises(KdcliError, match="m.keras's class on"):
+        export_model(model, tmp_path / "m.tflite", quantize="int8", data=data)
+    kept = export_model(model, tmp_path / "m.tflite", quantize="int8", data=data, min_agreement=0)
+    # the first of the tied classes, right for half the samples; counting the ties would make it 100%
+    assert 0.4 < kdcli.read_provenance(kept)["agreement"] < 0.6
+
+
+def test_an_int8_output_tied_where_the_model_is_unsure_agrees(tmp_path):
+    from kdcli.export import export_model
+
+    # barely trained: every class within a step of the output (1/256) of the others
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 8))
+    model, data = _hand_made(tmp_path, rng.normal(0, 1e-4, (8, 3)), x, np.arange(400) % 3)
+    out = export_model(model, tmp_path / "m.tflite", quantize="int8", data=data)
+    assert kdcli.read_provenance(out)["agreement"] == 1.0
 
 
 def test_float16_is_smaller_than_float32(exports):

@@ -309,7 +309,7 @@ def test_student_output_logits_keeps_raw_logits_and_exports_keep_the_head(textbo
     r = run_cli("distill", "--teacher", textbook_teacher, *data, "--out", tmp_path / "probs.keras")
     assert r.exit_code == 0, r.stderr
     assert run_cli("export", tmp_path / "probs.keras", "--out", tmp_path / "probs.tflite").exit_code == 0
-    from kdcli.evaluation import TFLiteRunner
+    from kdcli.tflite import TFLiteRunner
 
     rows = TFLiteRunner(tmp_path / "probs.tflite").call(kdcli.load_data("digits").x_test[:5])
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-5)  # the export outputs probabilities too
