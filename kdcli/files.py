@@ -192,7 +192,14 @@ def check_output(path, suffix=None, option="--out"):
         raise KdcliError(f"{path}: is a directory; give a file path for {option}")
     if suffix and path.suffix != suffix:
         raise KdcliError(f"{path}: give a path ending in {suffix} for {option}")
+    check_folder(path)
+    return path
+
+
+def check_folder(path):
+    """Refuse a path whose folders cannot be made or written: below a file, or in a read-only folder."""
     folder = nearest_folder(path)
+    if not folder.is_dir():
+        raise KdcliError(f"{path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK):
         raise KdcliError(f"{path}: cannot write in {folder} (permission denied)")
-    return path
