@@ -436,7 +436,8 @@ def _check_int8(flatbuffer, path, samples, expected, minimum, what, name):
 
     A tie at the top of the int8 output that includes the model's class counts as agreeing where the
     model's own margin is within one step of that output (as in a barely trained model): the file
-    cannot tell those classes apart, and does not contradict the model.
+    cannot tell those classes apart, and does not contradict the model. Elsewhere a tie is no answer,
+    whichever tied class comes first.
     """
     from kdcli.tflite import TFLiteRunner
 
@@ -450,7 +451,6 @@ def _check_int8(flatbuffer, path, samples, expected, minimum, what, name):
     top_two = np.sort(expected, axis=-1)[:, -2:]
     at_top = exported == exported.max(axis=-1, keepdims=True)
     within_a_step = top_two[:, 1] - top_two[:, 0] <= runner.output_quantization[0]
-    # a tie counts by the rule above, whichever tied class comes first
     agree = at_top[np.arange(len(exported)), classes] & ((at_top.sum(axis=-1) == 1) | within_a_step)
     agreement = float(np.mean(agree))
     if agreement >= minimum:

@@ -756,7 +756,9 @@ def export(model, out=None, *, format="tflite", quantize="none", data=None, data
     """Export a `.keras` model (see `kdcli.export.export_model`); int8 calibrates on `data`.
 
     The data defaults to the one recorded in the model's provenance; `out`
-    defaults to a path beside the model (`student-int8.tflite`...).
+    defaults to a path beside the model (`student-int8.tflite`...). An int8
+    export that gives the model's class on fewer than `min_agreement` of its
+    calibration samples is refused.
     """
     reporter = reporter or Reporter(quiet=True)
     if model_format(model) == "saved_model":
@@ -768,6 +770,7 @@ def export(model, out=None, *, format="tflite", quantize="none", data=None, data
     dataset = resolve_data(data, data_options, model) if quantize == "int8" else None
     export_model(model, out, format, quantize, dataset, unsafe, min_agreement)
     agreement = (read_provenance(out) or {}).get("agreement")
-    checked = "" if agreement is None else f", gives {Path(model).name}'s class on {agreement:.1%} of its calibration samples"
+    checked = "" if agreement is None else \
+        f", gives {Path(model).name}'s class on {agreement:.1%} of its calibration samples"
     reporter.say(f"export: {out} ({format}, quantize {quantize}, {format_size(artifact_size(out))}{checked})")
     return out
