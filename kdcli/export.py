@@ -101,7 +101,9 @@ def export_model(model_path, out, format="tflite", quantize="none", data=None, u
     samples = expected = None
     if quantize == "int8":  # the model's own outputs, before export_twin sets its recurrent layers to unroll
         samples = _calibration_samples(data, _takes_token_ids(model))
-        expected = _outputs(model.predict(samples, batch_size=64, verbose=0))
+        from kdcli.tflite import class_columns
+
+        expected = class_columns(np.asarray(model.predict(samples, batch_size=64, verbose=0), np.float32))
     twin, _, recurrent = export_twin(model, Path(model_path).name, unroll=format == "tflite")
     source_record = read_model_provenance(model_path) or {}
     record = provenance(
@@ -422,12 +424,6 @@ def _calibration_samples(data, tokens=False):
     idx = np.sort(np.random.default_rng(0).permutation(n)[:REPRESENTATIVE_SAMPLES])
     x = data.train.read(idx)
     return np.rint(x).astype(np.int32) if tokens else x.astype(np.float32)
-
-
-def _outputs(y):
-    """A model's outputs, one column per class: `[1 - p, p]` for a sigmoid head, as `TFLiteRunner` gives them."""
-    y = np.asarray(y, np.float32)
-    return np.concatenate([1 - y, y], axis=-1) if y.shape[-1] == 1 else y
 
 
 def _check_int8(flatbuffer, path, samples, expected, minimum, what, name):

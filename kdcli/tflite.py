@@ -16,6 +16,12 @@ from kdcli.errors import KdcliError
 from kdcli.models import check_shapes
 
 
+def class_columns(y):
+    """A classifier's outputs, one column per class: a sigmoid head's one probability `p` becomes
+    `[1 - p, p]` (see `kdcli.models.head_kind`)."""
+    return np.concatenate([1 - y, y], axis=-1) if y.shape[-1] == 1 else y
+
+
 class TFLiteRunner:
     """A `.tflite` model, run through the LiteRT (or TensorFlow Lite) interpreter.
 
@@ -32,8 +38,8 @@ class TFLiteRunner:
         self._batched, self._batched_size = None, None
         details = self._single.get_output_details()[0]
         # One output column is a binary classifier's sigmoid probability (see `kdcli.models.head_kind`).
-        self._binary = int(details["shape"][-1]) == 1
-        self.num_outputs = 2 if self._binary else int(details["shape"][-1])
+        width = int(details["shape"][-1])
+        self.num_outputs = 2 if width == 1 else width
         self.input_shape = tuple(int(d) for d in self._single.get_input_details()[0]["shape"][1:])
         # (scale, zero point) of a quantized input and output; a scale of 0 where one is not quantized
         self.input_quantization = tuple(self._single.get_input_details()[0]["quantization"])
@@ -90,8 +96,7 @@ class TFLiteRunner:
         if out["dtype"] in (np.int8, np.uint8):
             scale, zero = out["quantization"]
             y = (y.astype(np.float32) - zero) * scale
-        y = y.astype(np.float32)
-        return np.concatenate([1 - y, y], axis=-1) if self._binary else y
+        return class_columns(y.astype(np.float32))
 
     def predict(self, split, batch_size):
         from kdcli.data import iterate
