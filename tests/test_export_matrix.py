@@ -132,7 +132,8 @@ def test_export_agrees_with_keras(name, quantize, data, students, tmp_path):
     agreement = np.mean(np.argmax(keras_logits, -1) == np.argmax(tflite_logits, -1))
     assert agreement >= MIN_AGREEMENT[quantize], (name, quantize, agreement)
     if quantize == "none":  # augmentation, dropout and noise are identities here, as in Keras' inference
-        if tflite._binary:  # the export gives a sigmoid probability p as [1 - p, p]; Keras, logits [0, z]
+        # the export gives a sigmoid probability p as [1 - p, p]; Keras, logits [0, z]
+        if tflite._single.get_output_details()[0]["shape"][-1] == 1:
             keras_logits = np.exp(keras_logits) / np.exp(keras_logits).sum(-1, keepdims=True)
         np.testing.assert_allclose(tflite_logits, keras_logits, atol=1e-4, rtol=1e-4)
     expected = np.int32 if dataset.input_kind == "tokens" else np.int8 if quantize == "int8" else np.float32
